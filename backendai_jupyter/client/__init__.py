@@ -1,0 +1,66 @@
+"""An embedded asyncio client for the Backend.AI manager API (20.09 … 26.x)."""
+
+from ._client import Client
+from ._config import ClientConfig, parse_endpoints
+from ._exceptions import (
+    APIError,
+    AuthError,
+    BackendAIError,
+    BadRequestError,
+    ClientError,
+    ConfigError,
+    ConflictError,
+    ConnectError,
+    NotFoundError,
+    ParseError,
+    ProtocolError,
+    QuotaError,
+    RemoteError,
+    RequestTimeout,
+    ServerError,
+    SessionError,
+)
+from ._models import (
+    ConsoleItem,
+    ExecEvent,
+    Finished,
+    FolderInfo,
+    Output,
+    ServicePort,
+    SessionInfo,
+    StepFinished,
+    WaitingInput,
+)
+from .execution import Execution
+
+__all__ = [
+    "APIError",
+    "AuthError",
+    "BackendAIError",
+    "BadRequestError",
+    "Client",
+    "ClientConfig",
+    "ClientError",
+    "ConfigError",
+    "ConflictError",
+    "ConnectError",
+    "ConsoleItem",
+    "ExecEvent",
+    "Execution",
+    "Finished",
+    "FolderInfo",
+    "NotFoundError",
+    "Output",
+    "ParseError",
+    "ProtocolError",
+    "QuotaError",
+    "RemoteError",
+    "RequestTimeout",
+    "ServerError",
+    "ServicePort",
+    "SessionError",
+    "SessionInfo",
+    "StepFinished",
+    "WaitingInput",
+    "parse_endpoints",
+]

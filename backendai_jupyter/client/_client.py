@@ -1,0 +1,166 @@
+"""The :class:`Client`: one object per manager connection, an async context manager.
+
+::
+
+    async with Client.from_env() as client:
+        sess = await client.sessions.create("python:3.13", resources={"cpu": "1"})
+        async for event in client.sessions.execute(sess.id, "print(42)"):
+            ...
+
+Resources hang off the client (``client.sessions``, ``client.folders``, ``client.events``, ...) and
+share the one :class:`~._http.HTTPTransport`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from ._config import ClientConfig
+from ._exceptions import APIError, BadRequestError, ConfigError, ProtocolError
+from ._http import HTTPTransport
+from ._versioning import (
+    API_VERSION,
+    MIN_API_VERSION,
+    Features,
+    format_api_version,
+    negotiate,
+    parse_api_version,
+)
+from .events import Events
+from .folders import Folders
+from .misc import Dotfiles, Resources, Templates
+from .sessions import Sessions
+
+__all__ = ["Client"]
+
+
+class Client:
+    """An asyncio client for the Backend.AI manager API (20.09 … 26.x).
+
+    Pass a :class:`ClientConfig` (or build one with :meth:`from_env`). An existing
+    ``aiohttp.ClientSession`` may be injected; it is then not closed by :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.config = config
+        self.http = HTTPTransport(config, session=session, clock=clock)
+        self.server_info: dict[str, Any] = {}
+        self.features = Features(API_VERSION)
+        self._negotiated = False
+        self.sessions = Sessions(self)
+        self.folders = Folders(self)
+        self.events = Events(self)
+        self.resources = Resources(self)
+        self.templates = Templates(self)
+        self.dotfiles = Dotfiles(self)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Client:
+        return cls(ClientConfig.from_env(**overrides))
+
+    def __repr__(self) -> str:
+        return (
+            f"<Client endpoint={self.http.endpoint} type={self.config.endpoint_type} "
+            f"access_key={self.config.access_key or '-'} api={self.http.api_version}>"
+        )
+
+    async def __aenter__(self) -> Client:
+        try:
+            await self.connect()
+        except BaseException:
+            # __aexit__ does not run when __aenter__ fails: close the HTTP session here.
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> Client:
+        """Negotiate the API version (the official clients' unsigned ``GET /``)."""
+        if self._negotiated:
+            return self
+        if self.config.api_version:
+            version = parse_api_version(self.config.api_version)
+        else:
+            info = await self.http.probe_version()
+            if not isinstance(info, dict) or "version" not in info:
+                raise ProtocolError(
+                    f"{self.http.endpoint} does not look like a Backend.AI manager "
+                    f"(GET / answered {str(info)[:80]!r})"
+                )
+            self.server_info = info
+            version = negotiate(parse_api_version(str(info["version"])))
+            if version < MIN_API_VERSION:
+                raise ConfigError(
+                    f"server API {info['version']} is older than the oldest supported "
+                    f"({format_api_version(MIN_API_VERSION)}, Backend.AI 20.03)"
+                )
+        self.features = Features(version)
+        self.http.api_version = format_api_version(version)
+        self._negotiated = True
+        return self
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    @property
+    def server_version(self) -> str | None:
+        """The manager's release (e.g. ``"26.9.6"``), when it said."""
+        value = self.server_info.get("manager")
+        return str(value) if value else None
+
+    # -- shared helpers -------------------------------------------------------------------------
+
+    async def gql(self, query: str, variables: dict[str, Any] | None = None) -> Any:
+        """Run a GraphQL query; return the ``data`` object, raise on ``errors``."""
+        await self.connect()
+        body = {"query": query, "variables": variables or {}}
+        result = await self.http.json("POST", self.features.gql_path, json=body)
+        if not self.features.gql_standard:
+            return result  # /admin/graphql answers the bare data object
+        if not isinstance(result, dict):
+            raise ProtocolError(f"GraphQL: unexpected answer {str(result)[:80]!r}")
+        errors = result.get("errors")
+        if errors:
+            first = errors[0] if isinstance(errors, list) and errors else errors
+            message = first.get("message", str(first)) if isinstance(first, dict) else str(first)
+            raise BadRequestError(
+                400,
+                type="https://api.backend.ai/probs/graphql-error",
+                title="GraphQL error",
+                msg=str(message),
+                data=errors,
+                method="POST",
+                url=self.features.gql_path,
+            )
+        return result.get("data")
+
+    async def check_auth(self) -> None:
+        """Make one signed request; raises :class:`AuthError` for bad credentials."""
+        await self.connect()
+        await self.http.request("GET", "/auth", params={"echo": "ping"})
+
+    async def whoami(self) -> dict[str, Any]:
+        await self.connect()
+        data = await self.gql("query { user { email username role domain_name } }")
+        user = data.get("user") if isinstance(data, dict) else None
+        if not isinstance(user, dict):
+            raise APIError(500, title="cannot read the current user")
+        return user

@@ -1,0 +1,158 @@
+"""Typed, frozen views of what the server returns. Raw dicts are parsed here, once.
+
+Each model keeps the raw JSON in ``raw`` so that callers can reach fields a newer server added.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "ConsoleItem",
+    "ExecEvent",
+    "Finished",
+    "FolderInfo",
+    "Output",
+    "ServicePort",
+    "SessionInfo",
+    "StepFinished",
+    "WaitingInput",
+]
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    name: str
+    protocol: str
+    ports: tuple[int, ...]
+    url_template: str | None = None
+    allowed_arguments: Any = None
+    allowed_envs: Any = None
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ServicePort:
+        ports = d.get("ports") or d.get("container_ports") or ()
+        return cls(
+            name=str(d.get("name", "")),
+            protocol=str(d.get("protocol", "tcp")),
+            ports=tuple(int(p) for p in ports),
+            url_template=d.get("url_template"),
+            allowed_arguments=d.get("allowed_arguments"),
+            allowed_envs=d.get("allowed_envs"),
+        )
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """The answer to a create (get-or-create) request."""
+
+    id: str
+    name: str
+    status: str
+    created: bool
+    service_ports: tuple[ServicePort, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_create(cls, d: dict[str, Any], fallback_name: str) -> SessionInfo:
+        ports = d.get("servicePorts", d.get("service_ports")) or []
+        return cls(
+            id=str(d.get("sessionId", "")),
+            name=str(d.get("sessionName") or fallback_name),
+            status=str(d.get("status", "")),
+            created=bool(d.get("created", True)),
+            service_ports=tuple(ServicePort.from_json(p) for p in ports if isinstance(p, dict)),
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class FolderInfo:
+    name: str
+    id: str
+    host: str
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> FolderInfo:
+        return cls(
+            name=str(d.get("name", "")), id=str(d.get("id", "")), host=str(d.get("host", "")), raw=d
+        )
+
+
+# -- execution events -------------------------------------------------------------------------
+
+ConsoleKind = Literal["stdout", "stderr", "media", "html", "log", "completion", "display"]
+
+
+@dataclass(frozen=True)
+class ConsoleItem:
+    """One console record: ``["stdout", "text"]``, ``["media", [mime, data]]``, ``["html", ...]``.
+
+    ``media`` data is normalised to ``(mime, data)`` whatever form the server used (a list, or the
+    runner's JSON ``{"type", "data"}`` object).
+    """
+
+    kind: str
+    data: Any
+
+    @classmethod
+    def from_json(cls, item: Any) -> ConsoleItem:
+        if isinstance(item, (list, tuple)) and len(item) == 2:
+            kind, data = str(item[0]), item[1]
+        else:
+            return cls("stdout", str(item))
+        if kind == "media":
+            data = _normalise_media(data)
+        return cls(kind, data)
+
+
+def _normalise_media(data: Any) -> tuple[str, Any]:
+    if isinstance(data, (list, tuple)) and len(data) == 2:
+        return str(data[0]), data[1]
+    if isinstance(data, dict):
+        return str(data.get("type", "application/octet-stream")), data.get("data")
+    if isinstance(data, str):
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            # The stock runner sends raw HTML as a media record (protocol.md §4.3).
+            return "text/html", data
+        return _normalise_media(parsed)
+    return "text/plain", str(data)
+
+
+@dataclass(frozen=True)
+class Output:
+    """Output produced by the running code."""
+
+    item: ConsoleItem
+
+
+@dataclass(frozen=True)
+class WaitingInput:
+    """The code called ``input()``/``getpass()``; answer with ``Execution.send_input``."""
+
+    prompt: str = ""
+    is_password: bool = False
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    """A batch-mode ``clean`` or ``build`` step ended."""
+
+    step: Literal["clean", "build"]
+    exit_code: int | None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The run ended; ``exit_code`` is 0 on success, 1 for an exception (26.x), 130 if killed."""
+
+    exit_code: int | None
+    status: str = "finished"
+
+
+ExecEvent = Output | WaitingInput | StepFinished | Finished

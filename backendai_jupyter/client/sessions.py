@@ -1,0 +1,396 @@
+"""Compute sessions: get-or-create, info, list, destroy, interrupt, logs, files, execute."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import json
+import secrets
+import tarfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Literal
+
+import aiohttp
+
+from ._exceptions import BadRequestError, ConfigError, ProtocolError
+from ._models import SessionInfo
+from .execution import Execution, Mode, Transport
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+__all__ = ["DEAD_STATUSES", "LIVE_STATUSES", "Sessions", "new_session_name"]
+
+LIVE_STATUSES = (
+    "PENDING",
+    "SCHEDULED",
+    "PREPARING",
+    "PREPARED",
+    "CREATING",
+    "PULLING",
+    "RUNNING",
+    "RESTARTING",
+    "RUNNING_DEGRADED",
+    "TERMINATING",
+    "RESIZING",
+    "SUSPENDED",
+    "BUILDING",
+    "ERROR",
+)
+DEAD_STATUSES = ("TERMINATED", "CANCELLED")
+
+DEFAULT_LIST_FIELDS = (
+    "name",
+    "id",
+    "image",
+    "type",
+    "status",
+    "status_info",
+    "status_changed",
+    "result",
+    "created_at",
+    "terminated_at",
+    "occupied_slots",
+)
+
+
+def new_session_name() -> str:
+    return f"bjup-{secrets.token_hex(5)}"
+
+
+class Sessions:
+    """``client.sessions``: everything under ``/session``."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        image: str,
+        *,
+        name: str | None = None,
+        type: Literal["interactive", "batch", "inference"] = "interactive",
+        resources: Mapping[str, str | int | float] | None = None,
+        resource_opts: Mapping[str, str] | None = None,
+        mounts: Sequence[str] = (),
+        mount_map: Mapping[str, str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        scaling_group: str | None = None,
+        cluster_size: int = 1,
+        cluster_mode: Literal["single-node", "multi-node"] = "single-node",
+        enqueue_only: bool = False,
+        max_wait: int = 0,
+        startup_command: str | None = None,
+        bootstrap_script: str | None = None,
+        tag: str | None = None,
+        domain: str | None = None,
+        group: str | None = None,
+        reuse_if_exists: bool = True,
+        owner_access_key: str | None = None,
+        preopen_ports: Sequence[int] | None = None,
+        starts_at: str | None = None,
+        dependencies: Sequence[str] | None = None,
+        callback_url: str | None = None,
+        architecture: str | None = None,
+        batch_timeout: int | None = None,
+        priority: int | None = None,
+    ) -> SessionInfo:
+        """Get or create a compute session (``POST /session``).
+
+        Blocks until the session runs unless ``enqueue_only``; ``max_wait`` (seconds, 0 = forever)
+        bounds the wait, after which the answer's status is ``TIMEOUT`` and the session keeps
+        queueing.
+        """
+        await self._client.connect()
+        if type == "batch" and not startup_command:
+            raise ConfigError("a batch session needs a startup command")
+        if max_wait < 0:
+            raise ConfigError("max_wait must be >= 0 seconds")
+        features = self._client.features
+        config = self._client.config
+        name = name or new_session_name()
+        all_mounts = list(dict.fromkeys([*mounts, *config.vfolder_mounts]))
+        session_config: dict[str, Any] = {
+            "mounts": all_mounts,
+            "environ": dict(environ or {}),
+            "resources": {k: str(v) for k, v in (resources or {}).items()},
+        }
+        if mount_map:
+            session_config["mount_map"] = dict(mount_map)
+        if resource_opts:
+            session_config["resource_opts"] = dict(resource_opts)
+        if scaling_group:
+            session_config["scalingGroup"] = scaling_group
+        if preopen_ports:
+            session_config["preopen_ports"] = [int(p) for p in preopen_ports]
+        body: dict[str, Any] = {
+            "image": image,
+            "name": name,
+            "type": type,
+            "tag": tag,
+            "domain": domain or config.domain,
+            "group": group or config.group,
+            "enqueueOnly": enqueue_only,
+            "maxWaitSeconds": max_wait,
+            "reuseIfExists": reuse_if_exists,
+            "startupCommand": startup_command,
+            "bootstrap_script": bootstrap_script,
+            "config": session_config,
+        }
+        if owner_access_key:
+            body["owner_access_key"] = owner_access_key
+        if starts_at:
+            body["starts_at"] = starts_at
+        if features.cluster_fields_top_level:
+            body["clusterSize"] = cluster_size
+            body["clusterMode"] = cluster_mode
+        else:
+            session_config["clusterSize"] = cluster_size
+        if features.dependencies_and_callbacks:
+            if dependencies:
+                body["dependencies"] = list(dependencies)
+            if callback_url:
+                body["callback_url"] = callback_url
+            if architecture:
+                body["architecture"] = architecture
+        if features.batch_timeout_and_priority:
+            if batch_timeout is not None:
+                body["batch_timeout"] = batch_timeout
+            if priority is not None:
+                body["priority"] = priority
+        # The request blocks server-side until the session starts (or max_wait passes).
+        read_timeout = None if max_wait == 0 or enqueue_only else max_wait + 60.0
+        data = await self._client.http.json(
+            "POST", "/session", json=body, read_timeout=read_timeout
+        )
+        if not isinstance(data, dict):
+            raise ProtocolError(f"create session: unexpected answer {str(data)[:80]!r}")
+        return SessionInfo.from_create(data, name)
+
+    async def create_from_template(
+        self, template_id: str, *, name: str | None = None, **overrides: Any
+    ) -> SessionInfo:
+        """``POST /session/_/create-from-template``; unspecified fields come from the template."""
+        await self._client.connect()
+        name = name or new_session_name()
+        body: dict[str, Any] = {"template_id": template_id, "name": name}
+        body.update({k: v for k, v in overrides.items() if v is not None})
+        body.setdefault("domain", self._client.config.domain)
+        body.setdefault("group", self._client.config.group)
+        data = await self._client.http.json(
+            "POST", "/session/_/create-from-template", json=body, read_timeout=None
+        )
+        return SessionInfo.from_create(data, name)
+
+    async def info(self, session: str) -> dict[str, Any]:
+        await self._client.connect()
+        data = await self._client.http.json("GET", f"/session/{session}")
+        return data if isinstance(data, dict) else {}
+
+    async def destroy(
+        self, session: str, *, forced: bool = False, recursive: bool = False
+    ) -> dict[str, Any]:
+        await self._client.connect()
+        params: dict[str, Any] = {}
+        if forced:
+            params["forced"] = "true"
+        if recursive:
+            params["recursive"] = "true"
+        data = await self._client.http.json("DELETE", f"/session/{session}", params=params)
+        return data if isinstance(data, dict) else {}
+
+    async def restart(self, session: str) -> None:
+        await self._client.connect()
+        await self._client.http.request("PATCH", f"/session/{session}", read_timeout=None)
+
+    async def interrupt(self, session: str) -> None:
+        await self._client.connect()
+        await self._client.http.request("POST", f"/session/{session}/interrupt")
+
+    async def complete(
+        self, session: str, code: str, *, row: int = 0, col: int = 0, line: str = "", post: str = ""
+    ) -> list[str]:
+        """Server-side completion. Stock runners return nothing (protocol.md §3.3)."""
+        await self._client.connect()
+        body = {"code": code, "options": {"row": row, "col": col, "line": line, "post": post}}
+        data = await self._client.http.json("POST", f"/session/{session}/complete", json=body)
+        result = data.get("result", {}) if isinstance(data, dict) else {}
+        found = result.get("suggestions", result.get("completions", [])) or []
+        return [str(s) for s in found] if isinstance(found, list) else []
+
+    async def logs(self, session: str) -> str:
+        await self._client.connect()
+        data = await self._client.http.json("GET", f"/session/{session}/logs")
+        result = data.get("result", {}) if isinstance(data, dict) else {}
+        return str(result.get("logs", "")) if isinstance(result, dict) else ""
+
+    async def rename(self, session: str, new_name: str) -> None:
+        await self._client.connect()
+        # 22.x reads the query string, 26.x a JSON body: send both.
+        await self._client.http.request(
+            "POST", f"/session/{session}/rename", params={"name": new_name}, json={"name": new_name}
+        )
+
+    async def list(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        access_key: str | None = None,
+        fields: Sequence[str] = DEFAULT_LIST_FIELDS,
+        page_size: int = 50,
+        limit: int | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        """List sessions through GraphQL ``compute_session_list``, following every page."""
+        if not 1 <= page_size <= 100:
+            raise ConfigError("page_size must be between 1 and 100")
+        if status is None:
+            status = LIVE_STATUSES
+        status_text = status if isinstance(status, str) else ",".join(status)
+        status_text = ",".join(s.strip().upper() for s in status_text.split(",") if s.strip())
+        query = (
+            "query($limit:Int!, $offset:Int!, $status:String, $access_key:String) {"
+            " compute_session_list(limit:$limit, offset:$offset, status:$status,"
+            " access_key:$access_key) { items { " + " ".join(fields) + " } total_count } }"
+        )
+        items: builtins.list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            size = page_size if limit is None else min(page_size, limit - len(items))
+            if size <= 0:
+                break
+            variables = {
+                "limit": size,
+                "offset": offset,
+                "status": status_text,
+                "access_key": access_key,
+            }
+            data = await self._gql_statuses(query, variables)
+            page = (data or {}).get("compute_session_list") or {}
+            batch = page.get("items") or []
+            items.extend(batch)
+            offset += len(batch)
+            if not batch or offset >= int(page.get("total_count") or 0):
+                break
+        return items
+
+    async def _gql_statuses(self, query: str, variables: dict[str, Any]) -> Any:
+        """Run a listing query, dropping status names this server does not know.
+
+        The set of session statuses changed between releases (``RESIZING`` is gone in 26.x,
+        ``PREPARED`` is new); the server rejects the whole query for one unknown name.
+        """
+        while True:
+            try:
+                return await self._client.gql(query, variables)
+            except BadRequestError as e:
+                statuses = str(variables.get("status") or "").split(",")
+                unknown = [s for s in statuses if s and f"'{s}'" in (e.msg or "")]
+                if not unknown or len(unknown) == len(statuses):
+                    raise
+                variables = {
+                    **variables,
+                    "status": ",".join(s for s in statuses if s not in unknown),
+                }
+
+    def execute(
+        self,
+        session: str,
+        code: str,
+        *,
+        mode: Mode = "query",
+        options: dict[str, Any] | None = None,
+        transport: Transport = "auto",
+    ) -> Execution:
+        """Start running ``code``; iterate the returned :class:`Execution` for its events."""
+        return Execution(
+            self._client, session, code, mode=mode, options=options, transport=transport
+        )
+
+    # -- files inside the session (/home/work) ---------------------------------------------------
+
+    async def upload(
+        self, session: str, files: Iterable[Path | str], *, basedir: Path | str | None = None
+    ) -> None:
+        """Upload local files into the session's ``/home/work`` (each part < 1 MiB upstream)."""
+        await self._client.connect()
+        base = Path(basedir) if basedir is not None else Path.cwd()
+        form = aiohttp.FormData()
+        count = 0
+        for item in files:
+            path = Path(item)
+            if not path.is_file():
+                raise ConfigError(f"not a file: {path}")
+            try:
+                rel = path.resolve().relative_to(base.resolve()).as_posix()
+            except ValueError:
+                rel = path.name
+            form.add_field(
+                "src", path.read_bytes(), filename=rel, content_type="application/octet-stream"
+            )
+            count += 1
+        if not count:
+            return
+        await self._client.http.request("POST", f"/session/{session}/upload", data=form)
+
+    async def download(
+        self, session: str, files: Sequence[str], dest: Path | str = "."
+    ) -> builtins.list[Path]:
+        """Download files from the session; the server sends one tar archive per path."""
+        await self._client.connect()
+        dest_dir = Path(dest)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        path = f"/session/{session}/download"
+        if self._client.features.session_download_post:
+            resp = await self._client.http.request(
+                "POST", path, params=[("files", f) for f in files]
+            )
+        else:
+            resp = await self._client.http.request("GET", path, json={"files": list(files)})
+        written: builtins.list[Path] = []
+        for part in _split_multipart(resp.body, resp.headers.get("Content-Type", "")):
+            written.extend(_extract_tar(part, dest_dir))
+        return written
+
+    async def list_files(self, session: str, path: str = ".") -> builtins.list[dict[str, Any]]:
+        await self._client.connect()
+        data = await self._client.http.json("GET", f"/session/{session}/files", json={"path": path})
+        files = data.get("files", []) if isinstance(data, dict) else []
+        if isinstance(files, str):
+            files = json.loads(files)
+        return [f for f in files if isinstance(f, dict)]
+
+
+def _split_multipart(body: bytes, content_type: str) -> list[bytes]:
+    """Split a ``multipart/mixed`` body into part payloads (headers dropped)."""
+    boundary = ""
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.lower() == "boundary":
+            boundary = value.strip('"')
+    if not boundary:
+        return [body] if body else []
+    parts: list[bytes] = []
+    for chunk in body.split(b"--" + boundary.encode())[1:]:
+        if chunk.startswith(b"--"):
+            break
+        _headers, _, payload = chunk.partition(b"\r\n\r\n")
+        parts.append(payload[:-2] if payload.endswith(b"\r\n") else payload)
+    return parts
+
+
+def _extract_tar(data: bytes, dest: Path) -> list[Path]:
+    written: list[Path] = []
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar.getmembers():
+            target = PurePosixPath(member.name)
+            if target.is_absolute() or ".." in target.parts or not member.isfile():
+                continue
+            out = dest.joinpath(*target.parts)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            src = tar.extractfile(member)
+            if src is None:
+                continue
+            out.write_bytes(src.read())
+            written.append(out)
+    return written

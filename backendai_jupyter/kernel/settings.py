@@ -1,0 +1,157 @@
+"""What session the proxy kernel asks for: image, resources, mounts, env, lifecycle switches.
+
+Sources, later ones winning: ``BACKEND_*`` variables (a kernelspec made by
+``backendai-jupyter kernel install`` bakes its choices into ``kernel.json``'s ``env``), then
+``%backendai config KEY=VALUE ...`` lines run before the first remote cell
+(:meth:`SessionSettings.update`). Credentials are never part of these settings.
+
+==========================  ===================  ===========================================
+variable                    config key           meaning
+==========================  ===================  ===========================================
+``BACKEND_IMAGE``           ``image``            container image (default: see below)
+``BACKEND_RESOURCES``       ``resources``        ``cpu=4,mem=8g,cuda.shares=0.5``
+``BACKEND_VFOLDER_MOUNTS``  ``mounts``           ``data,models:/mnt/models``
+``BACKEND_SESSION_ENV``     ``env``              ``NAME=VALUE;NAME2=VALUE2``
+``BACKEND_SESSION_START``   ``start``            ``first-cell`` (default) or ``kernel-start``
+``BACKEND_KEEP_SESSION``    ``keep``             keep the session when the kernel stops and
+                                                 find it again after a restart (default off)
+``BACKEND_SESSION_NAME``    ``name``             an explicit session name (implies keep)
+``BACKEND_RICH_OUTPUT``     ``rich``             install the rich channel (default on)
+``BACKEND_SCALING_GROUP``   ``scaling_group``    resource group to schedule in
+==========================  ===================  ===========================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..client._exceptions import ConfigError
+from ..client.parsing import parse_env, parse_mounts, parse_resource_flags
+
+__all__ = ["DEFAULT_IMAGE", "SessionSettings", "keep_name"]
+
+DEFAULT_IMAGE = "cr.backend.ai/stable/python:3.13-ubuntu24.04"
+
+_TRUE = {"1", "true", "yes", "on", "y"}
+_FALSE = {"0", "false", "no", "off", "n", ""}
+_KEYS = ("image", "resources", "mounts", "env", "start", "keep", "name", "rich", "scaling_group")
+
+
+def _bool(key: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{key} must be true or false, got {text!r}")
+
+
+def _split(text: str, sep: str = ",") -> list[str]:
+    return [part.strip() for part in text.split(sep) if part.strip()]
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """The remote session a kernel wants. Frozen: :meth:`update` returns a new one."""
+
+    image: str = DEFAULT_IMAGE
+    resources: Mapping[str, str] = field(default_factory=dict)
+    resource_opts: Mapping[str, str] = field(default_factory=dict)
+    mounts: tuple[str, ...] = ()
+    mount_map: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    start: str = "first-cell"
+    keep: bool = False
+    name: str | None = None
+    rich: bool = True
+    scaling_group: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SessionSettings:
+        env = os.environ if env is None else env
+        pairs: dict[str, str] = {}
+        for key in _KEYS:
+            var = {
+                "mounts": "BACKEND_VFOLDER_MOUNTS",
+                "env": "BACKEND_SESSION_ENV",
+                "start": "BACKEND_SESSION_START",
+                "keep": "BACKEND_KEEP_SESSION",
+                "name": "BACKEND_SESSION_NAME",
+                "rich": "BACKEND_RICH_OUTPUT",
+            }.get(key, f"BACKEND_{key.upper()}")
+            if env.get(var):
+                pairs[key] = env[var]
+        # The client already mounts BACKEND_VFOLDER_MOUNTS by itself; keep them here too so
+        # that the settings describe the whole session.
+        return cls().update(pairs)
+
+    def update(self, pairs: Mapping[str, str] | Iterable[str]) -> SessionSettings:
+        """Apply ``{key: text}`` or ``["key=text", ...]`` (the ``%backendai config`` form)."""
+        if not isinstance(pairs, Mapping):
+            items: dict[str, str] = {}
+            for item in pairs:
+                key, sep, value = item.partition("=")
+                if not sep:
+                    raise ConfigError(f"expected KEY=VALUE, got {item!r}")
+                items[key.strip().lower().replace("-", "_")] = value.strip()
+            pairs = items
+        changes: dict[str, Any] = {}
+        for key, text in pairs.items():
+            if key == "image":
+                if not text:
+                    raise ConfigError("image must not be empty")
+                changes["image"] = text
+            elif key == "resources":
+                spec = parse_resource_flags(_split(text))
+                changes["resources"], changes["resource_opts"] = spec.resources, spec.resource_opts
+            elif key == "mounts":
+                names, mount_map = parse_mounts(_split(text))
+                changes["mounts"], changes["mount_map"] = tuple(names), mount_map
+            elif key == "env":
+                changes["env"] = parse_env(_split(text, ";"))
+            elif key == "start":
+                if text not in ("first-cell", "kernel-start"):
+                    raise ConfigError("start must be first-cell or kernel-start")
+                changes["start"] = text
+            elif key in ("keep", "rich"):
+                changes[key] = _bool(key, text)
+            elif key == "name":
+                if text and not re.fullmatch(r"[A-Za-z0-9][\w.-]{3,63}", text):
+                    raise ConfigError(f"invalid session name {text!r} (4-64 of [A-Za-z0-9_.-])")
+                changes["name"] = text or None
+            elif key == "scaling_group":
+                changes["scaling_group"] = text or None
+            else:
+                raise ConfigError(f"unknown setting {key!r}; known: {', '.join(_KEYS)}")
+        return replace(self, **changes)
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "image": self.image,
+            "resources": ",".join(
+                f"{k}={v}" for k, v in {**self.resources, **self.resource_opts}.items()
+            ),
+            "mounts": ",".join(
+                f"{m}:{self.mount_map[m]}" if m in self.mount_map else m for m in self.mounts
+            ),
+            "env": ";".join(f"{k}={v}" for k, v in self.env.items()),
+            "start": self.start,
+            "keep": str(self.keep).lower(),
+            "name": self.name or "",
+            "rich": str(self.rich).lower(),
+            "scaling_group": self.scaling_group or "",
+        }
+
+
+def keep_name(key: str, owner: str) -> str:
+    """A stable session name for a kept session (e.g. ``key`` = the notebook path).
+
+    Hashed with the access key so that two users' notebooks at the same path never collide.
+    """
+    digest = hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()[:16]
+    return f"bjk-{digest}"

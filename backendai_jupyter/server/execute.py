@@ -1,0 +1,246 @@
+"""Code execution: the per-session run queue and both execute routes (protocol.md §4.1, §4.2).
+
+* REST ``POST /session/{id}``: one request returns as soon as a terminal record
+  (``finished``, ``clean-finished``, ``build-finished``, ``waiting-input``) arrives, or after
+  ``flush_timeout`` = 2.0 s with ``status: continued`` — the agent's ``get_next_result``.
+  The run id is read from ``runId`` *or* ``run_id`` (26.x reads only the latter).
+* websocket ``/stream/session/{id}/execute``: one connection = one run, a frame every 0.2 s,
+  ``input()`` answered by one text frame, closing the socket interrupts the run.
+
+A new run waits for the previous one to finish (up to the agent's 30 s RPC timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from .errors import Problem, invalid_api_params
+from .kernels import Record, Run
+from .state import REGISTRY, ComputeSession
+
+__all__ = ["aggregate_console", "execute", "next_result", "routes", "start_run", "stream_execute"]
+
+REST_FLUSH = 2.0
+WS_FLUSH = 0.2
+RUN_WAIT = 30.0
+_TERMINAL = {"finished", "clean-finished", "build-finished"}
+
+_runs: dict[str, dict[str, Run]] = {}  # session id → run id → Run (weak enough: dropped on end)
+_pending: dict[int, asyncio.Task[Record]] = {}
+
+
+def aggregate_console(records: list[Record]) -> list[list[Any]]:
+    """Merge consecutive stdout/stderr records, keep everything else in order (agent logic)."""
+    console: list[list[Any]] = []
+    for kind, data in records:
+        if kind in ("stdout", "stderr") and console and console[-1][0] == kind:
+            console[-1][1] += data
+        else:
+            console.append([kind, data])
+    return console
+
+
+async def next_result(run: Run, flush_timeout: float) -> dict[str, Any]:
+    """Collect records until a terminal one or ``flush_timeout``; never loses a record."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + flush_timeout
+    records: list[Record] = []
+    status, exit_code, options = "continued", None, None
+    while True:
+        task = _pending.pop(id(run), None) or asyncio.ensure_future(run.records.get())
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
+        if not done:
+            _pending[id(run)] = task  # keep waiting for it on the next call
+            break
+        kind, data = task.result()
+        if kind in _TERMINAL:
+            status, exit_code = kind, int(data.get("exitCode", 0))
+            break
+        if kind == "waiting-input":
+            status, options = kind, data
+            break
+        records.append((kind, data))
+    if status == "finished":
+        run.finished = True
+    return {
+        "status": status,
+        "runId": run.run_id,
+        "exitCode": exit_code,
+        "options": options,
+        "files": [],
+        "console": aggregate_console(records),
+    }
+
+
+async def start_run(
+    sess: ComputeSession, mode: str, run_id: str | None, code: str, options: dict[str, Any]
+) -> Run:
+    """Queue a new run behind the session's unfinished one (agent: ``attach_output_queue``)."""
+    proc = sess.process
+    if proc is None or sess.status != "RUNNING":
+        raise Problem(
+            409, "invalid-session-state", "The session is not running.", f"status: {sess.status}"
+        )
+    runs = _runs.setdefault(sess.id, {})
+    deadline = time.monotonic() + RUN_WAIT
+    # A run is over when the client saw ``finished`` or its task ended (an abandoned run must
+    # not wedge the queue, unlike upstream where it can until the session is destroyed).
+    while any(not r.finished and not (r.task and r.task.done()) for r in runs.values()):
+        if time.monotonic() > deadline:
+            raise Problem(
+                500,
+                "kernel-execution-failed",
+                "Executing user code in the kernel has failed.",
+                "the previous run did not finish in time",
+                data={"agent-details": {"type": "https://api.backend.ai/probs/agent-timeout"}},
+            )
+        await asyncio.sleep(0.05)
+    runs.clear()
+    run = Run(run_id or secrets.token_hex(16))
+    runs[run.run_id] = run
+    if mode == "batch":
+        run.task = asyncio.create_task(proc.run_batch(run, options))
+    else:
+        run.task = asyncio.create_task(proc.run_code(run, code))
+    sess.num_queries += 1
+    return run
+
+
+def find_run(sess: ComputeSession, run_id: str) -> Run:
+    run = _runs.get(sess.id, {}).get(run_id)
+    if run is None:
+        raise invalid_api_params(f"Unknown run ID: {run_id}")
+    return run
+
+
+def forget_session(session_id: str) -> None:
+    for run in _runs.pop(session_id, {}).values():
+        task = _pending.pop(id(run), None)
+        if task is not None:
+            task.cancel()
+        if run.task is not None:
+            run.task.cancel()
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except ValueError:
+        raise Problem(400, "generic-bad-request", "Malformed request body.", "Malformed body")
+    if not isinstance(body, dict):
+        raise invalid_api_params("Input validation error")
+    return body
+
+
+async def execute(request: web.Request) -> web.Response:
+    """``POST /session/{id}``: query / continue / input / batch / complete."""
+    ak = request["access_key"]
+    sess = request.app[REGISTRY].get(request.match_info["session_name"], ak)
+    body = await _json_body(request)
+    mode = body.get("mode")
+    if mode not in ("query", "batch", "complete", "continue", "input"):
+        raise invalid_api_params("Input validation error", {"mode": "invalid mode"})
+    run_id = body.get("run_id", body.get("runId"))
+    code = body.get("code") or ""
+    if not isinstance(code, str) or (run_id is not None and not isinstance(run_id, str)):
+        raise invalid_api_params("Input validation error")
+    options = body.get("options") or {}
+    sess.last_used = time.monotonic()
+    if mode == "complete":
+        return web.json_response({"result": await _complete(sess, code, options)})
+    if mode in ("continue", "input"):
+        if not run_id:
+            raise invalid_api_params("continuation requires explicit run ID")
+        run = find_run(sess, run_id)
+        if mode == "input":
+            await run.inputs.put(code)
+    else:
+        run = await start_run(sess, mode, run_id, code, options if isinstance(options, dict) else {})
+    return web.json_response({"result": await next_result(run, REST_FLUSH)})
+
+
+async def _complete(sess: ComputeSession, code: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Completion through the kernel (stock runners return nothing; the shape is the same)."""
+    suggestions: list[str] = []
+    kc = sess.process.kc if sess.process is not None else None
+    if kc is not None:
+        with contextlib.suppress(Exception):
+            msg_id = kc.complete(code, len(code))
+            for _ in range(50):
+                reply = await kc.get_shell_msg(timeout=5)
+                if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                    suggestions = list(reply["content"].get("matches", []))
+                    break
+    return {"status": "finished", "error": None, "suggestions": suggestions}
+
+
+async def complete(request: web.Request) -> web.Response:
+    ak = request["access_key"]
+    sess = request.app[REGISTRY].get(request.match_info["session_name"], ak)
+    body = await _json_body(request)
+    code = body.get("code", "")
+    return web.json_response({"result": await _complete(sess, str(code), {})})
+
+
+async def stream_execute(request: web.Request) -> web.StreamResponse:
+    """``GET /stream/session/{id}/execute`` (websocket)."""
+    ak = request["access_key"]
+    sess = request.app[REGISTRY].get(request.match_info["session_name"], ak)
+    ws = web.WebSocketResponse(autoping=True)
+    await ws.prepare(request)
+    run: Run | None = None
+    try:
+        first = await ws.receive()
+        if first.type != WSMsgType.TEXT:
+            return ws
+        try:
+            params = json.loads(first.data)
+            mode = params.get("mode", "query")
+            if mode not in ("query", "batch") or not isinstance(params.get("code", ""), str):
+                raise ValueError(f"unsupported mode {mode!r}")
+        except (ValueError, AttributeError) as e:
+            await ws.send_json({"status": "error", "msg": f"Invalid API parameters: {e}"})
+            return ws
+        try:
+            run = await start_run(
+                sess, mode, None, params.get("code", ""), params.get("options") or {}
+            )
+        except Problem as p:
+            await ws.send_json({"status": "error", "msg": f"BackendError: {p}"})
+            return ws
+        while True:
+            sess.last_used = time.monotonic()
+            result = await next_result(run, WS_FLUSH)
+            if ws.closed:
+                break
+            result.pop("runId", None)
+            await ws.send_json(result)
+            if result["status"] == "finished":
+                break
+            if result["status"] == "waiting-input":
+                msg = await ws.receive()
+                if msg.type != WSMsgType.TEXT:
+                    break
+                await run.inputs.put(msg.data)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        if run is not None and not run.finished and sess.process is not None:
+            sess.process.interrupt()  # the client went away mid-run (manager does the same)
+        await ws.close()
+    return ws
+
+
+def routes() -> list[tuple[str, str, Any]]:
+    return [
+        ("POST", "/session/{session_name}", execute),
+        ("POST", "/session/{session_name}/complete", complete),
+        ("GET", "/stream/session/{session_name}/execute", stream_execute),
+    ]

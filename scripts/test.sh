@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install everything and run the whole test suite: the fast tier (pure functions, the embedded local
+# endpoint, the kernel and magics on it), then the real-cluster tier against a Backend.AI 26.9.6
+# started from ../shared/backendai-cluster (stopped again even when tests fail).
+#
+#   bash scripts/test.sh                 # everything
+#   SKIP_CLUSTER=1 bash scripts/test.sh  # fast tier only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${PYTHON:-python3}
+CLUSTER_DIR=${BAI_CLUSTER_DIR:-$ROOT/../shared/backendai-cluster}
+
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+
+echo "== static checks"
+.venv/bin/ruff check backendai_jupyter tests bench
+.venv/bin/mypy
+
+echo "== fast tier"
+rc=0
+.venv/bin/pytest -m "not cluster" tests || rc=$?
+[ "$rc" = 5 ] && rc=0   # no test collected is not a failure of this tier
+
+if [ "${SKIP_CLUSTER:-0}" = 1 ]; then
+  exit "$rc"
+fi
+
+echo "== real-cluster tier"
+cluster_rc=0
+"$CLUSTER_DIR/cluster.sh" up
+trap '"$CLUSTER_DIR/cluster.sh" down || true' EXIT
+BAI_REQUIRE_CLUSTER=1 .venv/bin/pytest -m cluster tests || cluster_rc=$?
+[ "$cluster_rc" = 5 ] && cluster_rc=0
+if [ "$rc" != 0 ] || [ "$cluster_rc" != 0 ]; then
+  echo "FAILED: fast tier rc=$rc, cluster tier rc=$cluster_rc"
+  exit 1
+fi
