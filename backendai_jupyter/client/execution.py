@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ._exceptions import (
     APIError,
     BackendAIError,
+    ClientError,
     ConfigError,
     NotFoundError,
     ProtocolError,
@@ -33,7 +34,7 @@ from ._models import ConsoleItem, ExecEvent, Finished, Output, StepFinished, Wai
 if TYPE_CHECKING:
     from ._client import Client
 
-__all__ = ["Execution", "Mode", "Transport", "events_from_result", "split_prompt"]
+__all__ = ["Execution", "Mode", "Transport", "WarmSockets", "events_from_result", "split_prompt"]
 
 Mode = Literal["query", "batch"]
 Transport = Literal["auto", "websocket", "rest"]
@@ -84,6 +85,51 @@ def events_from_result(result: dict[str, Any]) -> list[ExecEvent]:
     elif status not in _CONTINUE_STATUSES:
         raise ProtocolError(f"unexpected execution status from server: {status!r}")
     return events
+
+
+class _StaleSocket(Exception):
+    """A pre-opened websocket was closed by the server before it carried anything."""
+
+
+class WarmSockets:
+    """Pre-opened execute websockets, one per session, to save a handshake per cell.
+
+    The manager's ``/stream/session/{id}/execute`` handshake costs about as much as a trivial
+    run itself (session lookup and auth before the upgrade), and a connection carries exactly one
+    run. After a run finishes the next connection is opened in the background; the next
+    execute uses it if it is still open, else opens a fresh one. A pre-opened socket that the
+    server closed before taking any code is simply replaced, so nothing runs twice.
+    """
+
+    def __init__(self, client: Client, enabled: bool = True) -> None:
+        self._client = client
+        self.enabled = enabled
+        self._pending: dict[str, asyncio.Task[WebSocket]] = {}
+
+    def prepare(self, session: str) -> None:
+        if not self.enabled or session in self._pending:
+            return
+        path = f"/stream/session/{session}/execute"
+        self._pending[session] = asyncio.ensure_future(self._client.http.ws_connect(path))
+
+    async def take(self, session: str) -> WebSocket | None:
+        task = self._pending.pop(session, None)
+        if task is None:
+            return None
+        try:
+            ws = await task
+        except (BackendAIError, asyncio.CancelledError):
+            return None
+        return None if ws.closed else ws
+
+    async def discard(self, session: str) -> None:
+        ws = await self.take(session)
+        if ws is not None:
+            await ws.close()
+
+    async def close(self) -> None:
+        for session in list(self._pending):
+            await self.discard(session)
 
 
 class Execution:
@@ -147,6 +193,16 @@ class Execution:
     async def _run(self) -> AsyncIterator[ExecEvent]:
         await self._client.connect()
         if self.transport in ("auto", "websocket"):
+            warm = self._client.sessions.warm_sockets
+            ws = await warm.take(self.session)
+            if ws is not None:
+                try:
+                    async for event in self._run_websocket(ws, stale_ok=True):
+                        yield event
+                    warm.prepare(self.session)
+                    return
+                except _StaleSocket:
+                    pass  # the pre-opened socket died unused: nothing ran, use a fresh one
             try:
                 ws = await self._client.http.ws_connect(f"/stream/session/{self.session}/execute")
             except (NotFoundError, ServerError) as e:
@@ -154,9 +210,9 @@ class Execution:
                     raise
                 ws = None
             if ws is not None:
-                self.used_transport = "websocket"
                 async for event in self._run_websocket(ws):
                     yield event
+                warm.prepare(self.session)
                 return
         self.used_transport = "rest"
         async for event in self._run_rest():
@@ -171,11 +227,23 @@ class Execution:
             self.exit_code = event.exit_code
             self.finished = True
 
-    async def _run_websocket(self, ws: WebSocket) -> AsyncIterator[ExecEvent]:
+    async def _run_websocket(
+        self, ws: WebSocket, *, stale_ok: bool = False
+    ) -> AsyncIterator[ExecEvent]:
+        self.used_transport = "websocket"
+        received = False
         try:
-            await ws.send_json({"code": self.code, "mode": self.mode, "options": self.options})
+            try:
+                await ws.send_json({"code": self.code, "mode": self.mode, "options": self.options})
+            except ClientError:
+                if stale_ok:
+                    raise _StaleSocket from None
+                raise
             while True:
                 msg = await ws.receive()
+                if msg.kind == "closed" and stale_ok and not received:
+                    raise _StaleSocket
+                received = True
                 if msg.kind == "closed":
                     raise SessionError(
                         "the server closed the execution stream before the run finished "

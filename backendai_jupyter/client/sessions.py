@@ -15,7 +15,7 @@ import aiohttp
 
 from ._exceptions import BadRequestError, ConfigError, ProtocolError
 from ._models import SessionInfo
-from .execution import Execution, Mode, Transport
+from .execution import Execution, Mode, Transport, WarmSockets
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -64,6 +64,7 @@ class Sessions:
 
     def __init__(self, client: Client) -> None:
         self._client = client
+        self.warm_sockets = WarmSockets(client)
 
     async def create(
         self,
@@ -192,6 +193,7 @@ class Sessions:
         self, session: str, *, forced: bool = False, recursive: bool = False
     ) -> dict[str, Any]:
         await self._client.connect()
+        await self.warm_sockets.discard(session)
         params: dict[str, Any] = {}
         if forced:
             params["forced"] = "true"

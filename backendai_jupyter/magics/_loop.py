@@ -1,0 +1,107 @@
+"""The one sync → async bridge: a daemon thread running one event loop for magics and widgets.
+
+Magics and widget callbacks are synchronous, and the kernel's own loop is busy running them, so
+blocking on it (``run_until_complete``, ``nest_asyncio``) is not an option. Instead, coroutines are
+shipped to a private loop in a background thread with ``run_coroutine_threadsafe``; the caller
+either waits for the result (:func:`run`) or gets a ``concurrent.futures.Future`` back
+(:func:`submit`, for widget callbacks that must not freeze the kernel).
+
+The client objects used from magics live on this loop (an aiohttp session belongs to one loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import weakref
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["BackgroundLoop", "get_loop", "run", "submit"]
+
+T = TypeVar("T")
+
+
+class BackgroundLoop:
+    """An event loop running forever in a daemon thread."""
+
+    def __init__(self, name: str = "backendai-jupyter-loop") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+        # Stop the loop when this object goes away (or at interpreter exit).
+        self._finalizer = weakref.finalize(self, _stop, self.loop, self._thread)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("BackgroundLoop.submit() called from its own loop thread")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(
+        self, coro: Coroutine[Any, Any, T], timeout: float | None = None, cleanup_timeout: float = 60
+    ) -> T:
+        """Run ``coro`` on the loop and wait for it.
+
+        On ``KeyboardInterrupt`` (the user pressed "interrupt") the task is cancelled and its
+        cleanup — ``finally`` blocks that destroy sessions, say — is awaited before re-raising.
+        """
+        holder: list[asyncio.Task[Any]] = []
+
+        async def tracked() -> T:
+            task = asyncio.current_task()
+            if task is not None:
+                holder.append(task)
+            return await coro
+
+        future = self.submit(tracked())
+        try:
+            return future.result(timeout)
+        except KeyboardInterrupt:
+            if holder:
+                self.loop.call_soon_threadsafe(holder[0].cancel)
+            else:
+                future.cancel()
+            try:
+                future.result(cleanup_timeout)
+            except BaseException:
+                pass
+            raise
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+def _stop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    if loop.is_closed():
+        return
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)
+    if not thread.is_alive():
+        loop.close()
+
+
+_default: BackgroundLoop | None = None
+_lock = threading.Lock()
+
+
+def get_loop() -> BackgroundLoop:
+    """The process-wide background loop, started on first use."""
+    global _default
+    with _lock:
+        if _default is None:
+            _default = BackgroundLoop()
+        return _default
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    return get_loop().run(coro, timeout)
+
+
+def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    return get_loop().submit(coro)

@@ -1,0 +1,195 @@
+"""Execution: the pure answer → events mapping, and the websocket/REST loops against a tiny real
+aiohttp server that speaks the manager's execute protocol (including a stale pre-opened socket)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp import WSMsgType, web
+from aiohttp.test_utils import TestServer
+
+from backendai_jupyter.client import (
+    Client,
+    ClientConfig,
+    ConsoleItem,
+    Finished,
+    Output,
+    ProtocolError,
+    ServerError,
+    StepFinished,
+    WaitingInput,
+    parse_endpoints,
+)
+from backendai_jupyter.client.execution import events_from_result, split_prompt
+
+
+@pytest.mark.parametrize(
+    "result,expected",
+    [
+        ({"status": "finished", "exitCode": 0, "console": [["stdout", "42\n"]]},
+         [Output(ConsoleItem("stdout", "42\n")), Finished(0)]),
+        ({"status": "continued", "console": []}, []),
+        ({"status": "continued", "console": [["stderr", "warn"]]}, [Output(ConsoleItem("stderr", "warn"))]),
+        ({"status": "waiting-input", "console": [["stdout", "hi\nname? "]], "options": {"is_password": True}},
+         [Output(ConsoleItem("stdout", "hi\n")), WaitingInput("name? ", True)]),
+        ({"status": "waiting-input", "console": [], "options": None}, [WaitingInput("", False)]),
+        ({"status": "clean-finished", "exitCode": 0, "console": []}, [StepFinished("clean", 0)]),
+        ({"status": "build-finished", "exitCode": 2, "console": []}, [StepFinished("build", 2)]),
+        ({"status": "exec-timeout", "exitCode": None, "console": []}, [Finished(None, "exec-timeout")]),
+        ({"status": "finished", "exitCode": 0, "console": [["media", ["image/png", "data:image/png;base64,AA=="]]]},
+         [Output(ConsoleItem("media", ("image/png", "data:image/png;base64,AA=="))), Finished(0)]),
+        ({"status": "finished", "exitCode": 0, "console": [["media", '{"type": "image/svg+xml", "data": "<svg/>"}']]},
+         [Output(ConsoleItem("media", ("image/svg+xml", "<svg/>"))), Finished(0)]),
+        ({"status": "finished", "exitCode": 0, "console": [["media", "<b>raw html</b>"]]},
+         [Output(ConsoleItem("media", ("text/html", "<b>raw html</b>"))), Finished(0)]),
+    ],
+)
+def test_events_from_result(result: dict[str, Any], expected: list[object]) -> None:
+    assert events_from_result(result) == expected
+
+
+@pytest.mark.parametrize(
+    "result,error,text",
+    [
+        ({"status": "error", "msg": "BackendError: boom"}, ServerError, "BackendError: boom"),
+        ({"status": "server-restarting", "msg": "bye"}, ServerError, "restarting"),
+        ({"status": "weird"}, ProtocolError, "unexpected execution status"),
+    ],
+)
+def test_events_from_result_errors(result: dict[str, Any], error: type, text: str) -> None:
+    with pytest.raises(error, match=text):
+        events_from_result(result)
+
+
+@pytest.mark.parametrize(
+    "items,rest,prompt",
+    [
+        ([], [], ""),
+        ([ConsoleItem("stdout", "x? ")], [], "x? "),
+        ([ConsoleItem("stdout", "a\nb\nx? ")], [ConsoleItem("stdout", "a\nb\n")], "x? "),
+        ([ConsoleItem("stdout", "done\n")], [ConsoleItem("stdout", "done\n")], ""),
+        ([ConsoleItem("stderr", "x? ")], [ConsoleItem("stderr", "x? ")], ""),
+    ],
+)
+def test_split_prompt(items: list[ConsoleItem], rest: list[ConsoleItem], prompt: str) -> None:
+    assert split_prompt(items) == (rest, prompt)
+
+
+class FakeManager:
+    """Just enough of the manager's execute routes to drive the client's loops."""
+
+    def __init__(self) -> None:
+        self.ws_connections = 0
+        self.close_first_n = 0
+        self.codes: list[str] = []
+        self.rest_bodies: list[dict[str, Any]] = []
+
+    async def hello(self, request: web.Request) -> web.Response:
+        return web.json_response({"version": "v9.20250722", "manager": "fake"})
+
+    async def stream(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.ws_connections += 1
+        if self.close_first_n > 0:
+            self.close_first_n -= 1
+            await ws.close()
+            return ws
+        msg = await ws.receive()
+        if msg.type != WSMsgType.TEXT:
+            return ws
+        params = json.loads(msg.data)
+        self.codes.append(params["code"])
+        if "input(" in params["code"]:
+            await ws.send_json({"status": "waiting-input", "console": [["stdout", "q? "]],
+                                "options": {"is_password": False}, "exitCode": None})
+            answer = await ws.receive_str()
+            await ws.send_json({"status": "finished", "console": [["stdout", answer + "\n"]], "exitCode": 0})
+        else:
+            await ws.send_json({"status": "continued", "console": [["stdout", "a"]], "exitCode": None})
+            await ws.send_json({"status": "finished", "console": [["stdout", "b"]], "exitCode": 0})
+        await ws.close()
+        return ws
+
+    async def rest(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.rest_bodies.append(body)
+        if body["mode"] == "query":
+            return web.json_response({"result": {"status": "continued", "runId": "r1", "console": [["stdout", "a"]]}})
+        return web.json_response({"result": {"status": "finished", "runId": "r1", "exitCode": 0,
+                                             "console": [["stdout", "b"]]}})
+
+
+@pytest_asyncio.fixture
+async def fake() -> AsyncIterator[tuple[FakeManager, Client]]:
+    manager = FakeManager()
+    app = web.Application()
+    app.router.add_get("/", manager.hello)
+    app.router.add_get("/stream/session/{id}/execute", manager.stream)
+    app.router.add_post("/session/{id}", manager.rest)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    config = ClientConfig(
+        endpoints=parse_endpoints(str(server.make_url("")).rstrip("/")), access_key="AK", secret_key="SK"
+    )
+    async with Client(config) as client:
+        yield manager, client
+    await server.close()
+
+
+async def collect(client: Client, code: str, transport: Any = "auto") -> list[object]:
+    run = client.sessions.execute("s1", code, transport=transport)
+    events: list[object] = []
+    async for ev in run:
+        events.append(ev)
+        if isinstance(ev, WaitingInput):
+            await run.send_input("answer")
+    return events
+
+
+async def test_websocket_run_and_prewarm(fake: tuple[FakeManager, Client]) -> None:
+    manager, client = fake
+    first = await collect(client, "print(1)")
+    assert first[-1] == Finished(0)
+    # The next connection was opened in the background and is used by the next run.
+    second = await collect(client, "print(2)")
+    assert second == first
+    assert manager.codes == ["print(1)", "print(2)"]
+    await asyncio.sleep(0.2)  # let the background pre-open complete
+    assert manager.ws_connections == 3  # two runs + the next pre-opened one
+
+
+async def test_stale_prewarmed_socket_is_replaced(fake: tuple[FakeManager, Client]) -> None:
+    manager, client = fake
+    await collect(client, "print(1)")
+    manager.close_first_n = 0
+    # Make the pre-opened socket look stale: the server closes it before taking code.
+    await client.sessions.warm_sockets.discard("s1")
+    manager.close_first_n = 1
+    client.sessions.warm_sockets.prepare("s1")
+    events = await collect(client, "print(2)")
+    assert events[-1] == Finished(0)
+    assert manager.codes == ["print(1)", "print(2)"]  # nothing ran twice
+
+
+async def test_websocket_input(fake: tuple[FakeManager, Client]) -> None:
+    _, client = fake
+    events = await collect(client, "input('q? ')")
+    assert WaitingInput("q? ", False) in events
+    assert Output(ConsoleItem("stdout", "answer\n")) in events
+
+
+async def test_rest_sends_both_run_id_spellings(fake: tuple[FakeManager, Client]) -> None:
+    manager, client = fake
+    events = await collect(client, "print(1)", transport="rest")
+    assert [e for e in events if isinstance(e, Output)] == [
+        Output(ConsoleItem("stdout", "a")), Output(ConsoleItem("stdout", "b"))
+    ]
+    first, second = manager.rest_bodies
+    assert first["runId"] is None and first["run_id"] is None and first["mode"] == "query"
+    assert second == {"mode": "continue", "runId": "r1", "run_id": "r1", "code": ""}
