@@ -118,7 +118,7 @@ class Client:
         return self
 
     async def close(self) -> None:
-        await self.sessions.warm_sockets.close()
+        await self.sessions.aclose()
         await self.http.close()
 
     @property

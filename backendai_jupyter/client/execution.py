@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -41,6 +42,8 @@ Transport = Literal["auto", "websocket", "rest"]
 
 _CONTINUE_STATUSES = {"continued", "clean-finished", "build-finished"}
 _REST_READ_TIMEOUT = 90.0  # the agent RPC itself times out after 30 s
+_DRAIN_TIMEOUT = 60.0
+_END_STATUSES = {"finished", "exec-timeout", "error", "server-restarting"}
 
 
 def split_prompt(items: list[ConsoleItem]) -> tuple[list[ConsoleItem], str]:
@@ -192,6 +195,7 @@ class Execution:
 
     async def _run(self) -> AsyncIterator[ExecEvent]:
         await self._client.connect()
+        await self._client.sessions.wait_drained(self.session)
         if self.transport in ("auto", "websocket"):
             warm = self._client.sessions.warm_sockets
             ws = await warm.take(self.session)
@@ -263,8 +267,47 @@ class Execution:
                 if self.finished:
                     return
         finally:
-            # Closing early (the consumer stopped iterating) makes the manager interrupt the run.
+            if self.finished or not received:
+                await ws.close()
+            else:
+                # Abandoned mid-run (cancelled, or the consumer stopped iterating). A run whose
+                # results are never collected wedges the session's run queue on 26.x, so
+                # interrupt it and read the stream to its end in the background.
+                self._client.sessions.track_drain(self.session, self._drain_websocket(ws))
+
+    async def _drain_websocket(self, ws: WebSocket) -> None:
+        async def read_to_end() -> None:
+            while True:
+                msg = await ws.receive()
+                if msg.kind != "text":
+                    return
+                frame = msg.json()
+                status = frame.get("status") if isinstance(frame, dict) else None
+                if status == "waiting-input":
+                    await ws.send_str("")  # an input() still waiting gets an empty line
+                elif status is None or status in _END_STATUSES:
+                    return
+
+        try:
+            with contextlib.suppress(BackendAIError):
+                await self.interrupt()
+            await asyncio.wait_for(read_to_end(), _DRAIN_TIMEOUT)
+        finally:
             await ws.close()
+
+    async def _drain_rest(self) -> None:
+        async def poll_to_end() -> None:
+            mode = "continue"
+            while True:
+                result = await self._rest_call(mode, "", None)
+                status = result.get("status")
+                if status in _END_STATUSES:
+                    return
+                mode = "input" if status == "waiting-input" else "continue"
+
+        with contextlib.suppress(BackendAIError):
+            await self.interrupt()
+        await asyncio.wait_for(poll_to_end(), _DRAIN_TIMEOUT)
 
     async def _rest_call(self, mode: str, code: str, options: dict[str, Any] | None) -> Any:
         body: dict[str, Any] = {"mode": mode, "runId": self.run_id, "run_id": self.run_id}
@@ -280,6 +323,9 @@ class Execution:
         return result
 
     async def _run_rest(self) -> AsyncIterator[ExecEvent]:
+        # Choosing the run id ourselves (managers echo it back) means an interrupted first
+        # request can still be drained.
+        self.run_id = secrets.token_hex(16)
         mode: str = self.mode
         code, options = self.code, self.options
         try:
@@ -307,8 +353,6 @@ class Execution:
                         mode, code = "input", await self._next_input()
                 if self.finished:
                     return
-        except (asyncio.CancelledError, GeneratorExit):
+        finally:
             if not self.finished:
-                with contextlib.suppress(BackendAIError, RuntimeError):
-                    await asyncio.shield(self.interrupt())
-            raise
+                self._client.sessions.track_drain(self.session, self._drain_rest())

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import contextlib
 import io
 import json
 import secrets
 import tarfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 
-from ._exceptions import BadRequestError, ConfigError, ProtocolError
+from ._exceptions import BackendAIError, BadRequestError, ConfigError, ProtocolError
 from ._models import SessionInfo
 from .execution import Execution, Mode, Transport, WarmSockets
 
@@ -65,6 +67,33 @@ class Sessions:
     def __init__(self, client: Client) -> None:
         self._client = client
         self.warm_sockets = WarmSockets(client)
+        self._drains: dict[str, asyncio.Task[None]] = {}
+
+    def track_drain(self, session: str, drain: Coroutine[Any, Any, None]) -> None:
+        """Finish an abandoned run in the background; the session's next run waits for it."""
+        previous = self._drains.get(session)
+        if previous is not None and not previous.done():
+            drain.close()
+            return
+        self._drains[session] = asyncio.ensure_future(drain)
+
+    async def aclose(self, timeout: float = 10.0) -> None:
+        """Close pre-opened sockets; give abandoned runs a moment to finish draining."""
+        await self.warm_sockets.close()
+        drains = [t for t in self._drains.values() if not t.done()]
+        self._drains.clear()
+        if drains:
+            _, pending = await asyncio.wait(drains, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*drains, return_exceptions=True)
+
+    async def wait_drained(self, session: str) -> None:
+        task = self._drains.pop(session, None)
+        if task is not None:
+            # A failed drain must not fail the next run; that run reports its own errors.
+            with contextlib.suppress(BackendAIError, TimeoutError, asyncio.CancelledError):
+                await task
 
     async def create(
         self,

@@ -206,3 +206,21 @@ async def test_unknown_session(client: Client) -> None:
     with pytest.raises(NotFoundError) as info:
         await client.sessions.info("no-such-session-xyz")
     assert info.value.status == 404 and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("transport", BOTH)
+async def test_abandoned_run_does_not_wedge_the_session(
+    client: Client, shared_session: str, transport: Transport
+) -> None:
+    # 26.9.6: a run whose results are never collected blocks every later run of the session.
+    # The client interrupts and drains an abandoned run in the background.
+    run = client.sessions.execute(
+        shared_session, "import time\nprint('go', flush=True)\ntime.sleep(30)", transport=transport
+    )
+    async for ev in run:
+        if isinstance(ev, Output):
+            break
+    started = time.monotonic()
+    outputs, finished = await run_collect(client, shared_session, "print('next')")
+    assert text_of(outputs) == "next\n" and finished.exit_code == 0
+    assert time.monotonic() - started < 15

@@ -191,5 +191,6 @@ async def test_rest_sends_both_run_id_spellings(fake: tuple[FakeManager, Client]
         Output(ConsoleItem("stdout", "a")), Output(ConsoleItem("stdout", "b"))
     ]
     first, second = manager.rest_bodies
-    assert first["runId"] is None and first["run_id"] is None and first["mode"] == "query"
+    # The client picks the run id (managers echo it back) and sends both spellings.
+    assert first["mode"] == "query" and first["runId"] == first["run_id"] and first["runId"]
     assert second == {"mode": "continue", "runId": "r1", "run_id": "r1", "code": ""}
