@@ -24,6 +24,7 @@ from aiohttp import web
 
 from ..client._sse import encode_event
 from ..client._versioning import ApiVersion, parse_api_version
+from .auth import ACCESS_KEY
 from .errors import Problem
 from .state import CONFIG, EVENTS, REGISTRY, ComputeSession, session_not_found
 
@@ -135,7 +136,9 @@ def publish_session_event(
     app[EVENTS].publish(Event(name, data, sess))
 
 
-def translate(name: str, data: dict[str, Any], version: ApiVersion) -> tuple[str, dict[str, Any]] | None:
+def translate(
+    name: str, data: dict[str, Any], version: ApiVersion
+) -> tuple[str, dict[str, Any]] | None:
     """Rename/drop a 26.x event for an older emulated API version."""
     if version >= (9, "00000000"):
         return name, data
@@ -166,7 +169,7 @@ async def _open_stream(request: web.Request) -> web.StreamResponse:
 async def session_events(request: web.Request) -> web.StreamResponse:
     """``GET /events/session`` filtered by name/id/owner/group/scope."""
     q = request.query
-    ak = q.get("ownerAccessKey") or q.get("owner_access_key") or request["access_key"]
+    ak = q.get("ownerAccessKey") or q.get("owner_access_key") or request[ACCESS_KEY]
     name = q.get("sessionName") or q.get("name") or "*"
     session_id = q.get("sessionId") or q.get("session_id")
     group = q.get("groupName") or q.get("group") or "*"

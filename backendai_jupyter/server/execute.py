@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from .auth import ACCESS_KEY
 from .errors import Problem, invalid_api_params
 from .kernels import Record, Run
 from .state import REGISTRY, ComputeSession
@@ -133,7 +134,9 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json() if request.can_read_body else {}
     except ValueError:
-        raise Problem(400, "generic-bad-request", "Malformed request body.", "Malformed body")
+        raise Problem(
+            400, "generic-bad-request", "Malformed request body.", "Malformed body"
+        ) from None
     if not isinstance(body, dict):
         raise invalid_api_params("Input validation error")
     return body
@@ -141,7 +144,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 async def execute(request: web.Request) -> web.Response:
     """``POST /session/{id}``: query / continue / input / batch / complete."""
-    ak = request["access_key"]
+    ak = request[ACCESS_KEY]
     sess = request.app[REGISTRY].get(request.match_info["session_name"], ak)
     body = await _json_body(request)
     mode = body.get("mode")
@@ -162,7 +165,9 @@ async def execute(request: web.Request) -> web.Response:
         if mode == "input":
             await run.inputs.put(code)
     else:
-        run = await start_run(sess, mode, run_id, code, options if isinstance(options, dict) else {})
+        run = await start_run(
+            sess, mode, run_id, code, options if isinstance(options, dict) else {}
+        )
     return web.json_response({"result": await next_result(run, REST_FLUSH)})
 
 
@@ -182,7 +187,7 @@ async def _complete(sess: ComputeSession, code: str, options: dict[str, Any]) ->
 
 
 async def complete(request: web.Request) -> web.Response:
-    ak = request["access_key"]
+    ak = request[ACCESS_KEY]
     sess = request.app[REGISTRY].get(request.match_info["session_name"], ak)
     body = await _json_body(request)
     code = body.get("code", "")
@@ -191,7 +196,7 @@ async def complete(request: web.Request) -> web.Response:
 
 async def stream_execute(request: web.Request) -> web.StreamResponse:
     """``GET /stream/session/{id}/execute`` (websocket)."""
-    ak = request["access_key"]
+    ak = request[ACCESS_KEY]
     sess = request.app[REGISTRY].get(request.match_info["session_name"], ak)
     ws = web.WebSocketResponse(autoping=True)
     await ws.prepare(request)

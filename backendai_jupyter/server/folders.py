@@ -31,15 +31,15 @@ import tempfile
 import time
 import uuid
 import zipfile
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from aiohttp import BodyPartReader, MultipartWriter, web
 
+from . import auth as _auth
 from .errors import Problem, invalid_api_params, not_found
 from .state import CONFIG, KEYPAIRS
 
@@ -62,8 +62,6 @@ _SECRET_FILE = ".storage-secret"
 _STAGING = ".staging"
 _FOLDER_PERMS = ("ro", "rw", "wd")
 _USAGE_MODES = ("general", "model", "data")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -104,7 +102,7 @@ def _clean_relpath(rel: Any, *, allow_root: bool = True) -> PurePosixPath:
     """Validate a client path: relative, no ``..``, no NUL. ``""``/``"."`` is the folder root."""
     if not isinstance(rel, str):
         raise _op_failed(f"invalid path: {rel!r}")
-    if "\x00" in rel or rel.startswith("/") or rel.startswith("\\"):
+    if "\x00" in rel or rel.startswith(("/", "\\")):
         raise _op_failed(f"path must be relative to the folder: {rel!r}")
     pure = PurePosixPath(rel)
     if ".." in pure.parts:
@@ -310,7 +308,7 @@ class FolderStore:
             if f.name == key and (f.owner == ak or f.id in shared)
             and (trashed is None or (f.status != "ready") == trashed)
         ]
-        candidates.sort(key=lambda f: f.owner != ak)
+        candidates.sort(key=lambda f: (f.owner != ak, f.status != "ready"))
         if not candidates:
             raise _no_folder(key)
         return candidates[0]
@@ -330,10 +328,15 @@ def _store(request: web.Request) -> FolderStore:
 
 def _whoami(request: web.Request) -> tuple[str, str, str]:
     """``(access key, email, user uuid)`` of the authenticated caller."""
-    try:
-        ak = str(request["keypair"]["access_key"])
-    except (KeyError, TypeError):
+    # auth.py's middleware stores the key as ``request["access_key"]`` (or under an exported
+    # ``auth.ACCESS_KEY`` request key); ``request["keypair"]["access_key"]`` is the fallback.
+    value = request.get(getattr(_auth, "ACCESS_KEY", "access_key"))
+    if value is None:
+        keypair = request.get("keypair")
+        value = keypair.get("access_key") if isinstance(keypair, dict) else None
+    if not value:
         raise Problem(401, "auth-failed", "Credential/signature mismatch.", "Unauthorized access")
+    ak = str(value)
     kp = request.app.get(KEYPAIRS, {}).get(ak)
     if kp is not None:
         return ak, kp.user_email, kp.user_id
@@ -460,7 +463,8 @@ async def get_id(request: web.Request) -> web.Response:
     name = params.get("name")
     if not isinstance(name, str) or not name:
         raise invalid_api_params("name is required")
-    f = _store(request).find(ak, email, name)
+    # Trashed folders resolve too: the 26.x CLI looks the id up before ``delete-trash``/restore.
+    f = _store(request).find(ak, email, name, trashed=None)
     return _json({"id": str(uuid.UUID(f.id)), "name": f.name})
 
 
@@ -579,8 +583,17 @@ async def _purge(request: web.Request, f: Folder) -> web.Response:
     return web.Response(status=204)
 
 
+def _has_trash_bin(app: web.Application) -> bool:
+    """Managers before 24.03 (API v8.20240315) delete at once; later ones use a trash bin."""
+    cfg = app.get(CONFIG)
+    return cfg is None or str(cfg.api_version) >= "v8.20240315"
+
+
 async def delete_by_name(request: web.Request) -> web.Response:
-    return _trash(request, _owned(request, request.match_info["name"], trashed=False))
+    f = _owned(request, request.match_info["name"], trashed=False)
+    if not _has_trash_bin(request.app):
+        return await _purge(request, f)
+    return _trash(request, f)
 
 
 async def delete_by_id(request: web.Request) -> web.Response:
@@ -762,7 +775,7 @@ async def move_file(request: web.Request) -> web.Response:
 
 def _delete(root: Path, files: list[Any], recursive: bool) -> None:
     targets = [confine(root, rel, follow=False, allow_root=False) for rel in files]
-    for path, rel in zip(targets, files):
+    for path, rel in zip(targets, files, strict=True):
         if path.is_symlink() or path.is_file():
             path.unlink()
         elif path.is_dir():
@@ -1056,6 +1069,7 @@ async def _finish_upload(
     up.done = True
 
 
+@_auth.public
 async def tus_options(request: web.Request) -> web.Response:
     return web.Response(status=200, headers=_tus_headers({
         "Tus-Version": "1.0.0",
@@ -1064,6 +1078,7 @@ async def tus_options(request: web.Request) -> web.Response:
     }))
 
 
+@_auth.public
 async def tus_head(request: web.Request) -> web.Response:
     _, up, part, _ = _upload_of(request)
     offset = up.size if up.done else (part.stat().st_size if part.exists() else 0)
@@ -1079,6 +1094,7 @@ def _append(part: Path, chunk: bytes) -> None:
         fobj.write(chunk)
 
 
+@_auth.public
 async def tus_patch(request: web.Request) -> web.Response:
     store, up, part, root = _upload_of(request)
     raw_offset = request.headers.get("Upload-Offset", "")
@@ -1115,6 +1131,7 @@ async def tus_patch(request: web.Request) -> web.Response:
     }))
 
 
+@_auth.public
 async def tus_delete(request: web.Request) -> web.Response:
     store, up, part, _ = _upload_of(request)
     async with up.lock:
@@ -1178,6 +1195,7 @@ async def _send_path(
         tmp.unlink(missing_ok=True)
 
 
+@_auth.public
 async def download(request: web.Request) -> web.StreamResponse:
     store = _store(request)
     claims = verify_token(store.secret, request.query.get("token", ""), "download")
@@ -1209,7 +1227,8 @@ async def upload_v5(request: web.Request) -> web.Response:
         count += 1
         if count > 10:
             raise invalid_api_params("Too many files (at most 10)")
-        target = confine(root, part.filename, allow_root=False)
+        # aiohttp's FormData percent-encodes the name (``a%2Fb.txt``): decode it, then confine.
+        target = confine(root, unquote(part.filename), allow_root=False)
         fd, tmp_name = tempfile.mkstemp(suffix=".part", dir=store.staging_dir(f.host))
         os.close(fd)
         tmp = Path(tmp_name)
@@ -1232,7 +1251,7 @@ async def download_v5(request: web.Request) -> web.StreamResponse:
     if not isinstance(files, list) or not files:
         raise invalid_api_params("files is required")
     paths = [confine(root, rel, allow_root=False) for rel in files]
-    for path, rel in zip(paths, files):
+    for path, rel in zip(paths, files, strict=True):
         if not path.is_file():
             raise invalid_api_params(
                 f'You cannot download "{rel}" because it is not a regular file.'

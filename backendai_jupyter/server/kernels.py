@@ -80,7 +80,7 @@ def kill_tree(pids: set[int], sig: int = signal.SIGKILL) -> None:
             os.kill(pid, sig)
 
 
-class _LocalKernelManager(AsyncKernelManager):  # type: ignore[misc]
+class _LocalKernelManager(AsyncKernelManager):
     """An ``AsyncKernelManager`` whose kernelspec is built here (argv wrapped by ``limits``)."""
 
     def __init__(self, spec: KernelSpec, **kwargs: Any) -> None:
@@ -134,7 +134,9 @@ class SessionProcess:
 
     async def start_kernel(self) -> None:
         spec = KernelSpec(
-            argv=launcher_argv([sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]),
+            argv=launcher_argv(
+                [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+            ),
             display_name="Python 3 (Backend.AI local)",
             language="python",
             interrupt_mode="signal",

@@ -1,7 +1,7 @@
 """Real resource limits for session processes: CPU affinity and a memory cap.
 
 Every session process (the ipykernel, batch steps, the startup command) is started through this
-module's tiny launcher: ``python -m backendai_jupyter.server.limits -- CMD...``. It reads the
+module's tiny launcher: ``python .../server/limits.py -- CMD...``. It reads the
 limits from ``BJUP_LIMITS`` (JSON), applies them to *itself* and then ``exec``\\ s the command, so
 the limits hold from the first instruction of the real program and are inherited by everything
 it spawns — no ``preexec_fn`` (unsafe with threads) and no race after start.
@@ -66,7 +66,9 @@ def format_amount(amount: Decimal) -> str:
 
 
 def launcher_argv(cmd: list[str]) -> list[str]:
-    return [sys.executable, "-m", "backendai_jupyter.server.limits", "--", *cmd]
+    # Run this file as a script (stdlib only), not ``-m``: importing the package would pull in
+    # aiohttp/jupyter_client for every process start.
+    return [sys.executable, os.path.abspath(__file__), "--", *cmd]
 
 
 def cgroup_for_session(session_id: str) -> Path | None:
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     if args and args[0] == "--":
         args = args[1:]
     if not args:
-        sys.exit("usage: python -m backendai_jupyter.server.limits -- CMD [ARGS...]")
+        sys.exit("usage: python limits.py -- CMD [ARGS...]")
     raw = os.environ.pop(ENV_VAR, "")
     if raw:
         apply_limits(json.loads(raw))

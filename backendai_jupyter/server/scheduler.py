@@ -98,6 +98,11 @@ class Scheduler:
         self.gpu_owner: dict[int, str | None] = dict.fromkeys(capacity.gpus)
         self.ready: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Called once the loop runs (app startup): the idle-timeout reaper."""
+        self._reaper = asyncio.create_task(self.idle_reaper())
 
     # -- accounting ----------------------------------------------------------------------------
 
@@ -122,14 +127,17 @@ class Scheduler:
         for slot, value in merged.items():
             if slot not in SLOTS:
                 raise Problem(
-                    400, "invalid-api-params", "Missing or invalid API parameters.",
+                    400,
+                    "invalid-api-params",
+                    "Missing or invalid API parameters.",
                     f"Unknown resource slot: {slot}",
                 )
             try:
                 req[slot] = parse_amount(slot, value)
             except ValueError as e:
-                raise Problem(400, "invalid-api-params", "Missing or invalid API parameters.",
-                              str(e)) from None
+                raise Problem(
+                    400, "invalid-api-params", "Missing or invalid API parameters.", str(e)
+                ) from None
         req = {k: v for k, v in req.items() if v > 0 or k in ("cpu", "mem")}
         totals = self.totals()
         if req.get("cpu", Decimal(0)) <= 0:
@@ -137,12 +145,16 @@ class Scheduler:
         for slot, amount in req.items():
             if slot not in totals:
                 raise Problem(
-                    400, "invalid-api-params", "Missing or invalid API parameters.",
+                    400,
+                    "invalid-api-params",
+                    "Missing or invalid API parameters.",
                     f"This machine has no {slot} (no GPU found by nvidia-smi)",
                 )
             if amount > totals[slot]:
                 raise Problem(
-                    400, "invalid-api-params", "Missing or invalid API parameters.",
+                    400,
+                    "invalid-api-params",
+                    "Missing or invalid API parameters.",
                     f"Requested {slot}={format_amount(amount)} exceeds this machine's "
                     f"capacity ({format_amount(totals[slot])})",
                 )
@@ -295,8 +307,9 @@ class Scheduler:
                 await proc.run_shell("/bin/sh bootstrap.sh", None)
             if sess.type != "batch":
                 await proc.start_kernel()
-            if sess.status != "CREATING":
-                return  # destroyed while starting
+            if sess.status != "CREATING":  # destroyed while starting: leave nothing behind
+                await proc.stop()
+                return
             publish_session_event(app, "kernel_started", sess)
             publish_session_event(app, "session_creating", sess, "triggered-by-scheduler")
             sess.set_status("RUNNING")
@@ -373,6 +386,8 @@ class Scheduler:
         """Server stop: cancel pending, terminate running, nothing left behind."""
         from .state import REGISTRY
 
+        if self._reaper is not None:
+            self._reaper.cancel()
         for sess in list(self.queue):
             await self.terminate(sess, "server-shutdown")
         for task in list(self._tasks):

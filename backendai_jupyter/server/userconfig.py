@@ -141,13 +141,14 @@ def get_template(app: web.Application, template_id: str) -> dict[str, Any]:
     tpl = store.templates.get(key)
     if tpl is None:
         raise not_found("task-template", f"no such template: {template_id}")
-    return json.loads(json.dumps(tpl.template))  # a copy the caller may modify
+    copy: dict[str, Any] = json.loads(json.dumps(tpl.template))  # the caller may modify it
+    return copy
 
 
 def dotfiles_for(app: web.Application, access_key: str) -> list[dict[str, Any]]:
-    """``[{"path", "perm", "data"}]``: relative paths are under ``/home/work``."""
+    """``[{"path", "perm", "permission", "data"}]``: relative paths are under ``/home/work``."""
     store = app[USER_CONFIG]
-    return [dict(d) for d in store.user(access_key)["dotfiles"]]
+    return [{**d, "permission": d["perm"]} for d in store.user(access_key)["dotfiles"]]
 
 
 def bootstrap_script_for(app: web.Application, access_key: str) -> str:
@@ -185,7 +186,8 @@ def _validate_template(doc: Any) -> None:
     kernel = spec.get("kernel") if isinstance(spec, dict) else None
     if not isinstance(kernel, dict) or not isinstance(kernel.get("image"), str):
         raise invalid_api_params("spec.kernel.image is required", data={"spec": "invalid"})
-    if "mounts" in spec and spec["mounts"] is not None and not isinstance(spec["mounts"], dict):
+    mounts = spec.get("mounts") if isinstance(spec, dict) else None
+    if mounts is not None and not isinstance(mounts, dict):
         raise invalid_api_params("spec.mounts must be a mapping", data={"spec.mounts": "invalid"})
 
 

@@ -1,0 +1,167 @@
+"""``backendai-jupyter serve``: run the local endpoint in the foreground.
+
+On first start a keypair is created (mode 0600, ``<data-dir>/keypair.json``) and the ``export``
+lines — the only place the secret key is ever printed — go to stdout; later starts reuse it and
+print the secret only with ``--show-keys``. ``<data-dir>/endpoint.json`` records pid/port so that
+``local.py`` can find a running server. SIGINT/SIGTERM stop the server *and* every session
+process (``on_shutdown`` → ``Scheduler.shutdown``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from .app import create_app
+from .state import DEFAULT_API_VERSION, KEYPAIR_FILE, ServerConfig, load_or_create_keypair
+
+__all__ = ["ENDPOINT_FILE", "add_arguments", "default_data_dir", "proc_start_time", "run"]
+
+ENDPOINT_FILE = "endpoint.json"
+DEFAULT_PORT = 8090
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "backendai-jupyter" / "local"
+
+
+def proc_start_time(pid: int) -> str | None:
+    """Field 22 of ``/proc/<pid>/stat``: tells a live server from a recycled pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2 :].split()[19]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    parser.add_argument("--data-dir", type=Path, default=None, help="state directory")
+    parser.add_argument(
+        "--api-version",
+        default=DEFAULT_API_VERSION,
+        help="emulate an older manager API, e.g. v6.20220615 or v5.20191215",
+    )
+    parser.add_argument("--idle-timeout", type=float, default=0.0, help="seconds; 0 = never")
+    parser.add_argument(
+        "--capacity",
+        action="append",
+        default=[],
+        metavar="SLOT=AMOUNT",
+        help="override a detected capacity, e.g. cpu=2 or mem=4g (repeatable)",
+    )
+    parser.add_argument("--show-keys", action="store_true", help="print the secret key again")
+
+
+def _exports(url: str, access_key: str, secret: str | None, keyfile: Path) -> str:
+    lines = [
+        f"export BACKEND_ENDPOINT={url}",
+        "export BACKEND_ENDPOINT_TYPE=api",
+        f"export BACKEND_ACCESS_KEY={access_key}",
+    ]
+    if secret is not None:
+        lines.append(f"export BACKEND_SECRET_KEY={secret}")
+    else:
+        lines.append(f"# BACKEND_SECRET_KEY: see {keyfile} (or run with --show-keys)")
+    return "\n".join(lines)
+
+
+async def _serve(config: ServerConfig, show_secret: bool) -> None:
+    # Handlers first: a signal during startup must still run the cleanup below.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    app = create_app(config)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    await site.start()
+    port = int(runner.addresses[0][1])
+    host = config.host if ":" not in config.host else f"[{config.host}]"
+    url = f"http://{host}:{port}"
+    kp = config.keypair
+    assert kp is not None
+    keyfile = config.data_dir / KEYPAIR_FILE
+    print(_exports(url, kp.access_key, kp.secret_key if show_secret else None, keyfile))
+    print(f"# Backend.AI local endpoint {config.api_version} listening on {url}", flush=True)
+    endpoint_file = config.data_dir / ENDPOINT_FILE
+    record = {
+        "pid": os.getpid(),
+        "port": port,
+        "host": config.host,
+        "url": url,
+        "start": proc_start_time(os.getpid()),
+        "started_at": time.time(),
+    }
+    tmp = endpoint_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(endpoint_file)
+    try:
+        await stop.wait()
+    finally:
+        print("# stopping: terminating all sessions", file=sys.stderr, flush=True)
+        await runner.cleanup()
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(endpoint_file.read_text()).get("pid") == os.getpid():
+                endpoint_file.unlink()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    data_dir: Path = (args.data_dir or default_data_dir()).expanduser().resolve()
+    capacity: dict[str, str] = {}
+    for item in args.capacity:
+        slot, sep, amount = item.partition("=")
+        if not sep:
+            print(f"error: --capacity expects SLOT=AMOUNT, got {item!r}", file=sys.stderr)
+            return 2
+        capacity[slot.strip()] = amount.strip()
+    keypair, created = load_or_create_keypair(data_dir)
+    if not _is_loopback(args.host):
+        print(
+            f"WARNING: binding to {args.host}: anyone who can reach this address and holds the "
+            "keypair can run arbitrary code as this user, read and write its session files and "
+            "vfolders. The API is plain HTTP (no TLS).",
+            file=sys.stderr,
+        )
+    config = ServerConfig(
+        data_dir=data_dir,
+        host=args.host,
+        port=args.port,
+        api_version=args.api_version,
+        capacity=capacity,
+        idle_timeout=args.idle_timeout,
+        keypair=keypair,
+    )
+    try:
+        asyncio.run(_serve(config, show_secret=created or args.show_keys))
+    except OSError as e:
+        print(f"error: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
+        return 1
+    except ValueError as e:  # e.g. an unknown --api-version
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,105 @@
+"""The embedded default: find or start a background local endpoint, return its ``BACKEND_*``.
+
+Used by the client, the kernel and the magics when no ``BACKEND_ENDPOINT`` is configured. A
+server recorded in ``endpoint.json`` is reused when its pid still belongs to it (start time
+matches) and it answers ``GET /``; otherwise ``python -m backendai_jupyter serve --port 0`` is
+started detached (own session, output to ``server.log``). A file lock keeps two kernels starting
+at the same moment from spawning two servers. The secret key is read from the 0600 keypair file
+and returned, never printed or logged.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from .cli import ENDPOINT_FILE, default_data_dir, proc_start_time
+from .state import KEYPAIR_FILE
+
+__all__ = ["ensure_local_endpoint"]
+
+START_TIMEOUT = 60.0
+# Detached servers outlive us; holding the Popen objects avoids "still running" ResourceWarnings.
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/", timeout=2) as resp:  # noqa: S310 - loopback
+            return "version" in json.loads(resp.read())
+    except (OSError, ValueError):
+        return False
+
+
+def _live_url(data_dir: Path) -> str | None:
+    try:
+        rec = json.loads((data_dir / ENDPOINT_FILE).read_text())
+        pid, url = int(rec["pid"]), str(rec["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if proc_start_time(pid) is None or proc_start_time(pid) != rec.get("start"):
+        return None
+    return url if _answers(url) else None
+
+
+def _credentials(data_dir: Path, url: str) -> dict[str, str]:
+    kp = json.loads((data_dir / KEYPAIR_FILE).read_text())
+    return {
+        "BACKEND_ENDPOINT": url,
+        "BACKEND_ENDPOINT_TYPE": "api",
+        "BACKEND_ACCESS_KEY": kp["access_key"],
+        "BACKEND_SECRET_KEY": kp["secret_key"],
+    }
+
+
+def ensure_local_endpoint(data_dir: Path | None = None) -> dict[str, str]:
+    """Return ``BACKEND_ENDPOINT``/``ACCESS_KEY``/``SECRET_KEY`` of a running local endpoint,
+    starting one in the background if needed. Raises ``RuntimeError`` if it does not come up."""
+    data_dir = (data_dir or default_data_dir()).expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(data_dir / "start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        url = _live_url(data_dir)
+        if url is not None:
+            return _credentials(data_dir, url)
+        (data_dir / ENDPOINT_FILE).unlink(missing_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BACKEND_")}
+        cmd = [
+            sys.executable,
+            "-m",
+            "backendai_jupyter",
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+        ]
+        with open(data_dir / "server.log", "ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+                cwd=str(data_dir),
+            )
+        _STARTED.append(proc)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"the local Backend.AI endpoint exited with code {proc.returncode}; "
+                    f"see {data_dir / 'server.log'}"
+                )
+            url = _live_url(data_dir)
+            if url is not None:
+                return _credentials(data_dir, url)
+            time.sleep(0.1)
+        raise RuntimeError(f"the local Backend.AI endpoint did not start; see {data_dir}")

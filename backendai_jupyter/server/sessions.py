@@ -1,0 +1,580 @@
+"""``/session`` REST handlers, files inside a session, and GraphQL ``compute_session_list``.
+
+Answers mirror a 26.9.6 manager (cluster-facts §1–§2: field names, the stringified slot maps in
+``GET /session/{id}``, ``{"stats": ...}`` on destroy, 201 on create, 204 on interrupt). Where the
+real manager is broken or removed a feature the local endpoint keeps the useful older behaviour:
+``PATCH /session/{id}`` restarts the kernel (26.9.6 answers 501).
+
+GraphQL is not a general engine: the one query the clients send (``compute_session_list`` with
+``limit/offset/status/access_key``, plus ``user { ... }``) is parsed with regexes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+import stat
+import tarfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import BodyPartReader, MultipartWriter, web
+
+from .auth import ACCESS_KEY
+from .errors import Problem, invalid_api_params
+from .state import CONFIG, KEYPAIRS, REGISTRY, SCHEDULER, ComputeSession
+
+__all__ = ["gql_handler", "routes"]
+
+_NAME_RE = re.compile(r"^(?=.{4,64}$)\w[\w.-]*\w$", re.ASCII)
+MAX_UPLOAD_PARTS = 20
+MAX_UPLOAD_SIZE = 1024 * 1024
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
+def _pick(d: dict[str, Any], *names: str, default: Any = None) -> Any:
+    for n in names:
+        if d.get(n) is not None:
+            return d[n]
+    return default
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    """JSON body (or, for GETs without one, the query string), as the manager's check_api_params."""
+    if not request.can_read_body:
+        return dict(request.query)
+    try:
+        data = await request.json()
+    except ValueError:
+        raise Problem(
+            400, "generic-bad-request", "Malformed request body.", "Malformed body"
+        ) from None
+    if not isinstance(data, dict):
+        raise invalid_api_params("Input validation error")
+    return data
+
+
+def _session(request: web.Request, *, allow_dead: bool = False) -> ComputeSession:
+    return request.app[REGISTRY].get(
+        request.match_info["session_name"], request[ACCESS_KEY], allow_dead=allow_dead
+    )
+
+
+def _slots_repr(slots: dict[str, str]) -> str:
+    # 26.9.6 sends str() of a dict of Decimals here, e.g. "{'cpu': Decimal('1.000000')}".
+    return "{" + ", ".join(f"'{k}': Decimal('{float(v):.6f}')" for k, v in slots.items()) + "}"
+
+
+# -- create -----------------------------------------------------------------------------------
+
+
+def _from_template(tpl: dict[str, Any]) -> dict[str, Any]:
+    spec = tpl.get("spec", tpl)
+    kernel = spec.get("kernel") or {}
+    run = kernel.get("run") or {}
+    mounts = spec.get("mounts") or {}
+    return {
+        "image": kernel.get("image"),
+        "type": spec.get("session_type") or spec.get("sessionType") or spec.get("type"),
+        "startupCommand": run.get("startup_command") or run.get("startupCommand"),
+        "bootstrap_script": run.get("bootstrap"),
+        "config": {
+            "environ": kernel.get("environ") or {},
+            "resources": spec.get("resources") or {},
+            "mounts": list(mounts) if isinstance(mounts, dict) else list(mounts),
+            "mount_map": mounts if isinstance(mounts, dict) else {},
+        },
+    }
+
+
+async def create(request: web.Request) -> web.Response:
+    return await _create(request, await _body(request))
+
+
+async def create_from_template(request: web.Request) -> web.Response:
+    body = await _body(request)
+    template_id = _pick(body, "template_id", "templateId")
+    if not template_id:
+        raise invalid_api_params("Input validation error", {"template_id": "is required"})
+    try:
+        from . import userconfig  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        raise Problem(404, "task-template-not-found", "Task template not found.") from None
+    base = _from_template(userconfig.get_template(request.app, str(template_id)))
+    config = {**base.pop("config"), **(body.get("config") or {})}
+    merged = {**base, **{k: v for k, v in body.items() if v is not None}, "config": config}
+    return await _create(request, merged)
+
+
+async def _create(request: web.Request, body: dict[str, Any]) -> web.Response:
+    app, ak = request.app, request[ACCESS_KEY]
+    name = str(_pick(body, "name", "session_name", "sessionName", "clientSessionToken", default=""))
+    name = name or f"pysdk-{uuid.uuid4().hex[:10]}"
+    image = _pick(body, "image", "lang")
+    sess_type = _pick(body, "type", "sessionType", "session_type", default="interactive")
+    config = body.get("config") or {}
+    if not isinstance(config, dict) or not isinstance(image, str) or not image:
+        raise invalid_api_params("Input validation error", {"image": "is required"})
+    if not _NAME_RE.match(name):
+        raise invalid_api_params("Input validation error", {"name": "invalid session name"})
+    if sess_type not in ("interactive", "batch", "inference"):
+        raise invalid_api_params("Input validation error", {"type": "invalid session type"})
+    startup = _pick(body, "startupCommand", "startup_command")
+    if sess_type == "batch" and not startup:
+        raise invalid_api_params("Batch sessions must have a non-empty startup command.")
+    cluster_size = int(
+        _pick(body, "clusterSize", "cluster_size", default=config.get("clusterSize", 1))
+    )
+    if cluster_size != 1:
+        raise invalid_api_params("The local endpoint runs single-container sessions only.")
+    registry = app[REGISTRY]
+    existing = registry.by_name(name, ak)
+    if existing is not None:
+        if not _pick(body, "reuseIfExists", "reuse_if_exists", default=True):
+            raise Problem(
+                400,
+                "session-already-exists",
+                "The session already exists but you requested not to reuse existing one.",
+                data={"existingSessionId": existing.id},
+            )
+        return web.json_response(
+            {
+                "sessionId": existing.id,
+                "sessionName": existing.name,
+                "status": existing.status,
+                "service_ports": [],
+                "servicePorts": [],
+                "created": False,
+            },
+            status=201,
+        )
+    resources = app[SCHEDULER].normalize(dict(config.get("resources") or {}))
+    environ = config.get("environ") or {}
+    if not isinstance(environ, dict):
+        raise invalid_api_params("Input validation error", {"environ": "must be a mapping"})
+    mounts = [str(m) for m in config.get("mounts") or []]
+    mount_map = dict(_pick(config, "mount_map", "mountMap", default={}) or {})
+    resolved: list[tuple[Path, str]] = []
+    if mounts:
+        try:
+            from . import folders  # type: ignore[attr-defined,unused-ignore]
+        except ImportError:
+            raise Problem(404, "vfolder-not-found", "Virtual folder not found.") from None
+        resolved = folders.mount_paths(app, mounts, mount_map)
+    sid = str(uuid.uuid4())
+    sess = ComputeSession(
+        id=sid,
+        name=name,
+        access_key=ak,
+        image=image,
+        type=sess_type,
+        workdir=app[CONFIG].sessions_dir / sid,
+        resources=resources,
+        environ={str(k): str(v) for k, v in environ.items()},
+        startup_command=startup,
+        mounts=resolved,
+        tag=body.get("tag"),
+        bootstrap_script=_pick(body, "bootstrap_script", "bootstrapScript"),
+        group=str(_pick(body, "group", "groupName", "group_name", default="default")),
+        domain=str(_pick(body, "domain", "domainName", "domain_name", default="default")),
+    )
+    registry.add(sess)
+    sched = app[SCHEDULER]
+    sched.enqueue(sess)
+    status = sess.status
+    if not _pick(body, "enqueueOnly", "enqueue_only", default=False):
+        max_wait = float(_pick(body, "maxWaitSeconds", "max_wait_seconds", default=0) or 0)
+        if await sched.wait_started(sess, max_wait or None):
+            await asyncio.sleep(0)
+            status = sess.status
+        else:
+            status = "TIMEOUT"
+    else:
+        status = "PENDING"
+    return web.json_response(
+        {
+            "sessionId": sid,
+            "sessionName": name,
+            "status": status,
+            "servicePorts": [],
+            "created": True,
+        },
+        status=201,
+    )
+
+
+# -- per-session routes ---------------------------------------------------------------------
+
+
+async def info(request: web.Request) -> web.Response:
+    s = _session(request)
+    kp = request.app[KEYPAIRS][s.access_key]
+    slots = _slots_repr(s.resources)
+    return web.json_response(
+        {
+            "age": int((time.time() - s.created_at) * 1000),
+            "domainName": s.domain,
+            "groupId": s.group,
+            "userId": kp.user_id,
+            "lang": s.image,
+            "image": s.image,
+            "architecture": "x86_64",
+            "registry": "local",
+            "tag": s.tag or "",
+            "containerId": None,
+            "occupiedSlots": slots,
+            "occupyingSlots": slots,
+            "requestedSlots": slots,
+            "occupiedShares": "{}",
+            "environ": str(s.environ),
+            "resourceOpts": "{}",
+            "status": s.status,
+            "statusInfo": str(s.status_info),
+            "statusData": None,
+            "creationTime": _iso(s.created_at),
+            "terminationTime": _iso(s.terminated_at),
+            "numQueriesExecuted": s.num_queries,
+            "lastStat": None,
+            "idleChecks": {},
+            "workdir": str(s.workdir),
+        }
+    )
+
+
+async def destroy(request: web.Request) -> web.Response:
+    s = _session(request, allow_dead=True)
+    if not s.alive:
+        return web.json_response({"stats": {}})
+    await request.app[SCHEDULER].terminate(s, "user-requested")
+    return web.json_response({"stats": {"status": "terminated"}})
+
+
+async def restart(request: web.Request) -> web.Response:
+    s = _session(request)
+    if s.process is not None:
+        s.set_status("RESTARTING")
+        try:
+            await s.process.restart()
+        finally:
+            s.set_status("RUNNING")
+    return web.Response(status=204)
+
+
+async def interrupt(request: web.Request) -> web.Response:
+    s = _session(request)
+    if s.process is not None:
+        s.process.interrupt()
+    return web.Response(status=204)
+
+
+async def logs(request: web.Request) -> web.Response:
+    s = _session(request, allow_dead=True)
+    path = s.workdir.parent / f"{s.workdir.name}.log"
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return web.json_response({"result": {"logs": text}})
+
+
+async def match(request: web.Request) -> web.Response:
+    ident = request.query.get("id", "").replace("-", "").lower()
+    found = [
+        {"id": s.id, "name": s.name, "status": s.status}
+        for s in request.app[REGISTRY].live(request[ACCESS_KEY])
+        if ident and (s.id.replace("-", "").startswith(ident) or s.name.startswith(ident))
+    ]
+    return web.json_response({"matches": found})
+
+
+async def status_history(request: web.Request) -> web.Response:
+    s = _session(request, allow_dead=True)
+    return web.json_response({k: _iso(v) for k, v in s.status_history.items()})
+
+
+async def rename(request: web.Request) -> web.Response:
+    s = _session(request)
+    new = (await _body(request)).get("name") or request.query.get("name")
+    if not isinstance(new, str) or not _NAME_RE.match(new):
+        raise invalid_api_params("Input validation error", {"name": "invalid session name"})
+    if request.app[REGISTRY].by_name(new, s.access_key) is not None:
+        raise Problem(400, "session-already-exists", "The session already exists.")
+    s.name = new
+    return web.Response(status=204)
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+def _inside(s: ComputeSession, rel: str) -> Path:
+    """Map a path as the user sees it (relative, or under /home/work) into the workdir."""
+    p = PurePosixPath(rel)
+    if p.is_absolute():
+        try:
+            p = p.relative_to("/home/work")
+        except ValueError:
+            raise Problem(
+                403,
+                "generic-forbidden",
+                "Forbidden operation.",
+                "Not allowed to access outside /home/work",
+            ) from None
+    target = (s.workdir / p).resolve()
+    root = s.workdir.resolve()
+    if target != root and root not in target.parents:
+        raise Problem(
+            403,
+            "generic-forbidden",
+            "Forbidden operation.",
+            "Not allowed to access outside /home/work",
+        )
+    return target
+
+
+async def upload(request: web.Request) -> web.Response:
+    s = _session(request)
+    try:
+        reader = await request.multipart()
+    except (AssertionError, ValueError, KeyError):
+        raise invalid_api_params("multipart/form-data body expected") from None
+    count = 0
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or not part.filename:
+            continue
+        count += 1
+        if count > MAX_UPLOAD_PARTS:
+            raise invalid_api_params("Too many files")
+        data = await part.read()
+        if len(data) >= MAX_UPLOAD_SIZE:
+            raise invalid_api_params("Too large file")
+        # aiohttp's client percent-quotes "/" in multipart filenames (sub%2Fa.txt).
+        target = _inside(s, unquote(part.filename))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return web.Response(status=204)
+
+
+def _tar_of(path: Path) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(str(path), arcname=path.name)
+    return buf.getvalue()
+
+
+async def download(request: web.Request) -> web.Response:
+    s = _session(request)
+    files = request.query.getall("files", [])
+    if not files and request.can_read_body:
+        files = (await _body(request)).get("files") or []
+    if not files or len(files) > 5:
+        raise invalid_api_params("Input validation error", {"files": "1 to 5 paths"})
+    writer = MultipartWriter("mixed")
+    for f in files:
+        path = _inside(s, str(f))
+        if not path.exists():
+            raise Problem(404, "generic-not-found", "Not found.", f"no such file: {f}")
+        part = writer.append(_tar_of(path), {"Content-Type": "application/x-tar"})
+        part.headers["Content-Encoding"] = "identity"
+    return web.Response(body=writer)  # Content-Type: multipart/mixed; boundary=...
+
+
+async def download_single(request: web.Request) -> web.Response:
+    s = _session(request)
+    name = request.query.get("file") or (await _body(request)).get("file")
+    if not name:
+        raise invalid_api_params("Input validation error", {"file": "is required"})
+    path = _inside(s, str(name))
+    if not path.exists():
+        raise Problem(404, "generic-not-found", "Not found.", f"no such file: {name}")
+    return web.Response(body=_tar_of(path), content_type="application/x-tar")
+
+
+async def list_files(request: web.Request) -> web.Response:
+    s = _session(request)
+    rel = str((await _body(request)).get("path") or ".")
+    path = _inside(s, rel)
+    entries, errors = [], ""
+    try:
+        for child in sorted(path.iterdir()):
+            st = child.lstat()
+            entries.append(
+                {
+                    "mode": stat.filemode(st.st_mode),
+                    "size": st.st_size,
+                    "ctime": st.st_ctime,
+                    "mtime": st.st_mtime,
+                    "atime": st.st_atime,
+                    "filename": child.name,
+                }
+            )
+    except OSError as e:
+        errors = str(e)
+    abspath = "/home/work/" + str(path.relative_to(s.workdir.resolve())).lstrip(".")
+    return web.json_response(
+        {"files": json.dumps(entries), "errors": errors, "abspath": abspath.rstrip("/")}
+    )
+
+
+# -- GraphQL --------------------------------------------------------------------------------
+
+_GQL_LIST = re.compile(r"compute_session_list\s*(?:\(([^)]*)\))?\s*\{", re.S)
+
+
+def _gql_args(text: str, variables: dict[str, Any]) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    for m in re.finditer(r"(\w+)\s*:\s*(\$\w+|\"[^\"]*\"|[\w.-]+)", text or ""):
+        key, raw = m.group(1), m.group(2)
+        if raw.startswith("$"):
+            args[key] = variables.get(raw[1:])
+        elif raw.startswith('"'):
+            args[key] = raw[1:-1]
+        else:
+            args[key] = None if raw == "null" else json.loads(raw) if raw[0].isdigit() else raw
+    return args
+
+
+def _gql_fields(block: str) -> list[str]:
+    depth, names, token = 0, [], ""
+    for ch in block + " ":
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        elif depth == 0 and (ch.isalnum() or ch == "_"):
+            token += ch
+            continue
+        if token and depth <= 1:
+            names.append(token)
+        token = ""
+    return names
+
+
+def _gql_item(s: ComputeSession, field: str) -> Any:
+    values: dict[str, Any] = {
+        "id": s.id,
+        "session_id": s.id,
+        "name": s.name,
+        "image": s.image,
+        "type": s.type,
+        "status": s.status,
+        "status_info": s.status_info,
+        "result": s.result,
+        "tag": s.tag,
+        "status_changed": _iso(max(s.status_history.values(), default=s.created_at)),
+        "created_at": _iso(s.created_at),
+        "terminated_at": _iso(s.terminated_at),
+        "occupied_slots": json.dumps(s.resources),
+        "requested_slots": json.dumps(s.resources),
+        "domain_name": s.domain,
+        "group_name": s.group,
+        "group_id": s.group,
+        "access_key": s.access_key,
+        "startup_command": s.startup_command,
+        "scaling_group": "default",
+        "service_ports": "[]",
+        "mounts": [m for _, m in s.mounts],
+        "num_queries": s.num_queries,
+        "cluster_size": 1,
+        "cluster_mode": "single-node",
+        "containers": [],
+        "dependencies": [],
+        "starts_at": None,
+        "user_email": None,
+        "user_id": None,
+        "agent_ids": [],
+        "resource_opts": "{}",
+        "vfolder_mounts": [],
+    }
+    if field not in values:
+        raise KeyError(field)
+    return values[field]
+
+
+def _run_gql(request: web.Request, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    m = _GQL_LIST.search(query)
+    if m is not None:
+        args = _gql_args(m.group(1) or "", variables)
+        items_m = re.search(r"items\s*\{", query[m.end() :])
+        fields: list[str] = []
+        if items_m is not None:
+            start = m.end() + items_m.end()
+            depth, end = 1, start
+            while depth and end < len(query):
+                depth += {"{": 1, "}": -1}.get(query[end], 0)
+                end += 1
+            fields = _gql_fields(query[start : end - 1])
+        statuses = {x for x in str(args.get("status") or "").split(",") if x}
+        owner = args.get("access_key") or request[ACCESS_KEY]
+        pool = [
+            s
+            for s in request.app[REGISTRY].sessions.values()
+            if s.access_key == owner and (not statuses or s.status in statuses)
+        ]
+        pool.sort(key=lambda s: s.created_at, reverse=True)
+        offset, limit = int(args.get("offset") or 0), int(args.get("limit") or 20)
+        if not 0 < limit <= 100:
+            raise ValueError("limit must be between 1 and 100")
+        items = [{f: _gql_item(s, f) for f in fields} for s in pool[offset : offset + limit]]
+        data["compute_session_list"] = {"items": items, "total_count": len(pool)}
+    if re.search(r"\buser\s*(\([^)]*\))?\s*\{", query):
+        kp = request.app[KEYPAIRS][request[ACCESS_KEY]]
+        data["user"] = {
+            "email": kp.user_email,
+            "username": kp.user_email.split("@")[0],
+            "role": kp.role,
+            "domain_name": "default",
+            "id": kp.user_id,
+            "uuid": kp.user_id,
+            "full_name": "",
+            "status": "active",
+        }
+    if not data:
+        raise ValueError("The local endpoint supports compute_session_list and user queries only")
+    return data
+
+
+async def gql_handler(request: web.Request) -> web.Response:
+    """``/admin/gql`` (standard ``{"data", "errors"}``) and ``/admin/graphql`` (bare data)."""
+    body = await _body(request)
+    standard = request.path.endswith("/gql")
+    try:
+        data = _run_gql(request, str(body.get("query", "")), dict(body.get("variables") or {}))
+    except KeyError as e:
+        message = f"Cannot query field '{e.args[0]}' on type 'ComputeSession'."
+        errors = [{"message": message}]
+    except (ValueError, TypeError) as e:
+        errors = [{"message": str(e)}]
+    else:
+        return web.json_response({"data": data} if standard else data)
+    if standard:
+        return web.json_response({"data": None, "errors": errors})
+    raise Problem(400, "graphql-error", "GraphQL-generated error.", data=errors)
+
+
+def routes() -> list[tuple[str, str, Any]]:
+    return [
+        ("POST", "/session", create),
+        ("POST", "/session/_/create", create),
+        ("POST", "/session/_/create-from-template", create_from_template),
+        ("GET", "/session/_/match", match),
+        ("GET", "/session/{session_name}", info),
+        ("DELETE", "/session/{session_name}", destroy),
+        ("PATCH", "/session/{session_name}", restart),
+        ("POST", "/session/{session_name}/interrupt", interrupt),
+        ("GET", "/session/{session_name}/logs", logs),
+        ("GET", "/session/{session_name}/status-history", status_history),
+        ("POST", "/session/{session_name}/rename", rename),
+        ("POST", "/session/{session_name}/upload", upload),
+        ("GET", "/session/{session_name}/download", download),
+        ("POST", "/session/{session_name}/download", download),
+        ("GET", "/session/{session_name}/download_single", download_single),
+        ("POST", "/session/{session_name}/download_single", download_single),
+        ("GET", "/session/{session_name}/files", list_files),
+    ]

@@ -1,0 +1,86 @@
+"""Fixtures: the local endpoint (``create_app``) on 127.0.0.1:0 and a client bound to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from backendai_jupyter.client import Client, ClientConfig, parse_endpoints
+from backendai_jupyter.server import ServerConfig, create_app
+from backendai_jupyter.server.state import CONFIG, KEYPAIRS
+
+IMAGE = "cr.backend.ai/stable/python:3.13-ubuntu24.04"
+
+
+class Local:
+    """A running local endpoint: its app, URL, keypair and a client factory."""
+
+    def __init__(self, server: TestServer, app: web.Application) -> None:
+        self.server = server
+        self.app = app
+        self.url = str(server.make_url("")).rstrip("/")
+        kp = next(iter(app[KEYPAIRS].values()))
+        self.access_key, self.secret_key = kp.access_key, kp.secret_key
+        self.clients: list[Client] = []
+
+    def client(self, **overrides: Any) -> Client:
+        values: dict[str, Any] = {
+            "endpoints": parse_endpoints(self.url),
+            "access_key": self.access_key,
+            "secret_key": self.secret_key,
+        }
+        values.update(overrides)
+        client = Client(ClientConfig(**values))
+        self.clients.append(client)
+        return client
+
+
+@pytest.fixture
+def make_local(tmp_path: Path) -> Callable[..., Any]:
+    servers: list[TestServer] = []
+
+    async def start(**config: Any) -> Local:
+        config.setdefault("capacity", {"cpu": "4", "mem": "8g"})
+        cfg = ServerConfig(data_dir=tmp_path / f"data{len(servers)}", **config)
+        app = create_app(cfg)
+        server = TestServer(app, host="127.0.0.1", port=0)
+        await server.start_server()
+        servers.append(server)
+        local = Local(server, app)
+        locals_.append(local)
+        return local
+
+    locals_: list[Local] = []
+    yield start
+
+
+@pytest.fixture
+async def local(make_local: Callable[..., Any]) -> AsyncIterator[Local]:
+    loc: Local = await make_local()
+    try:
+        yield loc
+    finally:
+        for c in loc.clients:
+            await c.close()
+        await loc.server.close()
+
+
+@pytest.fixture
+async def client(local: Local) -> Client:
+    return local.client()
+
+
+@pytest.fixture
+async def session(client: Client) -> AsyncIterator[str]:
+    info = await client.sessions.create(IMAGE, resources={"cpu": "1", "mem": "1g"})
+    assert info.status == "RUNNING", info
+    yield info.id
+    await client.sessions.destroy(info.id)
+
+
+__all__ = ["CONFIG", "IMAGE", "Local"]

@@ -1,0 +1,150 @@
+"""Query-mode execution over REST and websocket: streaming, errors, input, rich output."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from backendai_jupyter.client import Client, Finished, Output, WaitingInput
+
+TRANSPORTS = ["rest", "websocket"]
+
+
+async def _run(
+    client: Client, sid: str, code: str, transport: str, answers: list[str] = ()
+) -> tuple[list[Any], int | None]:  # type: ignore[assignment]
+    run = client.sessions.execute(sid, code, transport=transport)  # type: ignore[arg-type]
+    items: list[Any] = []
+    exit_code = None
+    pending = list(answers)
+    async for ev in run:
+        if isinstance(ev, Output):
+            items.append((ev.item.kind, ev.item.data))
+        elif isinstance(ev, WaitingInput):
+            items.append(("waiting", ev.prompt, ev.is_password))
+            await run.send_input(pending.pop(0))
+        elif isinstance(ev, Finished):
+            exit_code = ev.exit_code
+    return items, exit_code
+
+
+def _stdout(items: list[Any]) -> str:
+    return "".join(i[1] for i in items if i[0] == "stdout")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_print(client: Client, session: str, transport: str) -> None:
+    items, code = await _run(client, session, "print(6*7)", transport)
+    assert code == 0 and _stdout(items) == "42\n"
+
+
+async def test_websocket_streams_first_output_fast(client: Client, session: str) -> None:
+    run = client.sessions.execute(
+        session,
+        "import time\nprint('a', flush=True)\ntime.sleep(1.5)\nprint('b')",
+        transport="websocket",
+    )
+    start = time.monotonic()
+    seen: list[tuple[float, str]] = []
+    async for ev in run:
+        if isinstance(ev, Output):
+            seen.append((time.monotonic() - start, ev.item.data))
+    assert seen[0][1] == "a\n" and seen[0][0] < 0.5, seen
+    assert seen[-1][1] == "b\n" and seen[-1][0] > 1.0
+    assert run.used_transport == "websocket" and run.exit_code == 0
+
+
+async def test_rest_long_poll_batches(client: Client, session: str) -> None:
+    run = client.sessions.execute(
+        session, "import time\nprint('a')\ntime.sleep(3)\nprint('b')", transport="rest"
+    )
+    start = time.monotonic()
+    seen: list[tuple[float, str]] = []
+    async for ev in run:
+        if isinstance(ev, Output):
+            seen.append((time.monotonic() - start, ev.item.data))
+    # The manager's REST flush timeout is 2.0 s: 'a' comes with the first "continued" answer.
+    assert seen[0][1] == "a\n" and 1.5 < seen[0][0] < 2.8, seen
+    assert seen[-1][1] == "b\n"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_error_exit_code_and_traceback(client: Client, session: str, transport: str) -> None:
+    items, code = await _run(client, session, "1/0", transport)
+    assert code == 1
+    stderr = "".join(i[1] for i in items if i[0] == "stderr")
+    assert "ZeroDivisionError" in stderr
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_input_round_trip(client: Client, session: str, transport: str) -> None:
+    code = "name = input('who? ')\nimport getpass\npw = getpass.getpass('pw: ')\nprint('hi', name, len(pw))"
+    items, exit_code = await _run(client, session, code, transport, ["Ada", "secret"])
+    waits = [i for i in items if i[0] == "waiting"]
+    assert waits == [("waiting", "who? ", False), ("waiting", "pw: ", True)]
+    assert "hi Ada 6" in _stdout(items) and exit_code == 0
+
+
+async def test_html_and_image(client: Client, session: str) -> None:
+    code = (
+        "from IPython.display import HTML, Image, display\n"
+        "import base64\n"
+        "display(HTML('<b>bold</b>'))\n"
+        "png = base64.b64decode('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk'"
+        " '+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==')\n"
+        "display(Image(data=png))\n"
+    )
+    items, exit_code = await _run(client, session, code, "rest")
+    assert exit_code == 0
+    assert ("html", "<b>bold</b>") in items
+    media = [i for i in items if i[0] == "media"]
+    assert media and media[0][1][0] == "image/png"
+    assert media[0][1][1].startswith("data:image/png;base64,iVBOR")
+
+
+async def test_rest_raw_shape_and_run_id_aliases(client: Client, session: str) -> None:
+    await client.connect()
+    http = client.http
+    first = await http.json(
+        "POST", f"/session/{session}", json={"mode": "query", "runId": None, "code": "x = input()"}
+    )
+    result = first["result"]
+    assert result["status"] == "waiting-input" and result["options"] == {"is_password": False}
+    assert set(result) == {"status", "runId", "exitCode", "options", "files", "console"}
+    second = await http.json(
+        "POST",
+        f"/session/{session}",
+        json={"mode": "input", "run_id": result["runId"], "code": "7"},
+    )
+    assert second["result"]["status"] == "finished" and second["result"]["exitCode"] == 0
+
+
+async def test_interrupt_sleep(client: Client, session: str) -> None:
+    run = client.sessions.execute(session, "import time\ntime.sleep(60)", transport="websocket")
+    events: list[Any] = []
+
+    async def consume() -> None:
+        async for ev in run:
+            events.append(ev)
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(1.0)
+    start = time.monotonic()
+    await client.sessions.interrupt(session)
+    await asyncio.wait_for(task, 5)
+    assert time.monotonic() - start < 1.0
+    assert run.exit_code == 1
+    assert any(isinstance(e, Output) and "KeyboardInterrupt" in e.item.data for e in events)
+
+
+async def test_restart_keeps_files(client: Client, session: str) -> None:
+    items, _ = await _run(client, session, "open('keep.txt','w').write('x'); v = 1", "rest")
+    await client.sessions.restart(session)
+    items, code = await _run(
+        client, session, "import os; print(os.path.exists('keep.txt'))\nv", "rest"
+    )
+    assert _stdout(items).startswith("True\n")
+    assert code == 1  # NameError: the kernel is fresh

@@ -1,0 +1,114 @@
+"""``backendai-jupyter serve`` as a real process: keys, exports, and no orphans after SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from backendai_jupyter.client import Client, ClientConfig, Finished, Output, parse_endpoints
+from backendai_jupyter.server.local import ensure_local_endpoint
+
+from .conftest import IMAGE
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+async def _read_exports(proc: asyncio.subprocess.Process) -> dict[str, str]:
+    assert proc.stdout is not None
+    values: dict[str, str] = {}
+    while True:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        assert line, "server exited early"
+        if line.startswith("export "):
+            key, _, value = line[7:].strip().partition("=")
+            values[key] = value
+        if "listening on" in line:
+            return values
+
+
+async def _serve(data_dir: Path, *extra: str) -> asyncio.subprocess.Process:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKEND_")}
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "backendai_jupyter",
+        "serve",
+        "--port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        "--capacity",
+        "cpu=2",
+        *extra,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+
+
+async def test_serve_keys_and_sigterm_leaves_no_orphans(tmp_path: Path) -> None:
+    proc = await _serve(tmp_path)
+    exports = await _read_exports(proc)
+    keyfile = tmp_path / "keypair.json"
+    assert stat.S_IMODE(keyfile.stat().st_mode) == 0o600
+    assert exports["BACKEND_SECRET_KEY"] and exports["BACKEND_ENDPOINT"].startswith("http://127.")
+    config = ClientConfig(
+        endpoints=parse_endpoints(exports["BACKEND_ENDPOINT"]),
+        access_key=exports["BACKEND_ACCESS_KEY"],
+        secret_key=exports["BACKEND_SECRET_KEY"],
+    )
+    async with Client(config) as client:
+        info = await client.sessions.create(IMAGE)
+        code = (
+            "import subprocess, os\n"
+            "p = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+            "print(os.getpid(), p.pid)"
+        )
+        text = ""
+        async for ev in client.sessions.execute(info.id, code, transport="rest"):
+            if isinstance(ev, Output):
+                text += ev.item.data
+            assert not isinstance(ev, Finished) or ev.exit_code == 0
+    pids = [int(x) for x in text.split()]
+    assert all(_alive(p) for p in pids)
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    assert not any(_alive(p) for p in pids), pids
+    assert not (tmp_path / "endpoint.json").exists()
+
+    # A second start reuses the keypair and does not print the secret.
+    proc = await _serve(tmp_path)
+    again = await _read_exports(proc)
+    assert again["BACKEND_ACCESS_KEY"] == exports["BACKEND_ACCESS_KEY"]
+    assert "BACKEND_SECRET_KEY" not in again
+    proc.send_signal(signal.SIGINT)
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+def test_ensure_local_endpoint_reuses_server(tmp_path: Path) -> None:
+    first = ensure_local_endpoint(tmp_path)
+    try:
+        assert first["BACKEND_ENDPOINT"].startswith("http://127.0.0.1:")
+        second = ensure_local_endpoint(tmp_path)
+        assert second == first
+    finally:
+        import json
+
+        pid = json.loads((tmp_path / "endpoint.json").read_text())["pid"]
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not _alive(pid):
+                break
+            import time
+
+            time.sleep(0.1)
