@@ -67,7 +67,14 @@ class Client:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Client:
-        return cls(ClientConfig.from_env(**overrides))
+        """A client for ``BACKEND_*`` (keyword arguments win over them).
+
+        With no endpoint configured, this starts (or reuses) the embedded local endpoint, which
+        can take a second: call it before entering latency-sensitive code.
+        """
+        from .defaults import load_config
+
+        return cls(load_config(**overrides))
 
     def __repr__(self) -> str:
         return (

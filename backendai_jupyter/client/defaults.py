@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 from collections.abc import Mapping
+from typing import Any
 
 from ._config import ClientConfig
 
@@ -16,14 +17,17 @@ __all__ = ["load_config"]
 _announced = threading.Event()
 
 
-def load_config(env: Mapping[str, str] | None = None, *, announce: bool = True) -> ClientConfig:
+def load_config(
+    env: Mapping[str, str] | None = None, *, announce: bool = True, **overrides: Any
+) -> ClientConfig:
     """Build a :class:`ClientConfig`; fall back to the local endpoint when none is configured.
 
     Blocking (it may start the local endpoint, ~1 s): call it from a thread or at start-up.
     The fall-back is announced once per process on stderr (never with the secret key).
     """
     values = dict(os.environ if env is None else env)
-    if not (values.get("BACKEND_ENDPOINT") or values.get("SORNA_ENDPOINT")):
+    configured = values.get("BACKEND_ENDPOINT") or values.get("SORNA_ENDPOINT")
+    if not (configured or overrides.get("endpoint") or overrides.get("endpoints")):
         # Imported lazily: the server's dependencies are an optional extra.
         from ..server.local import ensure_local_endpoint
 
@@ -36,4 +40,4 @@ def load_config(env: Mapping[str, str] | None = None, *, announce: bool = True) 
                 f"endpoint at {local.get('BACKEND_ENDPOINT')} (sessions run on this machine)",
                 file=sys.stderr,
             )
-    return ClientConfig.from_env(values)
+    return ClientConfig.from_env(values, **overrides)

@@ -33,6 +33,10 @@ DEFAULT_PORT = 8090
 
 
 def default_data_dir() -> Path:
+    """``$BACKENDAI_JUPYTER_DATA_DIR``, else ``$XDG_DATA_HOME/backendai-jupyter/local``."""
+    override = os.environ.get("BACKENDAI_JUPYTER_DATA_DIR")
+    if override:
+        return Path(override)
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "backendai-jupyter" / "local"
 
