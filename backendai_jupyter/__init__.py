@@ -1,3 +1,18 @@
 """backendai-jupyter: use a Backend.AI GPU cluster from Jupyter."""
 
+from typing import Any
+
 __version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext backendai_jupyter``: register the ``%backendai`` magics (imported lazily)."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)

@@ -44,7 +44,10 @@ class BackgroundLoop:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def run(
-        self, coro: Coroutine[Any, Any, T], timeout: float | None = None, cleanup_timeout: float = 60
+        self,
+        coro: Coroutine[Any, Any, T],
+        timeout: float | None = None,
+        cleanup_timeout: float = 60,
     ) -> T:
         """Run ``coro`` on the loop and wait for it.
 

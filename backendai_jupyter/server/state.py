@@ -205,6 +205,8 @@ class Registry:
             for s in self.sessions.values()
             if s.access_key == access_key and (allow_dead or s.alive)
         ]
+        # A live session wins over a dead one that had the same name (names are reusable).
+        pool.sort(key=lambda s: not s.alive)
         for s in pool:
             if s.name == ident:
                 return s

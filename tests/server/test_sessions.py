@@ -258,3 +258,14 @@ async def test_v6_emulation_event_names(make_local: Any) -> None:
     finally:
         await client.close()
         await local.server.close()
+
+
+async def test_reused_name_targets_the_live_session(client: Client) -> None:
+    first = await client.sessions.create(IMAGE, name="reused-name")
+    await client.sessions.destroy("reused-name")
+    second = await client.sessions.create(IMAGE, name="reused-name")
+    assert second.id != first.id and second.created
+    assert (await client.sessions.info("reused-name"))["status"] == "RUNNING"
+    await client.sessions.destroy("reused-name")
+    live = [s["id"] for s in await client.sessions.list()]
+    assert second.id not in live
