@@ -12,7 +12,17 @@ from typing import Any
 
 from ._config import ClientConfig
 
-__all__ = ["load_config"]
+__all__ = ["DEFAULT_IMAGE", "default_image", "load_config"]
+
+#: The image sessions use when none is named: the stock Backend.AI Python image. The local
+#: endpoint runs any image name with this machine's Python.
+DEFAULT_IMAGE = "cr.backend.ai/stable/python:3.13-ubuntu24.04"
+
+
+def default_image(env: Mapping[str, str] | None = None) -> str:
+    """``$BACKEND_IMAGE``, else :data:`DEFAULT_IMAGE`."""
+    value = (os.environ if env is None else env).get("BACKEND_IMAGE", "").strip()
+    return value or DEFAULT_IMAGE
 
 _announced = threading.Event()
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import aiohttp
 
 from ._exceptions import BackendAIError, BadRequestError, ConfigError, ProtocolError
-from ._models import SessionInfo
+from ._models import ServicePort, SessionInfo
 from .execution import Execution, Mode, Transport, WarmSockets
 
 if TYPE_CHECKING:
@@ -249,6 +249,12 @@ class Sessions:
         result = data.get("result", {}) if isinstance(data, dict) else {}
         found = result.get("suggestions", result.get("completions", [])) or []
         return [str(s) for s in found] if isinstance(found, list) else []
+
+    async def apps(self, session: str) -> builtins.list[ServicePort]:
+        """The session's services (``GET /stream/session/{id}/apps``); see ``client.apps``."""
+        from .apps import list_apps
+
+        return await list_apps(self._client, session)
 
     async def logs(self, session: str) -> str:
         await self._client.connect()

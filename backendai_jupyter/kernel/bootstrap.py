@@ -17,7 +17,8 @@ the live shell instance only:
 
 * ``shell.display_pub.publish`` / ``.clear_output`` (every ``display()``, matplotlib's inline
   figures, ``display_id`` updates, ``clear_output``),
-* ``shell.displayhook.finish_displayhook`` (the ``Out[n]`` value, i.e. ``execute_result``),
+* ``shell.displayhook.write_format_data`` (the ``Out[n]`` value, i.e. ``execute_result``; the
+  hook then has no data left to send),
 * ``shell._showtraceback`` (IPython's documented hook "to put the traceback on a different place,
   like a side channel": structured ``ename``/``evalue``/``traceback`` for every error, syntax
   errors included; this is broader than ``set_custom_exc``, which misses syntax errors),
@@ -84,6 +85,12 @@ def _bai_install(nonce, eof_reply):
             out.write(text[i:i + piece])
             out.flush()
 
+    # ipykernel batches stream output for 0.2 s; a shorter interval gets the first output of
+    # a cell to the notebook sooner (the runner and the websocket add their own latency).
+    for stream in (out, err):
+        if isinstance(getattr(stream, "flush_interval", None), float):
+            stream.flush_interval = 0.05
+
     pub = shell.display_pub
 
     def publish(data, metadata=None, source=None, *, transient=None, update=False, **kw):
@@ -97,14 +104,12 @@ def _bai_install(nonce, eof_reply):
     pub.clear_output = clear_output
 
     hook = shell.displayhook
-    if hasattr(hook, "msg"):
-        def finish_displayhook():
-            msg, hook.msg = hook.msg, None
-            if msg is not None:
-                content = msg.get("content", {})
-                emit({"t": "result", "data": content.get("data", {}),
-                      "metadata": content.get("metadata", {})})
-        hook.finish_displayhook = finish_displayhook
+
+    def write_format_data(format_dict, md_dict=None):
+        # The hook's own finish step then finds no data and sends nothing.
+        emit({"t": "result", "data": format_dict, "metadata": md_dict or {}})
+
+    hook.write_format_data = write_format_data
 
     def showtraceback(etype, evalue, stb):
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -39,7 +40,7 @@ from ..display.outputs import (
 )
 from .bootstrap import EOF_REPLY
 from .remote import RemoteSession, SessionGone
-from .routing import route
+from .routing import local_body, route
 from .settings import SessionSettings
 
 __all__ = ["BackendAIKernel"]
@@ -100,48 +101,72 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
     def _load_magics(self) -> None:
         if self.shell is None:
             return
+        # The %backendai magics are optional here: load them when the package provides them.
         try:
-            from ..magics import load_ipython_extension  # type: ignore[attr-defined]
-        except ImportError:
-            load_ipython_extension = None
-        if load_ipython_extension is not None:
-            try:
-                load_ipython_extension(self.shell)
-            except Exception:
-                log.exception("loading the %backendai magics failed")
-        mm = self.shell.magics_manager
-        if "backendai" not in mm.magics["line"]:
-            self.shell.register_magic_function(self._fallback_magic, "line", "backendai")
+            magics = importlib.import_module("backendai_jupyter.magics")
+            load = getattr(magics, "load_ipython_extension", None)
+            if load is not None:
+                load(self.shell)
+        except Exception:
+            log.exception("loading the %backendai magics failed")
+        # ``%backendai config ...`` and ``%backendai kernel ...`` act on this kernel's own session;
+        # every other sub-command goes to the magics.
+        self._magic_delegate = self.shell.magics_manager.magics["line"].get("backendai")
+        self.shell.register_magic_function(self._kernel_magic, "line", "backendai")
         self.shell.register_magic_function(self._local_magic, "cell", "local")
 
     def _local_magic(self, line: str, cell: str) -> None:
         """Run this cell in the proxy kernel's own Python, not in the Backend.AI session."""
+        # A %%local cell of the notebook never gets here (the kernel runs its body directly);
+        # this serves %%local used inside local code.
         self.shell.run_cell(cell, store_history=False)
 
-    def _fallback_magic(self, line: str) -> None:
-        """%backendai config [KEY=VALUE ...] | status | stop — minimal built-in subset."""
+    def _kernel_magic(self, line: str) -> Any:
+        """%backendai config [KEY=VALUE ...] | kernel [config|status|stop] | <magics command>
+
+        ``config`` with no arguments shows the settings of this kernel's session; with
+        ``KEY=VALUE`` pairs (image, resources, mounts, env, start, keep, name, rich,
+        scaling_group) it changes them for the session that the next remote cell starts.
+        ``kernel stop`` destroys the session now; the next remote cell starts a new one.
+        """
         words = line.split()
-        cmd, args = (words[0], words[1:]) if words else ("status", [])
+        cmd, args = (words[0], words[1:]) if words else ("", [])
         remote = self.backendai
+        if cmd == "kernel" and args[:1] == ["config"]:
+            cmd, args = "config", args[1:]
+        elif cmd == "config" and (not args or not all("=" in a for a in args)):
+            # The magics' own ``config`` (client configuration), then this kernel's settings.
+            if self._magic_delegate is not None:
+                self._magic_delegate(line)
+            if args:
+                return None
+            print("-- this kernel's session --")
         if cmd == "config":
             if args:
                 remote.settings = remote.settings.update(args)
                 if remote.active:
-                    print("Saved; it applies to the next session (%backendai stop first).")
+                    print("Saved; it applies to the next session (%backendai kernel stop).")
             for key, value in remote.settings.describe().items():
                 print(f"{key:14} {value}")
-        elif cmd == "status":
-            if remote.active:
-                mode = "rich" if remote.rich else "plain"
-                print(f"session {remote.session_name} ({remote.session_id}), {mode} output")
+            return None
+        if cmd == "kernel":
+            sub = args[0] if args else "status"
+            if sub == "status":
+                if remote.active:
+                    mode = "rich" if remote.rich else "plain"
+                    print(f"session {remote.session_name} ({remote.session_id}), {mode} output")
+                else:
+                    print("no session yet; it starts with the first remote cell")
+            elif sub == "stop":
+                if self._loop is not None and remote.active:
+                    print("stopping the session; the next remote cell starts a new one")
+                    asyncio.ensure_future(self._stop_session(), loop=self._loop)
             else:
-                print("no session yet; it starts with the first remote cell")
-        elif cmd == "stop":
-            if self._loop is not None and remote.active:
-                print("stopping the session; the next cell starts a new one")
-                asyncio.ensure_future(self._stop_session(), loop=self._loop)
-        else:
-            raise ConfigError(f"unknown %backendai command {cmd!r} (config, status, stop)")
+                raise ConfigError("usage: %backendai kernel [status|stop]")
+            return None
+        if self._magic_delegate is not None:
+            return self._magic_delegate(line)
+        raise ConfigError("usage: %backendai config [KEY=VALUE ...] | kernel [status|stop]")
 
     async def _stop_session(self) -> None:
         remote = self.backendai
@@ -204,7 +229,7 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
             self._running_local = True
             try:
                 reply: dict[str, Any] = await super().do_execute(
-                    code,
+                    local_body(code),
                     silent,
                     store_history,
                     user_expressions,
@@ -434,8 +459,16 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
         return reply
 
     async def do_shutdown(self, restart: bool) -> dict[str, Any]:
+        # shutdown_request runs on the control thread; the client belongs to the shell's loop.
         try:
-            await asyncio.wait_for(self.backendai.close(), 30)
+            loop = self._loop
+            if loop is not None and loop.is_running() and loop is not asyncio.get_running_loop():
+                future = asyncio.run_coroutine_threadsafe(self.backendai.close(), loop)
+                await asyncio.wait_for(asyncio.wrap_future(future), 30)
+            elif loop is None or loop is asyncio.get_running_loop():
+                await asyncio.wait_for(self.backendai.close(), 30)
+            else:
+                self.backendai.close_sync()
         except (BackendAIError, asyncio.TimeoutError) as e:
             log.warning("session cleanup at shutdown failed: %s", e)
         reply: dict[str, Any] = super().do_shutdown(restart)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import secrets
@@ -75,10 +74,8 @@ async def _config_from_env() -> ClientConfig:
     if not env.get("BACKEND_ENDPOINT"):
         from ..server.local import ensure_local_endpoint
 
-        values: Any = ensure_local_endpoint()
-        if inspect.isawaitable(values):
-            values = await values
-        env.update(values)
+        # Blocking (it may start the server): keep the kernel's loop free meanwhile.
+        env.update(await asyncio.to_thread(ensure_local_endpoint))
     return ClientConfig.from_env(env)
 
 
@@ -107,15 +104,24 @@ class RemoteSession:
         self._watch: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[str] | None = None
         self._closed = False
+        self._client_lock: asyncio.Lock | None = None
         self._sync_lock = threading.Lock()
 
     # -- client ---------------------------------------------------------------------------------
 
     async def get_client(self) -> Client:
-        if self.client is None:
-            self.config = await self._config_factory()
-            self.client = Client(self.config)
-            await self.client.connect()
+        if self._client_lock is None:
+            self._client_lock = asyncio.Lock()
+        async with self._client_lock:  # kernel start and the first cell may race here
+            if self.client is None:
+                self.config = await self._config_factory()
+                client = Client(self.config)
+                try:
+                    await client.connect()
+                except BaseException:
+                    await client.close()
+                    raise
+                self.client = client
         return self.client
 
     @property

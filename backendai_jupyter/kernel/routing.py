@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["LOCAL_CELL_MAGICS", "LOCAL_LINE_MAGICS", "Route", "route"]
+__all__ = ["LOCAL_CELL_MAGICS", "LOCAL_LINE_MAGICS", "Route", "local_body", "route"]
 
 Route = Literal["local", "remote"]
 
@@ -41,3 +41,18 @@ def route(code: str) -> Route:
     if meaningful and all(_magic_name(ln, "%") in LOCAL_LINE_MAGICS for ln in meaningful):
         return "local"
     return "remote"
+
+
+def local_body(code: str) -> str:
+    """The code to run locally: a ``%%local`` cell loses its magic line, anything else is kept.
+
+    Running the body directly (instead of through the ``%%local`` magic) keeps the cell's
+    ``Out[n]``, its error status and its execution count exactly as in a local kernel.
+    """
+    lines = code.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.strip():
+            if _magic_name(line.strip(), "%%") == "local":
+                return "".join(lines[i + 1 :])
+            return code
+    return code

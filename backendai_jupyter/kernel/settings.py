@@ -31,11 +31,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..client._exceptions import ConfigError
+from ..client.defaults import DEFAULT_IMAGE
 from ..client.parsing import parse_env, parse_mounts, parse_resource_flags
 
 __all__ = ["DEFAULT_IMAGE", "SessionSettings", "keep_name"]
 
-DEFAULT_IMAGE = "cr.backend.ai/stable/python:3.13-ubuntu24.04"
 
 _TRUE = {"1", "true", "yes", "on", "y"}
 _FALSE = {"0", "false", "no", "off", "n", ""}

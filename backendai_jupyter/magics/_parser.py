@@ -49,7 +49,10 @@ def _sub(sub: Any, name: str, help_text: str, **kw: Any) -> MagicParser:
 
 def _session_args(p: MagicParser, *, start: bool) -> None:
     """Flags shared by ``run`` and ``start`` (session creation)."""
-    p.add_argument("image", help="the kernel image (e.g. python, python:3.13-ubuntu24.04)")
+    p.add_argument(
+        "image", nargs="?", default=None,
+        help="the kernel image (default: $BACKEND_IMAGE, else the stock Python image)",
+    )
     p.add_argument("-t", "--name", "--client-token", dest="name", metavar="NAME",
                    help="session name: an existing session with this name is reused")
     p.add_argument("--type", dest="type", choices=("interactive", "batch"),

@@ -31,7 +31,7 @@ from IPython.display import clear_output, publish_display_data
 from IPython.utils.text import DollarFormatter
 
 from ..client import BackendAIError, Client, ClientConfig, ParseError, RemoteError
-from ..client.defaults import load_config
+from ..client.defaults import default_image, load_config
 from ..client.parsing import Case, expand_ranges, parse_env, parse_mounts, parse_resource_flags
 from ..display.outputs import Message, parse_traceback_text
 from . import _exec, _loop
@@ -211,10 +211,18 @@ class BackendAIMagics(Magics):
 
     def close(self) -> None:
         """Stop every app proxy and close the client (``%unload_ext``)."""
-        for proxy in list(self.proxies.values()):
-            self._call(proxy.aclose())
-        self.proxies.clear()
+        self._stop_proxies()
         self._reset_client()
+
+    def _stop_proxies(self) -> None:
+        """Also registered with ``atexit``: the kernel's shutdown ends the process normally."""
+        proxies = list(self.proxies.values())
+        self.proxies.clear()
+        for proxy in proxies:
+            try:
+                self._call(proxy.aclose())
+            except Exception:  # the loop may already be gone at exit
+                pass
 
     def _reset_client(self) -> None:
         client, self._client, self._config = self._client, None, None
@@ -249,8 +257,13 @@ class BackendAIMagics(Magics):
             raise UsageError(f"{PROG} {args.command}: --max-wait must be >= 0 seconds")
         res = parse_resource_flags(args.resources)
         mounts, mount_map = parse_mounts(args.mount)
+        image = args.image
+        if image is not None and os.path.isfile(image) and getattr(args, "files", None) is not None:
+            # `run main.py` without an image: the word is a local file, not an image name.
+            args.files.insert(0, image)
+            image = None
         return _exec.RunSpec(
-            image=args.image, name=args.name, type=args.type, resources=res.resources,
+            image=image or default_image(), name=args.name, type=args.type, resources=res.resources,
             resource_opts=res.resource_opts, mounts=tuple(mounts), mount_map=mount_map,
             scaling_group=args.scaling_group, cluster_size=args.cluster_size, tag=args.tag,
             owner=args.owner, enqueue_only=args.enqueue_only, max_wait=args.max_wait,
@@ -356,6 +369,10 @@ class BackendAIMagics(Magics):
         title = f"Session {info.name} ({info.id}) {verb}."
         if not args.quiet:
             self._status("✓ " + title)
+            if info.service_ports:
+                self._status("This session provides the following app services: "
+                             + ", ".join(p.name for p in info.service_ports)
+                             + f" (open one with %backendai app {info.name} SERVICE -b PORT)")
         rows = tuple((p.name, p.protocol, ", ".join(map(str, p.ports)))
                      for p in info.service_ports)
         return Table(("service", "protocol", "ports"), rows, title)
@@ -572,8 +589,15 @@ class BackendAIMagics(Magics):
             host, port = parse_bind(args.bind)
         except ValueError as e:
             raise UsageError(f"{PROG} app: invalid --bind {args.bind!r}: {e}") from None
+        old = self.proxies.get(port) if port else None
+        if old is not None:  # a second command on the same port replaces the running proxy
+            self._call(self.proxies.pop(port).aclose())
+            self._status(f"✓ Proxy on port {port} stopped.")
         proxy = self._call(start_proxy(self.client, args.session, args.service, host, port,
                                        args.container_port))
+        if not self.proxies:  # stop the listeners before the background loop goes at exit
+            atexit.unregister(self._stop_proxies)
+            atexit.register(self._stop_proxies)
         self.proxies[proxy.port] = proxy
         self._status(f'✓ A local proxy to the application "{args.service}" provided by the '
                      f'session "{args.session}" is available at: {proxy.url} '

@@ -188,7 +188,7 @@ def create_app(config: ServerConfig) -> web.Application:
     for method, path, handler in table:
         if _route_exists(method, path, version):
             app.router.add_route(method, path, handler)
-    for module in ("folders", "userconfig"):  # written separately; optional until they exist
+    for module in ("folders", "userconfig", "appproxy"):  # written separately; optional
         try:
             mod = __import__(f"{__package__}.{module}", fromlist=["setup"])
         except ImportError:

@@ -139,8 +139,17 @@ def publish_session_event(
 def translate(
     name: str, data: dict[str, Any], version: ApiVersion
 ) -> tuple[str, dict[str, Any]] | None:
-    """Rename/drop a 26.x event for an older emulated API version."""
+    """Rename/drop a 26.x event for an older emulated API version.
+
+    26.9.6 itself never sends ``kernel_terminating`` and reports ``session_terminated`` with the
+    reason ``triggered-by-scheduler`` (the user's reason is on ``session_terminating`` and
+    ``kernel_terminated``), as observed on a real manager (cluster-facts §6).
+    """
     if version >= (9, "00000000"):
+        if name == "kernel_terminating":
+            return None
+        if name == "session_terminated":
+            return name, {**data, "reason": "triggered-by-scheduler"}
         return name, data
     if version >= (6, "00000000"):
         if name in _V6_NAMES:
@@ -186,6 +195,8 @@ async def session_events(request: web.Request) -> web.StreamResponse:
             raise session_not_found()  # 26.9.6: 404 when the named session does not exist yet
         wanted_id = found.id
     version = parse_api_version(request.app[CONFIG].api_version)
+    if name != "*" and not session_id and version >= (9, "00000000"):
+        scope = "session"  # 26.9.6: a sessionName-filtered stream carries no kernel_* events
     bus = request.app[EVENTS]
     queue = bus.subscribe()
     resp = await _open_stream(request)

@@ -1,12 +1,9 @@
-"""``/session`` REST handlers, files inside a session, and GraphQL ``compute_session_list``.
+"""``/session`` REST handlers and files inside a session (GraphQL: ``gql.py``).
 
 Answers mirror a 26.9.6 manager (cluster-facts §1–§2: field names, the stringified slot maps in
 ``GET /session/{id}``, ``{"stats": ...}`` on destroy, 201 on create, 204 on interrupt). Where the
 real manager is broken or removed a feature the local endpoint keeps the useful older behaviour:
 ``PATCH /session/{id}`` restarts the kernel (26.9.6 answers 501).
-
-GraphQL is not a general engine: the one query the clients send (``compute_session_list`` with
-``limit/offset/status/access_key``, plus ``user { ... }``) is parsed with regexes.
 """
 
 from __future__ import annotations
@@ -26,8 +23,10 @@ from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, MultipartWriter, web
 
+from . import services
 from .auth import ACCESS_KEY
 from .errors import Problem, invalid_api_params
+from .gql import gql_handler
 from .state import CONFIG, KEYPAIRS, REGISTRY, SCHEDULER, ComputeSession
 
 __all__ = ["gql_handler", "routes"]
@@ -151,8 +150,8 @@ async def _create(request: web.Request, body: dict[str, Any]) -> web.Response:
                 "sessionId": existing.id,
                 "sessionName": existing.name,
                 "status": existing.status,
-                "service_ports": [],
-                "servicePorts": [],
+                "service_ports": services.service_ports(app, existing),
+                "servicePorts": services.service_ports(app, existing),
                 "created": False,
             },
             status=201,
@@ -187,6 +186,7 @@ async def _create(request: web.Request, body: dict[str, Any]) -> web.Response:
         group=str(_pick(body, "group", "groupName", "group_name", default="default")),
         domain=str(_pick(body, "domain", "domainName", "domain_name", default="default")),
     )
+    services.register_session(app, sess, config)
     registry.add(sess)
     sched = app[SCHEDULER]
     sched.enqueue(sess)
@@ -205,7 +205,7 @@ async def _create(request: web.Request, body: dict[str, Any]) -> web.Response:
             "sessionId": sid,
             "sessionName": name,
             "status": status,
-            "servicePorts": [],
+            "servicePorts": services.service_ports(app, sess),
             "created": True,
         },
         status=201,
@@ -246,6 +246,7 @@ async def info(request: web.Request) -> web.Response:
             "lastStat": None,
             "idleChecks": {},
             "workdir": str(s.workdir),
+            "servicePorts": services.service_ports(request.app, s),
         }
     )
 
@@ -419,143 +420,6 @@ async def list_files(request: web.Request) -> web.Response:
     return web.json_response(
         {"files": json.dumps(entries), "errors": errors, "abspath": abspath.rstrip("/")}
     )
-
-
-# -- GraphQL --------------------------------------------------------------------------------
-
-_GQL_LIST = re.compile(r"compute_session_list\s*(?:\(([^)]*)\))?\s*\{", re.S)
-
-
-def _gql_args(text: str, variables: dict[str, Any]) -> dict[str, Any]:
-    args: dict[str, Any] = {}
-    for m in re.finditer(r"(\w+)\s*:\s*(\$\w+|\"[^\"]*\"|[\w.-]+)", text or ""):
-        key, raw = m.group(1), m.group(2)
-        if raw.startswith("$"):
-            args[key] = variables.get(raw[1:])
-        elif raw.startswith('"'):
-            args[key] = raw[1:-1]
-        else:
-            args[key] = None if raw == "null" else json.loads(raw) if raw[0].isdigit() else raw
-    return args
-
-
-def _gql_fields(block: str) -> list[str]:
-    depth, names, token = 0, [], ""
-    for ch in block + " ":
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-        elif depth == 0 and (ch.isalnum() or ch == "_"):
-            token += ch
-            continue
-        if token and depth <= 1:
-            names.append(token)
-        token = ""
-    return names
-
-
-def _gql_item(s: ComputeSession, field: str) -> Any:
-    values: dict[str, Any] = {
-        "id": s.id,
-        "session_id": s.id,
-        "name": s.name,
-        "image": s.image,
-        "type": s.type,
-        "status": s.status,
-        "status_info": s.status_info,
-        "result": s.result,
-        "tag": s.tag,
-        "status_changed": _iso(max(s.status_history.values(), default=s.created_at)),
-        "created_at": _iso(s.created_at),
-        "terminated_at": _iso(s.terminated_at),
-        "occupied_slots": json.dumps(s.resources),
-        "requested_slots": json.dumps(s.resources),
-        "domain_name": s.domain,
-        "group_name": s.group,
-        "group_id": s.group,
-        "access_key": s.access_key,
-        "startup_command": s.startup_command,
-        "scaling_group": "default",
-        "service_ports": "[]",
-        "mounts": [m for _, m in s.mounts],
-        "num_queries": s.num_queries,
-        "cluster_size": 1,
-        "cluster_mode": "single-node",
-        "containers": [],
-        "dependencies": [],
-        "starts_at": None,
-        "user_email": None,
-        "user_id": None,
-        "agent_ids": [],
-        "resource_opts": "{}",
-        "vfolder_mounts": [],
-    }
-    if field not in values:
-        raise KeyError(field)
-    return values[field]
-
-
-def _run_gql(request: web.Request, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    m = _GQL_LIST.search(query)
-    if m is not None:
-        args = _gql_args(m.group(1) or "", variables)
-        items_m = re.search(r"items\s*\{", query[m.end() :])
-        fields: list[str] = []
-        if items_m is not None:
-            start = m.end() + items_m.end()
-            depth, end = 1, start
-            while depth and end < len(query):
-                depth += {"{": 1, "}": -1}.get(query[end], 0)
-                end += 1
-            fields = _gql_fields(query[start : end - 1])
-        statuses = {x for x in str(args.get("status") or "").split(",") if x}
-        owner = args.get("access_key") or request[ACCESS_KEY]
-        pool = [
-            s
-            for s in request.app[REGISTRY].sessions.values()
-            if s.access_key == owner and (not statuses or s.status in statuses)
-        ]
-        pool.sort(key=lambda s: s.created_at, reverse=True)
-        offset, limit = int(args.get("offset") or 0), int(args.get("limit") or 20)
-        if not 0 < limit <= 100:
-            raise ValueError("limit must be between 1 and 100")
-        items = [{f: _gql_item(s, f) for f in fields} for s in pool[offset : offset + limit]]
-        data["compute_session_list"] = {"items": items, "total_count": len(pool)}
-    if re.search(r"\buser\s*(\([^)]*\))?\s*\{", query):
-        kp = request.app[KEYPAIRS][request[ACCESS_KEY]]
-        data["user"] = {
-            "email": kp.user_email,
-            "username": kp.user_email.split("@")[0],
-            "role": kp.role,
-            "domain_name": "default",
-            "id": kp.user_id,
-            "uuid": kp.user_id,
-            "full_name": "",
-            "status": "active",
-        }
-    if not data:
-        raise ValueError("The local endpoint supports compute_session_list and user queries only")
-    return data
-
-
-async def gql_handler(request: web.Request) -> web.Response:
-    """``/admin/gql`` (standard ``{"data", "errors"}``) and ``/admin/graphql`` (bare data)."""
-    body = await _body(request)
-    standard = request.path.endswith("/gql")
-    try:
-        data = _run_gql(request, str(body.get("query", "")), dict(body.get("variables") or {}))
-    except KeyError as e:
-        message = f"Cannot query field '{e.args[0]}' on type 'ComputeSession'."
-        errors = [{"message": message}]
-    except (ValueError, TypeError) as e:
-        errors = [{"message": str(e)}]
-    else:
-        return web.json_response({"data": data} if standard else data)
-    if standard:
-        return web.json_response({"data": None, "errors": errors})
-    raise Problem(400, "graphql-error", "GraphQL-generated error.", data=errors)
 
 
 def routes() -> list[tuple[str, str, Any]]:

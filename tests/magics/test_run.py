@@ -220,3 +220,9 @@ def test_keyboard_interrupt_during_run_with_rm(bai: Any, magics: BackendAIMagics
     finally:
         timer.join()
     assert live_sessions(magics) == []
+
+
+def test_run_without_image_uses_the_default(bai: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # The issue's own example: no image named.
+    res = bai('run --rm -r cpu=1 -c "print(1)"')
+    assert isinstance(res, RunResult) and res.stdout == "1\n" and res.exit_code == 0

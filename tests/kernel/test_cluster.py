@@ -1,0 +1,129 @@
+"""The proxy kernel against the real Backend.AI 26.9.6 cluster (one session for the module).
+
+Server behaviours the kernel works around here (protocol.md §12):
+
+* ``display(HTML(...))`` and a pandas DataFrame make the stock runner send a raw-HTML ``media``
+  record that the 26.9.6 agent tries to JSON-decode: the execute call fails with 500 and the run
+  queue can stay wedged. Through the rich channel these never reach the runner's mapping.
+* The runner keeps one MIME type per output and drops markdown/LaTeX/JSON; errors arrive as ANSI
+  text on stderr with no ename/evalue — the rich channel carries the full messages instead.
+* REST continuation needs ``run_id`` on 26.9.6 (the client sends both spellings; the kernel uses
+  the websocket stream, which flushes every 0.2 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import KernelManager, start_new_kernel
+
+from .conftest import CLUSTER_ENV, cluster_values, kernel_env
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(not CLUSTER_ENV.exists(), reason="no Backend.AI test cluster"),
+]
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
+    with kernel_env(cluster_values()):
+        km, kc = start_new_kernel(kernel_name="backendai-python")
+    try:
+        yield km, kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+
+
+def run(kc: BlockingKernelClient, code: str) -> tuple[dict[str, Any], list[tuple[float, str, Any]]]:
+    outputs: list[tuple[float, str, Any]] = []
+    t0 = time.monotonic()
+
+    def hook(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] not in ("status", "execute_input"):
+            outputs.append((time.monotonic() - t0, msg["msg_type"], msg["content"]))
+
+    reply = kc.execute_interactive(code, timeout=120, output_hook=hook)
+    return reply["content"], outputs
+
+
+def test_print_and_streaming(kernel: Any) -> None:
+    _, kc = kernel
+    reply, outs = run(kc, "print('hello from the cluster')")
+    assert reply["status"] == "ok"
+    assert any(t == "stream" and "hello from the cluster" in c["text"] for _, t, c in outs)
+    reply, outs = run(
+        kc, "import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(1)"
+    )
+    times = [at for at, t, c in outs if t == "stream"]
+    assert reply["status"] == "ok" and len(times) >= 2
+    assert times[-1] - times[0] > 1.0  # output arrived while the cell ran, not at the end
+
+
+def test_error_is_structured(kernel: Any) -> None:
+    _, kc = kernel
+    reply, outs = run(kc, "def f():\n    return 1/0\nf()")
+    assert reply["status"] == "error" and reply["ename"] == "ZeroDivisionError"
+    errors = [c for _, t, c in outs if t == "error"]
+    assert errors and errors[0]["evalue"] == "division by zero" and errors[0]["traceback"]
+
+
+def test_image(kernel: Any) -> None:
+    _, kc = kernel
+    reply, outs = run(kc, "import matplotlib.pyplot as plt\nplt.plot([3, 1, 2])\nplt.show()")
+    assert reply["status"] == "ok"
+    images = [
+        c["data"]["image/png"]
+        for _, t, c in outs
+        if t == "display_data" and "image/png" in c["data"]
+    ]
+    assert images and not images[0].startswith("data:")
+
+
+def test_html_and_dataframe_render(kernel: Any) -> None:
+    """Both crash the stock 26.9.6 execute path; they must render through the rich channel."""
+    _, kc = kernel
+    reply, outs = run(kc, "from IPython.display import HTML, display\ndisplay(HTML('<b>bold</b>'))")
+    assert reply["status"] == "ok"
+    assert [c["data"]["text/html"] for _, t, c in outs if t == "display_data"] == ["<b>bold</b>"]
+    reply, outs = run(kc, "import pandas as pd\npd.DataFrame({'a': [1, 2]})")
+    assert reply["status"] == "ok"
+    results = [c for _, t, c in outs if t == "execute_result"]
+    assert "<table" in results[0]["data"]["text/html"] and "text/plain" in results[0]["data"]
+    # The session is not wedged afterwards.
+    reply, outs = run(kc, "print('still alive')")
+    assert reply["status"] == "ok"
+
+
+def test_session_is_destroyed_at_shutdown() -> None:
+    from backendai_jupyter.client import Client, ClientConfig
+
+    with kernel_env(cluster_values()):
+        km, kc = start_new_kernel(kernel_name="backendai-python")
+        try:
+            assert run(kc, "print(1)")[0]["status"] == "ok"
+            _, outs = run(kc, "%backendai kernel status")
+            name = "".join(c.get("text", "") for _, t, c in outs).split()[1]
+            assert name.startswith("bjk-")
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=False)
+        config = ClientConfig.from_env()
+
+    async def live() -> list[str]:
+        async with Client(config) as client:
+            rows = await client.sessions.list()
+            return [
+                str(r.get("name"))
+                for r in rows
+                if r.get("status") not in ("TERMINATED", "CANCELLED")
+            ]
+
+    assert name not in asyncio.run(live())
