@@ -20,7 +20,7 @@ Run = Callable[[argparse.Namespace], int]
 #: name → (module, help). The module provides ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("backendai_jupyter.server.cli", "run the local Backend.AI endpoint"),
-    "kernel": ("backendai_jupyter.kernel.install", "install, list or remove Backend.AI kernelspecs"),
+    "kernel": ("backendai_jupyter.kernel.install", "install, list or remove kernelspecs"),
 }
 
 
