@@ -4,7 +4,7 @@
 # started from ../shared/backendai-cluster (stopped again even when tests fail).
 #
 #   bash scripts/test.sh                 # everything
-#   SKIP_CLUSTER=1 bash scripts/test.sh  # fast tier only
+#   SKIP_CLUSTER=1 SKIP_E2E=1 bash scripts/test.sh  # fast tier only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -23,8 +23,16 @@ echo "== static checks"
 
 echo "== fast tier"
 rc=0
-.venv/bin/pytest -m "not cluster" tests || rc=$?
+.venv/bin/pytest -m "not cluster and not e2e" tests || rc=$?
 [ "$rc" = 5 ] && rc=0   # no test collected is not a failure of this tier
+
+if [ "${SKIP_E2E:-0}" != 1 ]; then
+  echo "== browser tier (JupyterLab in headless Chromium)"
+  bash scripts/e2e_setup.sh
+  e2e_rc=0
+  BAI_REQUIRE_E2E=1 .venv/bin/pytest -m e2e tests/e2e || e2e_rc=$?
+  [ "$e2e_rc" != 0 ] && rc=1
+fi
 
 if [ "${SKIP_CLUSTER:-0}" = 1 ]; then
   exit "$rc"
