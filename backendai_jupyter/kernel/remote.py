@@ -20,6 +20,7 @@ from typing import Any
 
 from ..client import Client, ClientConfig, Execution, Output
 from ..client._exceptions import APIError, BackendAIError, NotFoundError
+from ..client.defaults import load_config
 from ..display.outputs import Frame, FrameDecoder
 from .bootstrap import bootstrap_code, helper_call, new_nonce
 from .registry import Record, Registry
@@ -70,13 +71,8 @@ class SessionGone(BackendAIError):
 
 
 async def _config_from_env() -> ClientConfig:
-    env = dict(os.environ)
-    if not env.get("BACKEND_ENDPOINT"):
-        from ..server.local import ensure_local_endpoint
-
-        # Blocking (it may start the server): keep the kernel's loop free meanwhile.
-        env.update(await asyncio.to_thread(ensure_local_endpoint))
-    return ClientConfig.from_env(env)
+    # May start the embedded local endpoint (blocking, about a second): keep the loop free.
+    return await asyncio.to_thread(load_config)
 
 
 class RemoteSession:
