@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from ._config import ClientConfig
-from ._exceptions import APIError, BadRequestError, ConfigError, ProtocolError
+from ._exceptions import APIError, AuthError, BadRequestError, ConfigError, ProtocolError
 from ._http import HTTPTransport
 from ._versioning import (
     API_VERSION,
@@ -159,6 +159,51 @@ class Client:
                 url=self.features.gql_path,
             )
         return result.get("data")
+
+    # -- session mode (a webserver in front of the manager) ---------------------------------------
+
+    async def login(self, username: str, password: str) -> dict[str, Any]:
+        """``POST /server/login``; the webserver's session cookie is kept in the cookie jar.
+
+        Raises :class:`AuthError` (one line, with the server's reason) for wrong credentials —
+        older webservers answer them with HTTP 200 and ``authenticated: false``.
+        """
+        if self.config.endpoint_type != "session":
+            raise ConfigError("login needs BACKEND_ENDPOINT_TYPE=session (a webserver endpoint)")
+        await self.connect()
+        answer = await self.http.json(
+            "POST",
+            "/server/login",
+            json={"username": username, "password": password},
+            ok_statuses=(401,),
+        )
+        if isinstance(answer, dict) and answer.get("authenticated"):
+            data = answer.get("data")
+            return data if isinstance(data, dict) else {}
+        data = answer.get("data") if isinstance(answer, dict) else None
+        reason = None
+        if isinstance(data, dict):
+            reason = data.get("details") or data.get("title")
+        raise AuthError(
+            401,
+            type=str(data.get("type", "")) if isinstance(data, dict) else "",
+            title="login failed",
+            msg=str(reason or "wrong username or password"),
+            method="POST",
+            url="/server/login",
+        )
+
+    async def logout(self) -> None:
+        """``POST /server/logout`` and forget the session cookie (even if the server failed)."""
+        try:
+            await self.connect()
+            await self.http.request("POST", "/server/logout")
+        finally:
+            self.http.cookie_jar.clear()
+
+    async def login_check(self) -> bool:
+        answer = await self.http.json("POST", "/server/login-check")
+        return bool(isinstance(answer, dict) and answer.get("authenticated"))
 
     async def check_auth(self) -> None:
         """Make one signed request; raises :class:`AuthError` for bad credentials."""

@@ -30,7 +30,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from IPython.display import clear_output, publish_display_data
 from IPython.utils.text import DollarFormatter
 
-from ..client import BackendAIError, Client, ClientConfig, ParseError, RemoteError
+from ..client import AuthError, BackendAIError, Client, ClientConfig, ParseError, RemoteError
 from ..client.defaults import default_image, load_config
 from ..client.parsing import Case, expand_ranges, parse_env, parse_mounts, parse_resource_flags
 from ..display.outputs import Message, parse_traceback_text
@@ -650,18 +650,10 @@ class BackendAIMagics(Magics):
         password = getpass.getpass("Password: ")
         client = self.client
 
-        async def login() -> Any:
-            await client.connect()
-            return await client.http.json(
-                "POST", "/server/login", json={"username": username, "password": password},
-                ok_statuses=(401,),
-            )
-
-        answer = self._call(login())
-        if not (isinstance(answer, dict) and answer.get("authenticated")):
-            data = answer.get("data") if isinstance(answer, dict) else None
-            why = data.get("details") or data.get("title") if isinstance(data, dict) else None
-            raise CommandError(f"{PROG} login: login failed: {why or 'wrong credentials'}")
+        try:
+            self._call(client.login(username, password))
+        except AuthError as e:
+            raise CommandError(f"{PROG} login: login failed: {e.msg}") from None
         self._status("✓ Login succeeded.")
 
     def _logout(self, args: argparse.Namespace, cell: str | None) -> None:
@@ -669,13 +661,7 @@ class BackendAIMagics(Magics):
             raise UsageError(f"{PROG} logout: not in session mode (see %backendai login)")
         client = self.client
 
-        async def logout() -> None:
-            try:
-                await client.http.request("POST", "/server/logout")
-            finally:
-                client.http.cookie_jar.clear()
-
-        self._call(logout())
+        self._call(client.logout())
         self._status("✓ Logout done.")
 
 

@@ -153,3 +153,22 @@ async def test_v5_emulation_routes(make_local: object) -> None:
         for c in local.clients:
             await c.close()
         await local.server.close()
+
+
+async def test_client_session_mode_login_logout(local: Local) -> None:
+    from backendai_jupyter.client import AuthError, Client, ClientConfig, parse_endpoints
+
+    kp = local.app[KEYPAIRS][local.access_key]
+    config = ClientConfig(endpoints=parse_endpoints(local.url), endpoint_type="session")
+    async with Client(config) as client:
+        with pytest.raises(AuthError) as info:
+            await client.login(kp.user_email, "wrong-password")
+        assert "\n" not in str(info.value) and "wrong-password" not in str(info.value)
+        with pytest.raises(AuthError):
+            await client.sessions.list()  # not logged in: /func/ answers 401
+        await client.login(kp.user_email, kp.password)
+        assert await client.login_check()
+        assert await client.sessions.list() == []
+        await client.logout()
+        with pytest.raises(AuthError):
+            await client.sessions.list()
