@@ -38,7 +38,7 @@ from typing import Any
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager, KernelManager
 
-from backendai_jupyter.client import Client, ClientConfig, Finished, Output, parse_endpoints
+from backendai_jupyter.client import Client, ClientConfig, Finished, parse_endpoints
 from backendai_jupyter.client.execution import Transport
 
 IMAGE = "cr.backend.ai/stable/python:3.13-ubuntu24.04"
@@ -74,6 +74,10 @@ class Server:
                 out[key] = int(value.split()[0]) * 1024
         return out
 
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -106,7 +110,7 @@ def start_server(base: Path, *capacity: str) -> Server:
 # -- direct ipykernels (the references) ---------------------------------------------------------
 
 
-class _KM(AsyncKernelManager):  # type: ignore[misc]
+class _KM(AsyncKernelManager):  # type: ignore[misc,unused-ignore]
     """Same kernelspec as the server's ``SessionProcess`` (minus its rlimit launcher)."""
 
     @property
@@ -114,7 +118,7 @@ class _KM(AsyncKernelManager):  # type: ignore[misc]
         return KernelSpec(argv=KERNEL_ARGV, display_name="bench", language="python")
 
 
-class _SyncKM(KernelManager):  # type: ignore[misc]
+class _SyncKM(KernelManager):  # type: ignore[misc,unused-ignore]
     @property
     def kernel_spec(self) -> KernelSpec:
         return KernelSpec(argv=KERNEL_ARGV, display_name="bench", language="python")
@@ -153,6 +157,13 @@ async def direct_start(workdir: Path) -> tuple[float, float, Any, Any]:
 async def bench_sessions(server: Server, n: int, tmp: Path) -> dict[str, float]:
     async with server.client() as client:
         await client.connect()
+        t0 = time.perf_counter()  # one session alone first: the uncontended cost
+        solo = await client.sessions.create(IMAGE, name="bench-solo")
+        solo_ready = time.perf_counter() - t0
+        await client.sessions.destroy(solo.id)
+        ref_solo, _, km, kc = await direct_start(tmp / "solo")
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
 
         async def one(i: int) -> tuple[float, float, str]:
             t0 = time.perf_counter()
@@ -174,10 +185,12 @@ async def bench_sessions(server: Server, n: int, tmp: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     direct = await asyncio.gather(*(direct_start(tmp / f"k{i}") for i in range(n)))
     ref_total = time.perf_counter() - t0
-    for _, _, km, kc in direct:
+    for _, _, _, kc in direct:
         kc.stop_channels()
     await asyncio.gather(*(km.shutdown_kernel(now=True) for _, _, km, _ in direct))
     return {
+        "solo": solo_ready,
+        "ref_solo": ref_solo,
         "ready_median": statistics.median(r for r, _, _ in results),
         "ready_max": max(r for r, _, _ in results),
         "total": total,
@@ -287,6 +300,7 @@ def _cp(src: Path, dst: Path) -> float:
 
 
 async def bench_upload(base: Path, size: int, rounds: int) -> dict[str, float]:
+    base.mkdir(parents=True, exist_ok=True)
     src = base / "src.bin"
     want = await asyncio.to_thread(_make_file, src, size)
     cp_times = [await asyncio.to_thread(_cp, src, base / "cp.bin") for _ in range(rounds)]
@@ -308,10 +322,12 @@ async def bench_upload(base: Path, size: int, rounds: int) -> dict[str, float]:
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             up_times = []
+            cpu0, own0 = server.cpu_seconds(), time.process_time()
             for i in range(rounds):
                 t0 = time.perf_counter()
                 await client.folders.upload("bench", src, f"big{i}.bin")
                 up_times.append(time.perf_counter() - t0)
+            cpu_server, cpu_client = server.cpu_seconds() - cpu0, time.process_time() - own0
             stop.set()
             sampler.join()
             after = server.status()
@@ -325,6 +341,8 @@ async def bench_upload(base: Path, size: int, rounds: int) -> dict[str, float]:
     return {
         "cp": min(cp_times),
         "ours": min(up_times),
+        "cpu_server": cpu_server / rounds,
+        "cpu_client": cpu_client / rounds,
         "rss_before": before["VmRSS"],
         "rss_after": after["VmRSS"],
         "hwm_growth": after["VmHWM"] - before["VmRSS"],
@@ -363,8 +381,12 @@ async def main() -> None:
                     a = await bench_sessions(server, args.sessions, base / "direct")
                     n = args.sessions
                     rows.append(_row(
+                        "(a) 1 session alone: create->RUNNING s", f"{a['solo']:.2f}",
+                        f"{a['ref_solo']:.2f}", f"{a['solo'] / a['ref_solo']:.2f}", "", None))
+                    rows.append(_row(
                         f"(a) {n} concurrent: create->RUNNING median s", f"{a['ready_median']:.2f}",
-                        f"{a['ref_ready_median']:.2f}", f"{a['ready_median'] / a['ref_ready_median']:.2f}",
+                        f"{a['ref_ready_median']:.2f}",
+                        f"{a['ready_median'] / a['ref_ready_median']:.2f}",
                         "<= 1.5 s", a["ready_median"] <= 1.5))
                     rows.append(_row(
                         f"(a) {n} concurrent: create->RUNNING max s", f"{a['ready_max']:.2f}",
@@ -402,6 +424,8 @@ async def main() -> None:
                              ">= 0.5", mib_s / cp_mib_s >= 0.5))
             rows.append(_row("(c) upload seconds", f"{c['ours']:.2f}", f"{c['cp']:.2f}", "", "",
                              None))
+            rows.append(_row("(c) CPU seconds per upload: server/client",
+                             f"{c['cpu_server']:.2f}/{c['cpu_client']:.2f}", "", "", "", None))
             growth = max(c["hwm_growth"], c["rss_peak_growth"]) / MiB
             rows.append(_row("(c) server memory growth (VmHWM-VmRSS0) MiB",
                              f"{growth:.1f}", "", "", "<= 64 MiB", growth <= 64))
