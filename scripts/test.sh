@@ -40,6 +40,11 @@ fi
 
 echo "== real-cluster tier"
 cluster_rc=0
+if [ "${BAI_FRESH_CLUSTER:-0}" = 1 ]; then
+  # Sessions of a cluster whose processes were killed stay listed as RUNNING without a runner
+  # and count against the per-keypair session limit: start from a clean slate.
+  "$CLUSTER_DIR/cluster.sh" down --purge || true
+fi
 "$CLUSTER_DIR/cluster.sh" up
 trap '"$CLUSTER_DIR/cluster.sh" down || true' EXIT
 BAI_REQUIRE_CLUSTER=1 .venv/bin/pytest -m cluster tests || cluster_rc=$?
