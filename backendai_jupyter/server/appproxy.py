@@ -153,16 +153,18 @@ async def relay(
     except (asyncio.CancelledError, ConnectionResetError):
         pass
     finally:
-        with contextlib.suppress(Exception):
-            if writer.can_write_eof():
-                writer.write_eof()
-        # Let the service's remaining answer reach the client, briefly.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(down), 5.0)
-        down.cancel()
+        try:
+            with contextlib.suppress(Exception):
+                if writer.can_write_eof():
+                    writer.write_eof()
+            # Let the service's remaining answer reach the client, briefly.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(down), 5.0)
+        finally:  # also when aiohttp cancels the handler (the client's connection went away)
+            down.cancel()
+            writer.close()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await down
-        writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()
 

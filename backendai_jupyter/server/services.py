@@ -202,6 +202,7 @@ class SessionServices:
                 "--ServerApp.disable_check_xsrf=True",
                 "--ServerApp.allow_remote_access=True",
                 "--ServerApp.allow_origin=*",
+                "--ServerApp.allow_root=True",
                 *extra,
             ]
         if sdef.name == "ttyd":
@@ -214,6 +215,9 @@ class SessionServices:
 
     async def _sshd_argv(self, port: int) -> list[str]:
         rt = self._runtime()
+        if os.geteuid() == 0:  # sshd running as root wants its privilege-separation directory
+            with contextlib.suppress(OSError):
+                Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         keygen = shutil.which("ssh-keygen") or "ssh-keygen"
         host_key = rt / "ssh_host_ed25519_key"
         if not host_key.exists():

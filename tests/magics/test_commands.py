@@ -285,9 +285,21 @@ def test_app_proxy(bai: Any, fake_manager: str, capsys: pytest.CaptureFixture[st
     assert proxy2.server is not None and not proxy2.server.is_serving()
 
 
-def test_app_against_local_endpoint_fails_cleanly(bai: Any, session: str) -> None:
-    with pytest.raises(CommandError, match="cannot list its services"):
-        bai(f"app {session} jupyter -b 0")
+def test_app_against_local_endpoint(bai: Any, session: str) -> None:
+    """The local endpoint's services (issue #6): Jupyter through the proxy, a link, --stop."""
+    with pytest.raises(CommandError, match="has no service 'nope'"):
+        bai(f"app {session} nope -b 0")
+    proxy = bai(f"app {session} jupyter -b 0")
+    assert proxy.url == f"http://127.0.0.1:{proxy.port}"
+    assert f'href="{proxy.url}"' in proxy._repr_html_()
+    import urllib.request
+
+    with urllib.request.urlopen(proxy.url + "/api/status", timeout=120) as resp:
+        assert resp.status == 200
+    again = bai(f"app {session} jupyter -b {proxy.port}")  # a second command replaces it
+    assert again.port == proxy.port and not proxy.running and again.running
+    bai("app --stop all")
+    assert not again.running
 
 
 def test_json_helpers_roundtrip() -> None:

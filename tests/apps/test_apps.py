@@ -1,0 +1,251 @@
+"""Interactive apps on the local endpoint (issue #6): service ports, the tcpproxy, the pty
+websocket, start-service, our :class:`AppProxy` and services dying with their session."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from backendai_jupyter.client import BackendAIError, Client
+from backendai_jupyter.client.apps import AppProxy
+from backendai_jupyter.server.services import SERVICES
+
+from .conftest import IMAGE, Local
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+PREOPEN = _free_port()
+
+
+@pytest.fixture(scope="module")
+async def session(client: Client) -> AsyncIterator[str]:
+    info = await client.sessions.create(
+        IMAGE, name=f"app-{uuid.uuid4().hex[:6]}", preopen_ports=[PREOPEN],
+        resources={"cpu": "1", "mem": "2g"},
+    )
+    assert info.status == "RUNNING", info
+    names = {p.name for p in info.service_ports}
+    assert {"jupyter", "jupyterlab", str(PREOPEN)} <= names, info.service_ports
+    yield info.name
+    with contextlib.suppress(BackendAIError):
+        await client.sessions.destroy(info.name)
+
+
+async def _echo_server(port: int) -> asyncio.base_events.Server:
+    async def echo(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while data := await r.read(65536):
+            w.write(data)
+            await w.drain()
+        w.close()
+
+    return await asyncio.start_server(echo, "127.0.0.1", port)
+
+
+async def test_apps_listing_shape(client: Client, session: str) -> None:
+    raw = await client.http.json("GET", f"/stream/session/{session}/apps")
+    by_name = {a["name"]: a for a in raw}
+    assert by_name["jupyter"] == {"name": "jupyter", "protocol": "http", "ports": [8081]}
+    assert by_name[str(PREOPEN)] == {"name": str(PREOPEN), "protocol": "preopen",
+                                     "ports": [PREOPEN]}
+    for item in raw:
+        assert set(item) <= {"name", "protocol", "ports", "url_template", "allowed_arguments",
+                             "allowed_envs"}
+    assert [a.name for a in await client.sessions.apps(session)] == [a["name"] for a in raw]
+    info = await client.sessions.info(session)
+    assert info["servicePorts"] == raw
+    again = await client.sessions.create(IMAGE, name=session)  # get-or-create answer
+    assert not again.created and {p.name for p in again.service_ports} == set(by_name)
+
+
+async def test_bad_preopen_ports_rejected(client: Client) -> None:
+    for bad in ([2000], [80], [70000]):
+        with pytest.raises(BackendAIError, match="400"):
+            await client.sessions.create(IMAGE, name=f"bad-{uuid.uuid4().hex[:6]}",
+                                         preopen_ports=bad)
+
+
+async def test_unknown_app_and_bad_port(local: Local, client: Client, session: str) -> None:
+    with pytest.raises(BackendAIError, match="404"):
+        await client.http.ws_connect(f"/stream/session/{session}/tcpproxy",
+                                     params={"app": "nope"})
+    # the same handler without the upgrade shows the problem body
+    with pytest.raises(BackendAIError) as e:
+        await client.http.json("GET", f"/stream/session/{session}/tcpproxy",
+                               params={"app": "nope"})
+    assert "404" in str(e.value) and "No such app service" in str(e.value)
+    with pytest.raises(BackendAIError, match="400"):
+        await client.http.ws_connect(f"/stream/session/{session}/tcpproxy",
+                                     params={"app": "jupyter", "port": "1234"})
+    resp = await client.http.request("GET", f"/stream/session/{session}/apps")
+    assert resp.status == 200
+    with pytest.raises(BackendAIError, match="404"):
+        await client.http.json("GET", "/stream/session/no-such-session/apps")
+
+
+async def test_preopen_relay_and_refused(client: Client, session: str) -> None:
+    # Nothing listens yet: the manager closes the websocket with 1013 (TRY_AGAIN_LATER).
+    ws = await client.http.ws_connect(f"/stream/session/{session}/tcpproxy",
+                                      params={"app": str(PREOPEN)})
+    msg = await ws.receive(timeout=10)
+    assert msg.kind == "closed" and msg.close_code == 1013
+    async with AppProxy(client, session, str(PREOPEN), port=0) as proxy:
+        assert proxy.url == f"http://127.0.0.1:{proxy.port}"
+        r, w = await asyncio.open_connection("127.0.0.1", proxy.port)
+        w.write(b"GET / HTTP/1.0\r\n\r\n")
+        reply = await asyncio.wait_for(r.read(), 10)
+        assert reply.startswith(b"HTTP/1.1 503 Service Unavailable") and b"1013" in reply
+        w.close()
+        server = await _echo_server(PREOPEN)
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", proxy.port)
+            payload = os.urandom(3 * 1024 * 1024 + 17)
+            w.write(payload)
+            got = await asyncio.wait_for(r.readexactly(len(payload)), 30)
+            assert got == payload
+            w.close()
+            # several connections at once, each over its own websocket
+            async def one(i: int) -> bytes:
+                rr, ww = await asyncio.open_connection("127.0.0.1", proxy.port)
+                ww.write(b"conn %d" % i)
+                data = await asyncio.wait_for(rr.readexactly(len(b"conn %d" % i)), 10)
+                ww.close()
+                return data
+            assert await asyncio.gather(*(one(i) for i in range(8))) == [
+                b"conn %d" % i for i in range(8)]
+            assert proxy.connections >= 10
+        finally:
+            server.close()
+            await server.wait_closed()
+    assert not proxy.running
+
+
+async def _run_cell(http: aiohttp.ClientSession, base: str, code: str) -> str:
+    async with http.post(f"{base}/api/kernels", json={}) as resp:
+        assert resp.status == 201, await resp.text()
+        kid = (await resp.json())["id"]
+    out = ""
+    async with http.ws_connect(f"{base}/api/kernels/{kid}/channels") as ws:
+        msg_id = uuid.uuid4().hex
+        await ws.send_json({
+            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "t",
+                       "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": code, "silent": False, "store_history": False,
+                        "user_expressions": {}, "allow_stdin": False},
+        })
+        async for m in ws:
+            data = json.loads(m.data)
+            if data.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if data["msg_type"] == "stream":
+                out += data["content"]["text"]
+            if data["msg_type"] == "status" and data["content"]["execution_state"] == "idle":
+                break
+    async with http.delete(f"{base}/api/kernels/{kid}") as resp:
+        assert resp.status == 204
+    return out
+
+
+async def test_jupyter_through_app_proxy(local: Local, client: Client, session: str) -> None:
+    async with AppProxy(client, session, "jupyter", port=0) as proxy:
+        base = proxy.url
+        assert base.startswith("http://127.0.0.1:")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base + "/", timeout=aiohttp.ClientTimeout(total=120)) as resp:
+                assert resp.status == 200
+                assert "Jupyter" in await resp.text()
+            out = await asyncio.wait_for(_run_cell(http, base, "import os; print(6*7, os.getcwd())"), 90)
+    assert out.split()[0] == "42"
+    sess = local.app[SERVICES].sessions
+    assert any(s.sess.name == session for s in sess.values())
+    entry = next(s for s in sess.values() if s.sess.name == session)
+    assert out.split()[1] == str(entry.sess.workdir)
+
+
+async def test_start_service(client: Client, session: str) -> None:
+    data = await client.http.json("POST", f"/session/{session}/start-service",
+                                  json={"app": "jupyter"})
+    assert set(data) >= {"token", "wsproxy_addr"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(data["wsproxy_addr"] + "/api/status") as resp:
+            assert resp.status == 200
+    with pytest.raises(BackendAIError, match="404"):
+        await client.http.json("POST", f"/session/{session}/start-service", json={"app": "x"})
+
+
+async def test_pty_echo(client: Client, session: str) -> None:
+    ws = await client.http.ws_connect(f"/stream/session/{session}/pty")
+    try:
+        await ws.send_json({"type": "resize", "rows": 30, "cols": 100})
+        await ws.send_json({"type": "ping"})
+        cmd = b"echo pty-$((6*7)); stty size; pwd\n"
+        await ws.send_json({"type": "stdin", "chars": base64.b64encode(cmd).decode()})
+        text = ""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while "pty-42" not in text or "30 100" not in text:
+            msg = await ws.receive(timeout=max(0.1, deadline - loop.time()))
+            assert msg.kind != "closed", text
+            frame = msg.json()
+            assert frame["type"] == "out"
+            text += base64.b64decode(frame["data"]).decode(errors="replace")
+        assert "pty-42" in text
+    finally:
+        await ws.close()
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="no ssh client")
+async def test_sshd(local: Local, client: Client, session: str, tmp_path: Path) -> None:
+    if "sshd" not in {a.name for a in await client.sessions.apps(session)}:
+        pytest.skip("no sshd on this machine (the service is not advertised)")
+    async with AppProxy(client, session, "sshd", port=0) as proxy:
+        assert proxy.url.startswith("tcp://")
+        sess = next(s.sess for s in local.app[SERVICES].sessions.values() if s.sess.name == session)
+        await client.http.json("POST", f"/session/{session}/start-service", json={"app": "sshd"})
+        key = sess.workdir / "id_container"
+        assert key.exists()
+        argv = ["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "BatchMode=yes", "-i", str(key), "-p", str(proxy.port), "127.0.0.1",
+                "echo ssh-$((6*7))"]
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert b"ssh-42" in out, err
+
+
+async def test_services_die_with_session(local: Local, client: Client) -> None:
+    info = await client.sessions.create(IMAGE, name=f"die-{uuid.uuid4().hex[:6]}")
+    data = await client.http.json("POST", f"/session/{info.name}/start-service",
+                                  json={"app": "jupyter"})
+    port = int(data["wsproxy_addr"].rsplit(":", 1)[1])
+    sess = next(s.sess for s in local.app[SERVICES].sessions.values() if s.sess.id == info.id)
+    assert sess.process is not None
+    pids = {p.pid for p in sess.process.children if p.returncode is None}
+    assert pids
+    await client.sessions.destroy(info.name)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    # no apps for a dead session
+    with pytest.raises(BackendAIError, match="404"):
+        await client.sessions.apps(info.name)
