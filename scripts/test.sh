@@ -11,6 +11,12 @@ ROOT=$PWD
 PY=${PYTHON:-python3}
 CLUSTER_DIR=${BAI_CLUSTER_DIR:-$ROOT/../shared/backendai-cluster}
 
+# An SSH server lets the interactive-apps tests cover the sshd service (they skip without one).
+if ! command -v sshd >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    --no-install-recommends openssh-server; } >/dev/null 2>&1 || echo "note: openssh-server not installed; SSH app tests will skip"
+fi
+
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
