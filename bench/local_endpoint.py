@@ -11,7 +11,9 @@ measured in the same run, on the same machine (issue #3 item 8).
     file (throughput ratio), and the server process's memory growth (``VmRSS``/``VmHWM`` from
     ``/proc/<pid>/status``; a fresh server, so its peak is the upload's).
 
-Data goes to a temporary directory under ``--tmp`` (default /tmp), removed at the end.
+Data goes to a temporary directory under ``--tmp`` (default /tmp), removed at the end. The page
+cache is flushed (``sync``) before each timed copy/upload. ``bench/vfolder_transfer.py`` measures
+uploads and downloads in more detail (and against the official CLI on the real cluster).
 
     .venv/bin/python bench/local_endpoint.py [--sessions 16] [--repeat 200] [--size-mib 1024]
 """
@@ -292,6 +294,7 @@ def _sha256(path: Path) -> str:
 
 def _cp(src: Path, dst: Path) -> float:
     dst.unlink(missing_ok=True)
+    os.sync()  # no step pays for the previous one's write-back (as bench/vfolder_transfer.py)
     t0 = time.perf_counter()
     subprocess.run(["cp", str(src), str(dst)], check=True)
     took = time.perf_counter() - t0
@@ -324,6 +327,7 @@ async def bench_upload(base: Path, size: int, rounds: int) -> dict[str, float]:
             up_times = []
             cpu0, own0 = server.cpu_seconds(), time.process_time()
             for i in range(rounds):
+                await asyncio.to_thread(os.sync)
                 t0 = time.perf_counter()
                 await client.folders.upload("bench", src, f"big{i}.bin")
                 up_times.append(time.perf_counter() - t0)

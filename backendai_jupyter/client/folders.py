@@ -20,15 +20,16 @@ import os
 import re
 import stat as statmod
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import aiohttp
 from yarl import URL
 
 from ._exceptions import APIError, ClientError, ConfigError, ProtocolError
+from ._fileio import WRITE_BATCH, BatchedFileWriter
 from ._models import FolderInfo
 
 if TYPE_CHECKING:
@@ -40,8 +41,13 @@ __all__ = ["DEFAULT_CHUNK_SIZE", "Folders", "Progress", "normalize_file_entry", 
 Progress = Callable[[int, int], None]
 """``progress(done_bytes, total_bytes)``, called after every chunk."""
 
-DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024  # bytes per tus PATCH
-_PIECE = 256 * 1024  # bytes per file read / network write inside one PATCH
+DEFAULT_CHUNK_SIZE: int | None = None
+"""Bytes per tus PATCH; ``None``: the whole (remaining) file in one PATCH, as the official client.
+
+One long PATCH costs nothing in resumability: the storage proxy keeps what arrived when a
+connection is cut, and the next PATCH starts at the offset ``HEAD`` reports.
+"""
+_REPORT_EVERY = 1024 * 1024  # download progress granularity (bytes)
 _TUS_VERSION = "1.0.0"
 _MAX_RETRIES = 5
 
@@ -180,25 +186,6 @@ def _split_mixed(body: bytes, content_type: str) -> list[tuple[str, bytes]]:
         payload = part.get_payload(decode=True) or b""
         parts.append((str(part.get_filename() or ""), bytes(payload)))
     return parts
-
-
-# -- file I/O off the event loop -----------------------------------------------------------------
-
-
-async def _file_range(path: Path, offset: int, length: int) -> AsyncIterator[bytes]:
-    """Stream ``length`` bytes of ``path`` from ``offset`` in small pieces (bounded memory)."""
-    f = await asyncio.to_thread(path.open, "rb")
-    try:
-        await asyncio.to_thread(f.seek, offset)
-        remaining = length
-        while remaining > 0:
-            data = await asyncio.to_thread(f.read, min(_PIECE, remaining))
-            if not data:
-                raise ConfigError(f"{path} shrank while it was being uploaded")
-            remaining -= len(data)
-            yield data
-    finally:
-        await asyncio.to_thread(f.close)
 
 
 class Folders:
@@ -413,17 +400,19 @@ class Folders:
         remote_path: str | None = None,
         *,
         progress: Progress | None = None,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_size: int | None = DEFAULT_CHUNK_SIZE,
     ) -> None:
         """Upload a file, or a directory recursively, to ``remote_path`` (default: its name).
 
-        Memory use is bounded by the read size, whatever the file size. A dropped connection
-        during a tus upload is resumed from the offset the storage proxy reports.
+        Files go with ``sendfile(2)`` over plain HTTP, so memory use stays small whatever the file
+        size. ``chunk_size`` caps the bytes per tus PATCH (default: the whole file in one). A
+        dropped connection during a tus upload is resumed from the offset the storage proxy
+        reports.
         """
         local = Path(local_path)
         if not local.exists():
             raise ConfigError(f"no such file or directory: {local}")
-        if chunk_size <= 0:
+        if chunk_size is not None and chunk_size <= 0:
             raise ConfigError("chunk_size must be positive")
         remote = remote_path if remote_path is not None else local.name
         if remote.endswith("/"):  # "dir/" means "into dir"
@@ -463,7 +452,13 @@ class Folders:
             progress(0, 0)
 
     async def _upload_file(
-        self, key: str, path: Path, remote: str, size: int, report: Progress, chunk_size: int
+        self,
+        key: str,
+        path: Path,
+        remote: str,
+        size: int,
+        report: Progress,
+        chunk_size: int | None,
     ) -> None:
         if not remote:
             raise ConfigError("remote path must not be empty")
@@ -483,43 +478,64 @@ class Folders:
         return int(resp.headers.get("Upload-Offset", "0"))
 
     async def _tus_upload(
-        self, url: URL, path: Path, size: int, report: Progress, chunk_size: int
+        self, url: URL, path: Path, size: int, report: Progress, chunk_size: int | None
     ) -> None:
         offset = await self._tus_offset(url)
         report(offset, size)
         failures = 0
-        while True:
-            length = min(chunk_size, size - offset)
-            headers = {
-                "Tus-Resumable": _TUS_VERSION,
-                "Upload-Offset": str(offset),
-                "Content-Type": "application/offset+octet-stream",
-                "Content-Length": str(length),
-            }
-            try:
-                resp = await self._http.raw(
-                    "PATCH", url, headers=headers, data=_file_range(path, offset, length)
-                )
-            except (ClientError, APIError) as e:
-                # 409 = offset mismatch; connection errors: ask the server where it stands.
-                if isinstance(e, APIError) and e.status not in (409, 460) and e.status < 500:
-                    raise
-                failures += 1
-                if failures > _MAX_RETRIES:
-                    raise
-                await asyncio.sleep(min(0.5 * 2**failures, 8.0))
-                offset = await self._tus_offset(url)
-                continue
-            new_offset = int(resp.headers.get("Upload-Offset", "-1"))
-            if new_offset != offset + length:
-                raise ProtocolError(
-                    f"tus PATCH: server is at offset {new_offset}, expected {offset + length}"
-                )
-            offset = new_offset
-            failures = 0
-            report(offset, size)
-            if offset >= size:
-                return
+        f: BinaryIO = await asyncio.to_thread(path.open, "rb")
+        try:
+            while True:  # an empty file still takes one (empty) PATCH, which creates it
+                length = size - offset if chunk_size is None else min(chunk_size, size - offset)
+                headers = {
+                    "Tus-Resumable": _TUS_VERSION,
+                    "Upload-Offset": str(offset),
+                    "Content-Type": "application/offset+octet-stream",
+                    "Content-Length": str(length),
+                }
+
+                def sent(n: int, _base: int = offset) -> None:
+                    report(_base + n, size)
+
+                try:
+                    resp = await self._http.send_file(
+                        "PATCH", url, f, offset=offset, length=length, headers=headers,
+                        content_type="application/offset+octet-stream", on_sent=sent,
+                    )
+                except (ClientError, APIError) as e:
+                    # 409 = offset mismatch; connection errors: ask the server where it stands.
+                    if isinstance(e, APIError) and e.status not in (409, 460) and e.status < 500:
+                        raise
+                    failures += 1
+                    if failures > _MAX_RETRIES:
+                        raise
+                    if not isinstance(e, APIError) or e.status not in (409, 460):
+                        await asyncio.sleep(min(0.5 * 2**failures, 8.0))
+                    try:
+                        offset = await self._tus_offset(url)
+                    except APIError as head_error:
+                        # 26.9.6 forgets a finished upload (HEAD: 404): when the cut PATCH was
+                        # the last one, the server may have completed before the cut.
+                        if head_error.status == 404 and offset + length == size:
+                            offset = size
+                            break
+                        raise
+                    report(offset, size)
+                    if offset >= size:  # it completed after all (or nothing was left to send)
+                        break
+                    continue
+                new_offset = int(resp.headers.get("Upload-Offset", "-1"))
+                if new_offset != offset + length:
+                    raise ProtocolError(
+                        f"tus PATCH: server is at offset {new_offset}, expected {offset + length}"
+                    )
+                offset = new_offset
+                failures = 0
+                if offset >= size:
+                    break
+        finally:
+            await asyncio.to_thread(f.close)
+        report(offset, size)
 
     async def _upload_v5(
         self, key: str, path: Path, remote: str, size: int, report: Progress
@@ -556,14 +572,15 @@ class Folders:
         local_path: Path | str | None = None,
         *,
         progress: Progress | None = None,
-        chunk_size: int = 256 * 1024,
+        chunk_size: int = WRITE_BATCH,
     ) -> Path:
         """Download a file or a directory (recursively); return the local path written.
 
         ``local_path`` defaults to the remote basename in the current directory; if it is an
         existing directory the remote basename is created inside it. Files are written to
         ``<target>.part`` and renamed when complete; an existing ``.part`` is resumed with a
-        ``Range`` request.
+        ``Range`` request. ``chunk_size`` is how many received bytes are gathered per file
+        write (one write in flight while the next batch arrives; memory ≈ two of them).
         """
         key = await self._key(name)
         remote = remote_path.strip("/")
@@ -645,22 +662,23 @@ class Folders:
         offset = part.stat().st_size if part.exists() else 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         async with self._http.stream("GET", "", url=url, headers=headers) as resp:
-            if resp.status == 206:
-                mode = "ab"
-            else:
-                mode, offset = "wb", 0
+            append = resp.status == 206
+            if not append:
+                offset = 0
             length = resp.headers.get("Content-Length")
             total = offset + int(length) if length and length.isdigit() else -1
-            f: IO[bytes] = await asyncio.to_thread(part.open, mode)
+            writer = await BatchedFileWriter.open(part, append=append, batch=chunk_size)
+            done = offset
             try:
-                done = offset
                 report(done, total)
-                async for chunk in resp.iter_chunks(chunk_size):
-                    await asyncio.to_thread(f.write, chunk)
-                    done += len(chunk)
-                    report(done, total)
+                async for chunk in resp.iter_received():
+                    await writer.write(chunk)
+                    before, done = done, done + len(chunk)
+                    if done // _REPORT_EVERY != before // _REPORT_EVERY:
+                        report(done, total)
             finally:
-                await asyncio.to_thread(f.close)
+                await writer.close()
+            report(done, total)
         if total >= 0 and done != total:
             raise ClientError(f"download of {part.name} ended at {done} of {total} bytes")
 

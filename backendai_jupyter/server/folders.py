@@ -39,6 +39,7 @@ from urllib.parse import quote, unquote
 
 from aiohttp import BodyPartReader, MultipartWriter, web
 
+from ..client._fileio import BatchedFileWriter
 from . import auth as _auth
 from .errors import Problem, invalid_api_params, not_found
 from .state import CONFIG, KEYPAIRS
@@ -1020,15 +1021,16 @@ async def request_download(request: web.Request) -> web.Response:
     return _json({"token": token, "url": f"{_base_url(request)}/download"})
 
 
+_TUS_HEADER_NAMES = "Tus-Resumable, Upload-Length, Upload-Metadata, Upload-Offset, Content-Type"
+
+
 def _tus_headers(extra: dict[str, str] | None = None) -> dict[str, str]:
     headers = {
         "Tus-Resumable": "1.0.0",
         "Access-Control-Allow-Origin": "*",
         "Access-Control-Allow-Methods": "*",
-        "Access-Control-Allow-Headers":
-            "Tus-Resumable, Upload-Length, Upload-Metadata, Upload-Offset, Content-Type",
-        "Access-Control-Expose-Headers":
-            "Tus-Resumable, Upload-Length, Upload-Metadata, Upload-Offset, Content-Type",
+        "Access-Control-Allow-Headers": _TUS_HEADER_NAMES,
+        "Access-Control-Expose-Headers": _TUS_HEADER_NAMES,
     }
     headers.update(extra or {})
     return headers
@@ -1089,11 +1091,6 @@ async def tus_head(request: web.Request) -> web.Response:
     }))
 
 
-def _append(part: Path, chunk: bytes) -> None:
-    with part.open("ab") as fobj:
-        fobj.write(chunk)
-
-
 @_auth.public
 async def tus_patch(request: web.Request) -> web.Response:
     store, up, part, root = _upload_of(request)
@@ -1110,16 +1107,23 @@ async def tus_patch(request: web.Request) -> web.Response:
             )
         written = current
         try:
-            while True:
-                chunk = await request.content.read(_PIECE)
-                if not chunk:
-                    break
-                if written + len(chunk) > up.size:
-                    raise _storage_bad(f"the upload exceeds its declared size ({up.size} bytes)")
-                await asyncio.to_thread(_append, part, chunk)
-                written += len(chunk)
+            # The body's pieces as they arrived (no re-joining), written in batches of a few MiB
+            # by one worker thread while the next batch arrives.
+            writer = await BatchedFileWriter.open(part, append=True)
+            try:
+                received = current
+                async for chunk, _ in request.content.iter_chunks():
+                    if received + len(chunk) > up.size:
+                        raise _storage_bad(
+                            f"the upload exceeds its declared size ({up.size} bytes)"
+                        )
+                    received += len(chunk)
+                    await writer.write(chunk)
+            finally:
+                await writer.close()
         finally:
             # A cut connection keeps what arrived: HEAD reports it and the client resumes there.
+            written = part.stat().st_size if part.exists() else 0
             if written == up.size and not up.done and (part.exists() or up.size == 0):
                 if not part.exists():
                     part.touch()
@@ -1230,11 +1234,14 @@ async def upload_v5(request: web.Request) -> web.Response:
         # aiohttp's FormData percent-encodes the name (``a%2Fb.txt``): decode it, then confine.
         target = confine(root, unquote(part.filename), allow_root=False)
         fd, tmp_name = tempfile.mkstemp(suffix=".part", dir=store.staging_dir(f.host))
-        os.close(fd)
         tmp = Path(tmp_name)
         try:
-            while chunk := await part.read_chunk(_PIECE):
-                await asyncio.to_thread(_append, tmp, chunk)
+            writer = BatchedFileWriter(fd)
+            try:
+                while chunk := await part.read_chunk(_PIECE):
+                    await writer.write(chunk)
+            finally:
+                await writer.close()
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, target)
         finally:
