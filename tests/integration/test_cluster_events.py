@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from backendai_jupyter.client import APIError, Client, NotFoundError
+from backendai_jupyter.client import Client, NotFoundError
 from backendai_jupyter.client._sse import ServerSentEvent
 
 if not os.access(os.environ.get("BAI_CLUSTER_ENV", "/tmp/backendai-cluster/user.env"), os.R_OK):
@@ -88,14 +88,14 @@ async def test_unknown_session_name_is_raised_not_retried(client: Client) -> Non
 
 
 async def test_background_task_unknown_id(client: Client) -> None:
-    async def drain() -> list[str]:
-        return [e.event async for e in client.events.background_task(str(uuid.uuid4()))]
+    # Observed on 26.9.6: the stream of an unknown task is signed and accepted, then stays open
+    # and silent (older managers answered 404). The iterator must neither fail nor invent events.
+    events: list[str] = []
 
-    try:
-        events = await asyncio.wait_for(drain(), 10)
-    except APIError as e:
-        assert e.status in (400, 404), e
-    except asyncio.TimeoutError:
-        pass  # 26.9.6 keeps an unknown task's stream open: signed and accepted, but silent
-    else:
-        assert all(name != "server_close" for name in events)
+    async def drain() -> None:
+        async for e in client.events.background_task(str(uuid.uuid4())):
+            events.append(e.event)
+
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(drain(), 3)
+    assert events == []

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from backendai_jupyter.client import APIError, Client
+from backendai_jupyter.client import APIError, Client, Finished, Output
 
 if not os.access(os.environ.get("BAI_CLUSTER_ENV", "/tmp/backendai-cluster/user.env"), os.R_OK):
     if os.environ.get("BAI_REQUIRE_CLUSTER") != "1":
@@ -133,3 +133,31 @@ async def test_rename_and_delete_frees_the_name(client: Client) -> None:
     # The name is free again once the folder left the trash bin.
     await client.folders.create(name + "-renamed")
     await client.folders.delete(name + "-renamed", forever=True)
+
+
+async def test_folder_mounted_into_a_session(
+    client: Client, folder: str, image: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "hello.txt"
+    src.write_text("from the notebook\n")
+    await client.folders.upload(folder, src, "hello.txt")
+    sess = await client.sessions.create(image, mounts=[folder], resources={"cpu": "1"})
+    try:
+        code = (
+            f"print(open('/home/work/{folder}/hello.txt').read().strip())\n"
+            f"_ = open('/home/work/{folder}/written.txt', 'w').write('from the session')"
+        )
+        stdout = ""
+        async for ev in client.sessions.execute(sess.id, code):
+            if isinstance(ev, Output) and ev.item.kind == "stdout":
+                stdout += str(ev.item.data)
+            if isinstance(ev, Finished):
+                assert ev.exit_code == 0
+        assert stdout.strip() == "from the notebook"
+    finally:
+        await client.sessions.destroy(sess.id)
+    # What the session wrote is in the folder afterwards.
+    names = {f["name"] for f in await client.folders.list_files(folder)}
+    assert {"hello.txt", "written.txt"} <= names
+    out = await client.folders.download(folder, "written.txt", tmp_path / "written.txt")
+    assert out.read_text() == "from the session"
