@@ -269,3 +269,32 @@ async def test_reused_name_targets_the_live_session(client: Client) -> None:
     await client.sessions.destroy("reused-name")
     live = [s["id"] for s in await client.sessions.list()]
     assert second.id not in live
+
+
+async def test_folders_mounted_by_mounts_and_mount_map(client: Client, tmp_path: Path) -> None:
+    await client.folders.create("data1")
+    await client.folders.create("data2")
+    src = tmp_path / "in.txt"
+    src.write_text("input")
+    await client.folders.upload("data1", src, "in.txt")
+    sess = await client.sessions.create(
+        IMAGE, mounts=["data1", "data2"], mount_map={"data2": "/home/work/out"}
+    )
+    try:
+        code = (
+            "print(open('data1/in.txt').read())\n"
+            "_ = open('out/result.txt', 'w').write('written in the session')"
+        )
+        text, exit_code = await _out(client, sess.id, code)
+        assert (text, exit_code) == ("input\n", 0)
+    finally:
+        await client.sessions.destroy(sess.id)
+    names = {f["name"] for f in await client.folders.list_files("data2")}
+    assert names == {"result.txt"}
+    out = await client.folders.download("data2", "result.txt", tmp_path / "r.txt")
+    assert out.read_text() == "written in the session"
+
+
+async def test_unknown_folder_mount_is_404(client: Client) -> None:
+    with pytest.raises(NotFoundError):
+        await client.sessions.create(IMAGE, mounts=["no-such-folder"])
