@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
 from .limits import ENV_VAR, launcher_argv
+from .zygote import Zygote, ZygoteProvisioner
 
 __all__ = ["Run", "SessionProcess", "descendants", "kill_tree"]
 
@@ -115,8 +117,16 @@ def display_record(data: dict[str, Any]) -> Record | None:
 class SessionProcess:
     """The processes of one session, started in its working directory with its env/limits."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], limits: dict[str, Any], log: Path):
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str],
+        limits: dict[str, Any],
+        log: Path,
+        zygote: Zygote | None = None,
+    ):
         self.workdir = workdir
+        self.zygote = zygote
         self.env = env
         self.limits = limits
         self.log_path = log
@@ -124,6 +134,7 @@ class SessionProcess:
         self.kc: Any = None
         self.children: set[asyncio.subprocess.Process] = set()
         self._batch_proc: asyncio.subprocess.Process | None = None
+        self._reviving: asyncio.Task[None] | None = None
 
     def _full_env(self) -> dict[str, str]:
         env = dict(self.env)
@@ -133,10 +144,10 @@ class SessionProcess:
     # -- the ipykernel ---------------------------------------------------------------------------
 
     async def start_kernel(self) -> None:
+        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
         spec = KernelSpec(
-            argv=launcher_argv(
-                [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-            ),
+            # With a zygote the provisioner forks the kernel (or adds the launcher itself).
+            argv=argv if self.zygote is not None else launcher_argv(argv),
             display_name="Python 3 (Backend.AI local)",
             language="python",
             interrupt_mode="signal",
@@ -144,6 +155,11 @@ class SessionProcess:
         runtime = self.workdir.parent / (self.workdir.name + ".runtime")
         runtime.mkdir(exist_ok=True, mode=0o700)
         self.km = _LocalKernelManager(spec, connection_file=str(runtime / "kernel.json"))
+        if self.zygote is not None:
+            self.km.kernel_id = str(uuid.uuid4())
+            prov = ZygoteProvisioner(kernel_id=self.km.kernel_id, kernel_spec=spec, parent=self.km)
+            prov.zygote, prov.log_path = self.zygote, str(self.log_path)
+            self.km.provisioner = prov
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             await self.km.start_kernel(
@@ -164,6 +180,10 @@ class SessionProcess:
 
     async def run_code(self, run: Run, code: str) -> None:
         """Execute ``code`` in the kernel, pushing runner records; ends with ``finished``."""
+        if self._reviving is not None and not self._reviving.done():
+            # The kernel died and is being replaced: run in the new one, not the old client.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._reviving)
         kc = self.kc
         if kc is None:
             await run.records.put(("stderr", "this session has no Python kernel (batch session)\n"))
@@ -177,10 +197,15 @@ class SessionProcess:
                 try:
                     msg = await kc.get_iopub_msg(timeout=1.0)
                 except Exception:  # queue.Empty: check the kernel is still there
+                    if kc is not self.kc:  # restarted meanwhile: this execution is gone
+                        await run.records.put(("stderr", "The kernel was restarted.\n"))
+                        exit_code = 130
+                        break
                     if not await self.km.is_alive():
                         await run.records.put(("stderr", "The kernel died; restarting it.\n"))
                         exit_code = 130
-                        asyncio.create_task(self._revive())
+                        if self._reviving is None or self._reviving.done():
+                            self._reviving = asyncio.create_task(self._revive())
                         break
                     continue
                 if msg.get("parent_header", {}).get("msg_id") != msg_id:

@@ -31,6 +31,7 @@ from .events import publish_session_event
 from .kernels import SessionProcess
 from .limits import cgroup_for_session, format_amount, parse_amount
 from .state import CONFIG, ComputeSession
+from .zygote import Zygote
 
 __all__ = ["Capacity", "Scheduler", "detect_capacity", "detect_gpus"]
 
@@ -99,10 +100,20 @@ class Scheduler:
         self.ready: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
+        self.zygote: Zygote | None = None
 
     def start(self) -> None:
-        """Called once the loop runs (app startup): the idle-timeout reaper."""
+        """Called once the loop runs (app startup): the idle-timeout reaper and the kernel fork
+        server (``zygote.py``; its imports run while the endpoint starts serving)."""
         self._reaper = asyncio.create_task(self.idle_reaper())
+        if not Zygote.disabled():
+            env = self._base_environ()
+            # No $HOME of its own: each kernel's user site follows the session's HOME.
+            env["HOME"] = str(self.app[CONFIG].data_dir / "zygote-home-unused")
+            self.zygote = Zygote(env, self.app[CONFIG].data_dir / "zygote.log")
+            task = asyncio.create_task(self.zygote.start())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     # -- accounting ----------------------------------------------------------------------------
 
@@ -227,12 +238,17 @@ class Scheduler:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def _environ(self, sess: ComputeSession) -> dict[str, str]:
+    @staticmethod
+    def _base_environ() -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKEND_", "BJUP_"))}
         # HOME moves to the workdir; keep a --user-installed ipykernel importable anyway.
         extra = [p for p in sys.path if p == site.getusersitepackages()]
         if extra:
             env["PYTHONPATH"] = os.pathsep.join([*extra, env.get("PYTHONPATH", "")]).rstrip(":")
+        return env
+
+    def _environ(self, sess: ComputeSession) -> dict[str, str]:
+        env = self._base_environ()
         ncpu = str(max(1, len(sess.cpu_set)))
         env.update(
             HOME=str(sess.workdir),
@@ -298,7 +314,9 @@ class Scheduler:
             if cgroup is not None:
                 limits["cgroup"] = str(cgroup)
             log_path = sess.workdir.parent / f"{sess.workdir.name}.log"
-            proc = SessionProcess(sess.workdir, self._environ(sess), limits, log_path)
+            proc = SessionProcess(
+                sess.workdir, self._environ(sess), limits, log_path, zygote=self.zygote
+            )
             sess.process = proc
             sess.set_status("CREATING")
             publish_session_event(app, "kernel_creating", sess)
@@ -399,3 +417,5 @@ class Scheduler:
         for sess in self.app[REGISTRY].sessions.values():
             if sess.process is not None:
                 sess.process.stop_now()
+        if self.zygote is not None:
+            await self.zygote.close()

@@ -72,7 +72,7 @@ async def test_serve_keys_and_sigterm_leaves_no_orphans(tmp_path: Path) -> None:
         code = (
             "import subprocess, os\n"
             "p = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
-            "print(os.getpid(), p.pid)"
+            "print(os.getpid(), p.pid, os.getppid())"
         )
         text = ""
         async for ev in client.sessions.execute(info.id, code, transport="rest"):
@@ -80,6 +80,8 @@ async def test_serve_keys_and_sigterm_leaves_no_orphans(tmp_path: Path) -> None:
                 text += ev.item.data
             assert not isinstance(ev, Finished) or ev.exit_code == 0
     pids = [int(x) for x in text.split()]
+    # The kernel's parent: the fork server (zygote), which must not outlive the server either.
+    assert pids[2] != proc.pid
     assert all(_alive(p) for p in pids)
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 30) == 0
