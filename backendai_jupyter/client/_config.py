@@ -13,13 +13,11 @@ from typing import Any, Literal
 from yarl import URL
 
 from ._exceptions import ConfigError
+from .parsing import parse_bool
 
 __all__ = ["ClientConfig", "EndpointType", "parse_endpoints"]
 
 EndpointType = Literal["api", "session"]
-
-_TRUE = {"1", "true", "yes", "on", "y"}
-_FALSE = {"0", "false", "no", "off", "n", ""}
 
 
 def _env(env: Mapping[str, str], name: str) -> str | None:
@@ -28,15 +26,6 @@ def _env(env: Mapping[str, str], name: str) -> str | None:
     if value is None:
         value = env.get(f"SORNA_{name}")
     return value
-
-
-def _parse_bool(name: str, text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ConfigError(f"BACKEND_{name} must be a boolean (true/false), got {text!r}")
 
 
 def _parse_seconds(name: str, text: str | None, default: float | None) -> float | None:
@@ -167,7 +156,10 @@ class ClientConfig:
             values["vfolder_mounts"] = tuple(m.strip() for m in text.split(",") if m.strip())
         text = _env(env, "SKIP_SSLCERT_VALIDATION")
         if text is not None:
-            values["skip_ssl_verify"] = _parse_bool("SKIP_SSLCERT_VALIDATION", text)
+            values["skip_ssl_verify"] = parse_bool(
+                "BACKEND_SKIP_SSLCERT_VALIDATION", text, expected="a boolean (true/false)",
+                error=ConfigError,
+            )
         values["connection_timeout"] = _parse_seconds(
             "CONNECTION_TIMEOUT", _env(env, "CONNECTION_TIMEOUT"), 10.0
         )

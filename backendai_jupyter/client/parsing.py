@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from string import Template
 
-from ._exceptions import ParseError
+from ._exceptions import ConfigError, ParseError
 
 __all__ = [
     "MAX_VALUES", "Case", "ResourceSpec", "expand_ranges", "format_binary_size",
-    "parse_binary_size", "parse_env", "parse_env_range", "parse_mounts", "parse_range",
-    "parse_resource_flags", "parse_resources",
+    "parse_binary_size", "parse_bool", "parse_env", "parse_env_range", "parse_mounts",
+    "parse_range", "parse_resource_flags", "parse_resources",
 ]
 
 _SLOT = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?")
@@ -48,6 +48,31 @@ def _norm(num: Decimal) -> str:
     """Plain decimal notation without trailing zeros (never an exponent): 4.0 -> "4"."""
     text = format(num, "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+_TRUE = frozenset({"1", "true", "yes", "on", "y"})
+_FALSE = frozenset({"0", "false", "no", "off", "n", ""})
+
+
+def parse_bool(
+    name: str,
+    text: str,
+    *,
+    expected: str = "true or false",
+    error: type[ConfigError] = ParseError,
+) -> bool:
+    """``yes``/``on``/``1``/... → ``True``, ``no``/``off``/``0``/``""``/... → ``False``.
+
+    Otherwise raises ``error(f"{name} must be {expected}, got {text!r}")``: callers reading
+    configuration (not a typed line) pass ``error=ConfigError``, so the magics report it as a
+    failed command rather than a usage error.
+    """
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise error(f"{name} must be {expected}, got {text!r}")
 
 
 def parse_binary_size(text: str) -> int:

@@ -32,23 +32,12 @@ from typing import Any
 
 from ..client._exceptions import ConfigError
 from ..client.defaults import DEFAULT_IMAGE
-from ..client.parsing import parse_env, parse_mounts, parse_resource_flags
+from ..client.parsing import parse_bool, parse_env, parse_mounts, parse_resource_flags
 
 __all__ = ["DEFAULT_IMAGE", "SessionSettings", "keep_name"]
 
 
-_TRUE = {"1", "true", "yes", "on", "y"}
-_FALSE = {"0", "false", "no", "off", "n", ""}
 _KEYS = ("image", "resources", "mounts", "env", "start", "keep", "name", "rich", "scaling_group")
-
-
-def _bool(key: str, text: str) -> bool:
-    value = text.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(f"{key} must be true or false, got {text!r}")
 
 
 def _split(text: str, sep: str = ",") -> list[str]:
@@ -119,7 +108,7 @@ class SessionSettings:
                     raise ConfigError("start must be first-cell or kernel-start")
                 changes["start"] = text
             elif key in ("keep", "rich"):
-                changes[key] = _bool(key, text)
+                changes[key] = parse_bool(key, text, error=ConfigError)
             elif key == "name":
                 if text and not re.fullmatch(r"[A-Za-z0-9][\w.-]{3,63}", text):
                     raise ConfigError(f"invalid session name {text!r} (4-64 of [A-Za-z0-9_.-])")

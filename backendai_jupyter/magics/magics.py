@@ -11,18 +11,22 @@ Errors: a bad line is a one-line ``UsageError``; a server or client failure is a
 :class:`CommandError` shown as one line; with ``run --raise`` a failing run raises
 :class:`RunFailed` (a ``RemoteError``). The line is not ``$var``-expanded for ``run`` (it ships
 code); other commands expand ``$name``/``{name}`` from the user namespace.
+
+This module holds the magic itself (line parsing, dispatch, the client and its plumbing, app
+proxies); the sub-commands are functions in ``_run_commands``, ``_session_commands``,
+``_folder_commands``, ``_userconfig_commands`` and ``_config_commands``, each taking this
+:class:`BackendAIMagics` first, and the exceptions are in ``errors``.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import functools
 import getpass
 import os
-import re
 import sys
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from IPython.core.error import UsageError
@@ -30,52 +34,28 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from IPython.display import clear_output, publish_display_data
 from IPython.utils.text import DollarFormatter
 
-from ..client import AuthError, BackendAIError, Client, ClientConfig, ParseError, RemoteError
-from ..client.defaults import default_image, load_config
-from ..client.parsing import Case, expand_ranges, parse_env, parse_mounts, parse_resource_flags
-from ..display.outputs import Message, parse_traceback_text
-from . import _exec, _loop
+from ..client import BackendAIError, Client, ClientConfig, ParseError, RemoteError
+from ..client.defaults import load_config
+from ..display.outputs import Message
+from . import (
+    _config_commands,
+    _exec,
+    _folder_commands,
+    _loop,
+    _run_commands,
+    _session_commands,
+    _userconfig_commands,
+)
 from ._app import AppProxy, parse_bind, start_proxy
 from ._parser import PROG, HelpShown, build_parser, split_line
-from .results import CaseResult, RunResult, SweepResult, Table
+from .errors import CommandError, RunFailed
+from .results import RunResult, SweepResult, Table
 
 __all__ = ["BackendAIMagics", "CommandError", "RunFailed", "render_message"]
 
 T = TypeVar("T")
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}(-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12}$")
-_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PS_DEFAULT = ("name", "id", "image", "type", "status", "status_info", "status_changed", "result")
-_PS_DETAIL = (*_PS_DEFAULT, "tag", "created_at", "terminated_at", "occupied_slots")
-_PS_ALIASES = {"last_updated": "status_changed", "session_id": "id"}
-_CONFIG_KEYS = {
-    "endpoint": "ENDPOINT", "endpoint_type": "ENDPOINT_TYPE", "access_key": "ACCESS_KEY",
-    "secret_key": "SECRET_KEY", "domain": "DOMAIN", "group": "GROUP",
-    "vfolder_mounts": "VFOLDER_MOUNTS", "skip_ssl_verify": "SKIP_SSLCERT_VALIDATION",
-    "api_version": "API_VERSION",
-}
 _NESTED = ("vcommand", "tcommand", "dcommand", "ccommand")
-_TERMINAL_EVENTS = {"session_terminated", "session_cancelled"}
-
-
-class CommandError(BackendAIError):
-    """A ``%backendai`` command failed (server or client error); IPython shows one line."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"{type(self).__name__}: {self}"]
-
-
-class RunFailed(RemoteError):
-    """``run --raise``: the code failed remotely. ``result`` holds the :class:`RunResult`."""
-
-    def __init__(self, result: RunResult) -> None:
-        ename, evalue = ("RemoteError", "")
-        if result.stderr:
-            ename, evalue = parse_traceback_text(result.stderr)
-        where = f"exit code {result.exit_code} in session {result.session_name}"
-        # The output (traceback included) was already streamed into the cell: one line here.
-        super().__init__(ename, evalue, [f"{ename}: {evalue} ({where})" if evalue else where])
-        self.result = result
 
 
 def render_message(message: Message) -> None:
@@ -101,24 +81,6 @@ def render_message(message: Message) -> None:
         clear_output(wait=bool(content.get("wait")))  # type: ignore[no-untyped-call]
 
 
-def _payload(args: argparse.Namespace, cell: str | None, what: str) -> str:
-    data: str | None = getattr(args, "data", None)
-    path: str | None = getattr(args, "file", None)
-    given = [x for x in (data, path, cell if cell and cell.strip() else None) if x is not None]
-    if len(given) > 1:
-        raise UsageError(f"{PROG}: give the {what} once: --data, -f FILE or the cell body")
-    if path is not None:
-        try:
-            return Path(path).read_text()
-        except OSError as e:
-            raise UsageError(f"{PROG}: cannot read {path}: {e.strerror or e}") from None
-    if data is not None:
-        return data
-    if cell and cell.strip():
-        return cell
-    raise UsageError(f"{PROG}: no {what}: give -f FILE or use %%backendai with a cell body")
-
-
 @magics_class
 class BackendAIMagics(Magics):
     """Backend.AI magics; see ``%backendai --help``. State (config, client, app proxies) lives
@@ -133,13 +95,22 @@ class BackendAIMagics(Magics):
         self.proxies: dict[int, AppProxy] = {}
         self.last_result: RunResult | SweepResult | None = None
         self._line_start = True
-        self._handlers: dict[str, Callable[[argparse.Namespace, str | None], Any]] = {
-            "run": self._run, "start": self._start, "ps": self._ps, "rm": self._rm,
-            "events": self._events, "logs": self._logs, "upload": self._upload,
-            "download": self._download, "vfolder": self._vfolder, "sesstpl": self._sesstpl,
-            "start-template": self._start_template, "dotfile": self._dotfile, "app": self._app,
-            "config": self._config_cmd, "login": self._login, "logout": self._logout,
+        # The sub-commands live in the ``_*_commands`` modules; each gets this instance first.
+        handlers: dict[str, Callable[..., Any]] = {
+            "run": _run_commands.run, "start": _run_commands.start,
+            "start-template": _run_commands.start_template,
+            "ps": _session_commands.ps, "rm": _session_commands.rm,
+            "events": _session_commands.events, "logs": _session_commands.logs,
+            "upload": _session_commands.upload, "download": _session_commands.download,
+            "vfolder": _folder_commands.vfolder, "sesstpl": _userconfig_commands.sesstpl,
+            "dotfile": _userconfig_commands.dotfile,
+            "config": _config_commands.config, "login": _config_commands.login,
+            "logout": _config_commands.logout,
         }
+        self._handlers: dict[str, Callable[[argparse.Namespace, str | None], Any]] = {
+            name: functools.partial(handler, self) for name, handler in handlers.items()
+        }
+        self._handlers["app"] = self._app  # proxies are this instance's state
 
     # -- the magic -------------------------------------------------------------------------------
 
@@ -230,6 +201,17 @@ class BackendAIMagics(Magics):
             atexit.unregister(self._reset_client)
             self._call(client.close())
 
+    def _apply_env(self, changes: Mapping[str, str]) -> None:
+        """Set ``BACKEND_*`` overrides (``config set``, ``login``); the next call reconnects."""
+        new = {**self._env_overrides, **changes}
+        try:
+            config = load_config({**os.environ, **new})
+        except BackendAIError as e:  # ConfigError: a bad value
+            raise UsageError(f"{PROG} config: {e}") from None
+        self._reset_client()
+        self._env_overrides = new
+        self._config = config
+
     def _status(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
@@ -247,323 +229,6 @@ class BackendAIMagics(Magics):
         elif isinstance(note, _exec.InputRequest):
             ask = getpass.getpass if note.password else input
             _exec.answer_input(note, ask(note.prompt))
-
-    # -- run / start -----------------------------------------------------------------------------
-
-    def _spec(self, args: argparse.Namespace, **extra: Any) -> _exec.RunSpec:
-        if args.cluster_size < 1:
-            raise UsageError(f"{PROG} {args.command}: --cluster-size must be at least 1")
-        if args.max_wait < 0:
-            raise UsageError(f"{PROG} {args.command}: --max-wait must be >= 0 seconds")
-        res = parse_resource_flags(args.resources)
-        mounts, mount_map = parse_mounts(args.mount)
-        image = args.image
-        if image is not None and os.path.isfile(image) and getattr(args, "files", None) is not None:
-            # `run main.py` without an image: the word is a local file, not an image name.
-            args.files.insert(0, image)
-            image = None
-        return _exec.RunSpec(
-            image=image or default_image(), name=args.name, type=args.type, resources=res.resources,
-            resource_opts=res.resource_opts, mounts=tuple(mounts), mount_map=mount_map,
-            scaling_group=args.scaling_group, cluster_size=args.cluster_size, tag=args.tag,
-            owner=args.owner, enqueue_only=args.enqueue_only, max_wait=args.max_wait,
-            domain=args.domain, group=args.group, quiet=args.quiet, **extra,
-        )
-
-    def _run(self, args: argparse.Namespace, cell: str | None) -> RunResult | SweepResult:
-        def bad(message: str) -> UsageError:
-            return UsageError(f"{PROG} run: {message}")
-
-        code: str | None = args.code
-        if cell is not None and cell.strip():
-            if code is not None:
-                raise bad("give the code either with -c or as the cell body, not both")
-            code = cell
-        if code is not None and args.exec:
-            raise bad("-c/the cell body and --exec cannot be combined")
-        if args.exec_range and not args.exec:
-            raise bad("--exec-range needs --exec CMD with $VAR in it")
-        if args.type == "batch" and not args.exec:
-            raise bad("--type batch needs --exec CMD (the batch session's startup command)")
-        if args.type == "batch" and code is not None:
-            raise bad("--type batch runs --exec, not code")
-        if code is None and not args.files and not args.exec and not args.enqueue_only:
-            raise bad("nothing to run: give -c CODE, a cell body, FILE(s) or --exec CMD")
-        if args.max_parallel < 1:
-            raise bad("--max-parallel must be at least 1")
-        for f in args.files:
-            if not Path(args.basedir or ".", f).is_file() and not Path(f).is_file():
-                raise bad(f"no such local file: {f}")
-        env = parse_env(args.env)
-        cases = expand_ranges(args.env_range, args.exec_range, env_templates=env,
-                              exec_template=args.exec)
-        spec = self._spec(args, code=code, exec=args.exec, build=args.build,
-                          files=tuple(args.files), basedir=args.basedir, rm=args.rm)
-        client = self.client
-        if args.env_range or args.exec_range:
-            return self._sweep(client, spec, cases, args.max_parallel)
-        result = _exec.drive(
-            lambda emit: _exec.run_session(client, spec, cases[0], emit, destroy=args.rm),
-            self._handle,
-        )
-        self.last_result = result
-        if args.raise_ and result.exit_code not in (0, None):
-            raise RunFailed(result)
-        return result
-
-    def _sweep(
-        self, client: Client, spec: _exec.RunSpec, cases: Sequence[Case], max_parallel: int
-    ) -> SweepResult:
-        from tqdm.auto import tqdm
-
-        done: dict[int, CaseResult] = {}
-        running: set[int] = set()
-        bar = tqdm(total=len(cases), desc="sweep", unit="case", disable=spec.quiet,
-                   file=sys.stderr)
-
-        def handle(note: _exec.Note) -> None:
-            if isinstance(note, _exec.CaseStarted):
-                running.add(note.index)
-            elif isinstance(note, _exec.CaseDone):
-                running.discard(note.case.index)
-                done[note.case.index] = note.case
-                bar.update(1)
-            else:
-                self._handle(note)
-                return
-            failed = sum(1 for c in done.values() if not c.ok)
-            bar.set_postfix(running=len(running), failed=failed, refresh=True)
-
-        try:
-            results = _exec.drive(
-                lambda emit: _exec.run_sweep(client, spec, cases, emit, max_parallel), handle
-            )
-        except KeyboardInterrupt:
-            bar.close()
-            partial = SweepResult(tuple(done[i] for i in sorted(done)), cancelled=True)
-            self.last_result = partial
-            self._status(f"✗ Sweep interrupted: {len(done)}/{len(cases)} cases finished; "
-                         "pending cases were cancelled and every session was destroyed.")
-            raise
-        bar.close()
-        sweep = SweepResult(tuple(sorted(results, key=lambda c: c.index)))
-        self.last_result = sweep
-        return sweep
-
-    def _start(self, args: argparse.Namespace, cell: str | None) -> Table:
-        if args.type == "batch" and not args.startup_command:
-            raise UsageError(f"{PROG} start: --type batch needs --startup-command CMD")
-        spec = self._spec(args)
-        client = self.client
-        info = self._call(client.sessions.create(
-            spec.image, name=spec.name, type=spec.type, resources=spec.resources,
-            resource_opts=spec.resource_opts, mounts=spec.mounts, mount_map=spec.mount_map,
-            environ=parse_env(args.env), scaling_group=spec.scaling_group,
-            cluster_size=spec.cluster_size, tag=spec.tag, owner_access_key=spec.owner,
-            enqueue_only=spec.enqueue_only, max_wait=spec.max_wait, domain=spec.domain,
-            group=spec.group, startup_command=args.startup_command,
-        ))
-        verb = "is ready" if info.created else "is reused"
-        if info.status not in ("RUNNING", ""):
-            verb = f"is {info.status}"
-        title = f"Session {info.name} ({info.id}) {verb}."
-        if not args.quiet:
-            self._status("✓ " + title)
-            if info.service_ports:
-                self._status("This session provides the following app services: "
-                             + ", ".join(p.name for p in info.service_ports)
-                             + f" (open one with %backendai app {info.name} SERVICE -b PORT)")
-        rows = tuple((p.name, p.protocol, ", ".join(map(str, p.ports)))
-                     for p in info.service_ports)
-        return Table(("service", "protocol", "ports"), rows, title)
-
-    def _start_template(self, args: argparse.Namespace, cell: str | None) -> None:
-        info = self._call(self.client.sessions.create_from_template(
-            args.template_id, name=args.name, enqueueOnly=args.enqueue_only or None,
-            maxWaitSeconds=args.max_wait or None, domain=args.domain, group=args.group,
-        ))
-        self._status(f"✓ Session {info.name} ({info.id}) started from template "
-                     f"{args.template_id} (status {info.status or 'unknown'}).")
-
-    # -- sessions --------------------------------------------------------------------------------
-
-    def _ps(self, args: argparse.Namespace, cell: str | None) -> Table:
-        fields: Sequence[str] = _PS_DEFAULT
-        if args.id_only:
-            fields = ("id",)
-        elif args.detail:
-            fields = _PS_DETAIL
-        elif args.format is not None:
-            names = [f.strip() for f in args.format.split(",") if f.strip()]
-            if not names or not all(_FIELD.match(n) for n in names):
-                raise UsageError(f"{PROG} ps: -f expects comma-separated field names, "
-                                 f"got {args.format!r}")
-            fields = tuple(dict.fromkeys(_PS_ALIASES.get(n, n) for n in names))
-        status: tuple[str, ...] | None = None
-        if args.running:
-            status = ("PREPARING", "PULLING", "RUNNING")
-        elif args.dead:
-            status = ("CANCELLED", "TERMINATED")
-        items = self._call(self.client.sessions.list(
-            status=status, fields=fields, limit=None if args.all else 10,
-            access_key=args.access_key,
-        ))
-        return Table.from_records(items, fields)
-
-    def _rm(self, args: argparse.Namespace, cell: str | None) -> None:
-        failed: list[str] = []
-        for session in args.sessions:
-            try:
-                self._call(self.client.sessions.destroy(session, forced=args.forced))
-                self._status(f"✓ Session {session} terminated.")
-            except BackendAIError as e:
-                failed.append(f"{session}: {e}")
-        if failed:
-            raise CommandError("; ".join(failed))
-
-    def _events(self, args: argparse.Namespace, cell: str | None) -> None:
-        client = self.client
-        by_id = bool(_UUID.match(args.session))
-
-        async def watch(emit: _exec.Emit) -> None:
-            import asyncio
-            import contextlib
-
-            async def stream() -> None:
-                count = 0
-                events = client.events.session(
-                    session_id=args.session if by_id else None,
-                    session_name=None if by_id else args.session,
-                )
-                try:
-                    async for ev in events:
-                        line = f"{ev.event} {ev.data}\n"
-                        emit(_exec.Show(("stream", {"name": "stdout", "text": line})))
-                        count += 1
-                        if ev.event in _TERMINAL_EVENTS or count == args.max_events:
-                            return
-                finally:
-                    await events.aclose()  # type: ignore[attr-defined]
-
-            if args.timeout > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stream(), args.timeout)
-            else:
-                await stream()
-
-        _exec.drive(watch, self._handle)
-
-    def _logs(self, args: argparse.Namespace, cell: str | None) -> None:
-        print(self._call(self.client.sessions.logs(args.session)), end="")
-
-    def _upload(self, args: argparse.Namespace, cell: str | None) -> None:
-        self._call(self.client.sessions.upload(args.session, args.files, basedir=args.basedir))
-        self._status(f"✓ Uploaded {len(args.files)} file(s) to {args.session}.")
-
-    def _download(self, args: argparse.Namespace, cell: str | None) -> None:
-        paths = self._call(self.client.sessions.download(args.session, args.files, args.dest))
-        for path in paths:
-            self._status(f"✓ Downloaded {path}")
-
-    # -- storage folders -------------------------------------------------------------------------
-
-    def _vfolder(self, args: argparse.Namespace, cell: str | None) -> Any:
-        f = self.client.folders
-        cmd = args.vcommand
-        if cmd == "list":
-            folders = self._call(f.list(all=args.all))
-            cols = ("name", "id", "host", "permission", "ownership_type", "usage_mode", "status")
-            return Table.from_records([{**x.raw, "name": x.name, "id": x.id, "host": x.host}
-                                       for x in folders], cols)
-        if cmd == "list-hosts":
-            hosts = self._call(f.list_hosts())
-            default = hosts.get("default")
-            rows = tuple((h, "yes" if h == default else "") for h in hosts.get("allowed") or [])
-            return Table(("host", "default"), rows, f"Default host: {default}")
-        if cmd == "ls":
-            entries = self._call(f.list_files(args.name, args.path))
-            return Table.from_records(entries, ("name", "type", "size", "modified", "mode"))
-        if cmd == "create":
-            info = self._call(f.create(args.name, args.host, group=args.group,
-                                       usage_mode=args.usage_mode, permission=args.permission,
-                                       cloneable=args.cloneable))
-            self._status(f"✓ Folder {info.name} created ({info.id}).")
-        elif cmd == "delete":
-            self._call(f.delete(args.name, forever=args.forever))
-            self._status(f"✓ Folder {args.name} deleted.")
-        elif cmd == "rename":
-            self._call(f.rename(args.name, args.new_name))
-            self._status(f"✓ Folder {args.name} renamed to {args.new_name}.")
-        elif cmd == "upload":
-            for path in args.paths:
-                remote = f"{args.dest.rstrip('/')}/" if args.dest else None
-                self._call(f.upload(args.name, path, remote))
-                self._status(f"✓ Uploaded {path} to {args.name}.")
-        elif cmd == "download":
-            for path in args.paths:
-                Path(args.dest).mkdir(parents=True, exist_ok=True)
-                target = self._call(f.download(args.name, path, args.dest))
-                self._status(f"✓ Downloaded {target}")
-        elif cmd == "mkdir":
-            self._call(f.mkdir(args.name, args.path, parents=args.parents,
-                               exist_ok=args.exist_ok))
-            self._status(f"✓ Created {args.path} in {args.name}.")
-        elif cmd == "mv":
-            self._call(f.move_file(args.name, args.src, args.dst))
-            self._status(f"✓ Moved {args.src} to {args.dst} in {args.name}.")
-        elif cmd == "rm":
-            self._call(f.delete_files(args.name, args.paths, recursive=args.recursive))
-            self._status(f"✓ Deleted {len(args.paths)} path(s) in {args.name}.")
-        elif cmd == "invite":
-            self._call(f.invite(args.name, args.emails, args.perm))
-            self._status(f"✓ Invited {', '.join(args.emails)} to {args.name} ({args.perm}).")
-        return None
-
-    # -- templates and dotfiles ------------------------------------------------------------------
-
-    def _sesstpl(self, args: argparse.Namespace, cell: str | None) -> Any:
-        t = self.client.templates
-        cmd = args.tcommand
-        if cmd == "create":
-            ids = self._call(t.create(_payload(args, cell, "template"), group=args.group,
-                                      domain=args.domain))
-            self._status(f"✓ Template created: {', '.join(ids)}")
-            return ids[0] if len(ids) == 1 else ids
-        if cmd == "list":
-            items = self._call(t.list(all=args.all))
-            cols = ("name", "id", "created_at", "is_owner", "user_email", "group_name", "type")
-            present = [c for c in cols if any(c in i for i in items)] or ["name", "id"]
-            return Table.from_records(items, present)
-        if cmd == "get":
-            print(self._call(t.get(args.template_id, format=args.format)))
-        elif cmd == "update":
-            self._call(t.update(args.template_id, _payload(args, cell, "template")))
-            self._status(f"✓ Template {args.template_id} updated.")
-        elif cmd == "delete":
-            self._call(t.delete(args.template_id))
-            self._status(f"✓ Template {args.template_id} deleted.")
-        return None
-
-    def _dotfile(self, args: argparse.Namespace, cell: str | None) -> Any:
-        d = self.client.dotfiles
-        cmd = args.dcommand
-        if cmd in ("create", "update") and not re.fullmatch(r"[0-7]{3}", args.permission):
-            raise UsageError(f"{PROG} dotfile: --permission must be 3 octal digits, "
-                             f"got {args.permission!r}")
-        if cmd == "create":
-            self._call(d.create(args.path, _payload(args, cell, "content"), args.permission))
-            self._status(f"✓ Dotfile {args.path} created.")
-        elif cmd == "update":
-            self._call(d.update(args.path, _payload(args, cell, "content"), args.permission))
-            self._status(f"✓ Dotfile {args.path} updated.")
-        elif cmd == "list":
-            return Table.from_records(self._call(d.list()), ("path", "permission", "data"))
-        elif cmd == "get":
-            print(self._call(d.get(args.path)).get("data", ""), end="")
-        elif cmd == "delete":
-            self._call(d.delete(args.path))
-            self._status(f"✓ Dotfile {args.path} deleted.")
-        return None
 
     # -- app proxies -----------------------------------------------------------------------------
 
@@ -603,66 +268,6 @@ class BackendAIMagics(Magics):
                      f'session "{args.session}" is available at: {proxy.url} '
                      f"(stop it with %backendai app --stop {proxy.port})")
         return proxy
-
-    # -- configuration and login -----------------------------------------------------------------
-
-    def _config_cmd(self, args: argparse.Namespace, cell: str | None) -> Table | None:
-        if args.ccommand == "reset":
-            self._env_overrides.clear()
-            self._reset_client()
-            self._status("✓ Configuration reset to the BACKEND_* environment.")
-            return None
-        if args.ccommand == "set":
-            changes: dict[str, str] = {}
-            for item in args.items:
-                key, sep, value = item.partition("=")
-                key = key.strip().lower()
-                if key not in _CONFIG_KEYS:
-                    raise UsageError(f"{PROG} config set: unknown key {key!r} "
-                                     f"(one of {', '.join(_CONFIG_KEYS)})")
-                if not sep:
-                    if key != "secret_key":
-                        raise UsageError(f"{PROG} config set: expected KEY=VALUE, got {item!r}")
-                    value = getpass.getpass("Secret key: ")
-                changes["BACKEND_" + _CONFIG_KEYS[key]] = value.strip()
-            self._apply_env(changes)
-            self._status("✓ Configuration updated.")
-            return None
-        info = self.client_config.describe()
-        return Table(("setting", "value"), tuple(info.items()), "Backend.AI configuration")
-
-    def _apply_env(self, changes: Mapping[str, str]) -> None:
-        new = {**self._env_overrides, **changes}
-        try:
-            config = load_config({**os.environ, **new})
-        except BackendAIError as e:  # ConfigError: a bad value
-            raise UsageError(f"{PROG} config: {e}") from None
-        self._reset_client()
-        self._env_overrides = new
-        self._config = config
-
-    def _login(self, args: argparse.Namespace, cell: str | None) -> None:
-        changes = {"BACKEND_ENDPOINT_TYPE": "session"}
-        if args.endpoint:
-            changes["BACKEND_ENDPOINT"] = args.endpoint
-        self._apply_env(changes)
-        username = args.username or input("Username: ")
-        password = getpass.getpass("Password: ")
-        client = self.client
-
-        try:
-            self._call(client.login(username, password))
-        except AuthError as e:
-            raise CommandError(f"{PROG} login: login failed: {e.msg}") from None
-        self._status("✓ Login succeeded.")
-
-    def _logout(self, args: argparse.Namespace, cell: str | None) -> None:
-        if self.client_config.endpoint_type != "session":
-            raise UsageError(f"{PROG} logout: not in session mode (see %backendai login)")
-        client = self.client
-
-        self._call(client.logout())
-        self._status("✓ Logout done.")
 
 
 BackendAIMagics.backendai.__doc__ = build_parser().format_help()

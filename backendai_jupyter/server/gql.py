@@ -342,7 +342,7 @@ def _user(request: web.Request, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _vfolder_list(request: web.Request, args: dict[str, Any]) -> dict[str, Any]:
-    from .folders import FOLDER_STORE  # folders.py imports nothing from here
+    from .folders import FOLDER_STORE  # the folders package imports nothing from here
 
     items: list[dict[str, Any]] = []
     if FOLDER_STORE in request.app:

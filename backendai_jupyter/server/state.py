@@ -5,7 +5,7 @@ data directory (the keypair file, one working directory per session). Other serv
 the storage/user-config modules written separately — reach the state only through the keys
 defined here, so there is one typed way in.
 
-Contract for ``folders.py`` / ``userconfig.py``: read ``app[CONFIG].data_dir`` for storage, and
+Contract for ``folders`` / ``userconfig``: read ``app[CONFIG].data_dir`` for storage, and
 :func:`resource_usage` for ``/resource/check-presets``.
 """
 

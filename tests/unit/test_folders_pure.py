@@ -17,6 +17,7 @@ from backendai_jupyter.client._exceptions import (
     NotFoundError,
     ProtocolError,
 )
+from backendai_jupyter.client._folder_wire import _remote_join
 from backendai_jupyter.client._sse import ServerSentEvent
 from backendai_jupyter.client._versioning import Features
 from backendai_jupyter.client.events import (
@@ -25,12 +26,8 @@ from backendai_jupyter.client.events import (
     _session_matches,
     retry_delay,
 )
-from backendai_jupyter.client.folders import (
-    _remote_join,
-    _split_mixed,
-    normalize_file_entry,
-    normalize_listing,
-)
+from backendai_jupyter.client.folders import normalize_file_entry, normalize_listing
+from backendai_jupyter.client.transfers import _split_mixed
 
 # What a 26.9.6 manager answers (observed): ``items`` only, integer mode, upper-case type.
 ITEMS_26 = {

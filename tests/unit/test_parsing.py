@@ -15,6 +15,7 @@ from backendai_jupyter.client.parsing import (
     expand_ranges,
     format_binary_size,
     parse_binary_size,
+    parse_bool,
     parse_env,
     parse_env_range,
     parse_mounts,
@@ -200,6 +201,41 @@ def test_parse_resources() -> None:
     assert parse_resources(["cpu=1", "mem=1g"]) == {"cpu": "1", "mem": "1g"}
     _raises(parse_resources, ["cpu=1", "shmem=1g"], mentions="'shmem'")
     _raises(parse_resources, ["cpu=x"], mentions="'cpu=x'")
+
+
+# ------------------------------------------------------------------------ booleans
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1", True), ("true", True), ("TRUE", True), (" yes ", True), ("on", True), ("y", True),
+        ("0", False), ("false", False), ("No", False), ("off", False), ("n", False),
+        ("", False), ("  ", False),
+    ],
+)
+def test_parse_bool(text: str, expected: bool) -> None:
+    assert parse_bool("keep", text) is expected
+
+
+@pytest.mark.parametrize("text", ["maybe", "2", "tru", "yes please", "-1"])
+def test_parse_bool_errors(text: str) -> None:
+    message = _raises(parse_bool, "keep", text, mentions=repr(text))
+    assert message == f"keep must be true or false, got {text!r}"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "keep must be true or false, got 'maybe'"),
+        ({"expected": "a boolean (true/false)"}, "keep must be a boolean (true/false), got 'maybe'"),
+    ],
+)
+def test_parse_bool_error_class_and_wording(kwargs: dict[str, Any], message: str) -> None:
+    # Configuration readers raise a plain ConfigError (not a ParseError) in their own words.
+    with pytest.raises(ConfigError) as info:
+        parse_bool("keep", "maybe", error=ConfigError, **kwargs)
+    assert type(info.value) is ConfigError and str(info.value) == message
 
 
 # ------------------------------------------------------------------ env and mounts
