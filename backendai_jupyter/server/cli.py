@@ -24,7 +24,13 @@ from pathlib import Path
 from aiohttp import web
 
 from .app import create_app
-from .state import DEFAULT_API_VERSION, KEYPAIR_FILE, ServerConfig, load_or_create_keypair
+from .state import (
+    DEFAULT_API_VERSION,
+    KEYPAIR_FILE,
+    REGISTRY,
+    ServerConfig,
+    load_or_create_keypair,
+)
 
 __all__ = ["ENDPOINT_FILE", "add_arguments", "default_data_dir", "proc_start_time", "run"]
 
@@ -68,6 +74,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override a detected capacity, e.g. cpu=2 or mem=4g (repeatable)",
     )
     parser.add_argument("--show-keys", action="store_true", help="print the secret key again")
+    parser.add_argument(
+        "--exit-when-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="stop after SECONDS with no session and no request (0 = never; the embedded "
+        "default started by the kernel and magics uses 1800)",
+    )
 
 
 def _exports(url: str, access_key: str, secret: str | None, keyfile: Path) -> str:
@@ -83,13 +97,49 @@ def _exports(url: str, access_key: str, secret: str | None, keyfile: Path) -> st
     return "\n".join(lines)
 
 
-async def _serve(config: ServerConfig, show_secret: bool) -> None:
+def _watch_idle(app: web.Application, seconds: float, stop: asyncio.Event) -> None:
+    """Stop the server once it has had no live session and answered no request for a while.
+
+    The embedded default is started in the background by kernels and magics; without this it
+    would outlive them all. Call before the app is frozen (it adds a response hook).
+    """
+    last = [time.monotonic()]
+
+    async def touch(request: web.Request, response: web.StreamResponse) -> None:
+        last[0] = time.monotonic()
+
+    async def watch(app: web.Application) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(min(10.0, seconds / 4))
+            if app[REGISTRY].live():
+                last[0] = time.monotonic()
+            elif time.monotonic() - last[0] >= seconds:
+                print(f"# idle for {seconds:g} s: stopping", file=sys.stderr, flush=True)
+                stop.set()
+
+    tasks: list[asyncio.Future[None]] = []
+
+    async def start(app: web.Application) -> None:
+        tasks.append(asyncio.ensure_future(watch(app)))
+
+    async def cancel(app: web.Application) -> None:
+        for task in tasks:
+            task.cancel()
+
+    app.on_response_prepare.append(touch)
+    app.on_startup.append(start)
+    app.on_shutdown.append(cancel)
+
+
+async def _serve(config: ServerConfig, show_secret: bool, exit_when_idle: float = 0.0) -> None:
     # Handlers first: a signal during startup must still run the cleanup below.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     app = create_app(config)
+    if exit_when_idle > 0:
+        _watch_idle(app, exit_when_idle, stop)
     # read_bufsize: the request body buffer (aiohttp: 64 KiB) bounds how much the socket reader
     # takes before pausing; 1 MiB saves a pause/resume per received piece on big uploads.
     runner = web.AppRunner(app, handle_signals=False, access_log=None, read_bufsize=1 << 20)
@@ -163,7 +213,8 @@ def run(args: argparse.Namespace) -> int:
         keypair=keypair,
     )
     try:
-        asyncio.run(_serve(config, show_secret=created or args.show_keys))
+        show = created or args.show_keys
+        asyncio.run(_serve(config, show_secret=show, exit_when_idle=args.exit_when_idle))
     except OSError as e:
         print(f"error: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 1

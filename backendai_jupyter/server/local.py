@@ -25,6 +25,8 @@ from .state import KEYPAIR_FILE
 __all__ = ["ensure_local_endpoint"]
 
 START_TIMEOUT = 60.0
+# A background server nobody uses any more (no session, no request) goes away by itself.
+IDLE_EXIT_SECONDS = 1800
 # Detached servers outlive us; holding the Popen objects avoids "still running" ResourceWarnings.
 _STARTED: list[subprocess.Popen[bytes]] = []
 
@@ -79,6 +81,8 @@ def ensure_local_endpoint(data_dir: Path | None = None) -> dict[str, str]:
             "0",
             "--data-dir",
             str(data_dir),
+            "--exit-when-idle",
+            str(IDLE_EXIT_SECONDS),
         ]
         with open(data_dir / "server.log", "ab") as log:
             proc = subprocess.Popen(

@@ -114,3 +114,25 @@ def test_ensure_local_endpoint_reuses_server(tmp_path: Path) -> None:
             import time
 
             time.sleep(0.1)
+
+
+async def test_exit_when_idle_waits_for_sessions(tmp_path: Path) -> None:
+    proc = await _serve(tmp_path / "data", "--exit-when-idle", "1")
+    try:
+        env = await _read_exports(proc)
+        config = ClientConfig(
+            endpoints=parse_endpoints(env["BACKEND_ENDPOINT"]),
+            access_key=env["BACKEND_ACCESS_KEY"],
+            secret_key=env["BACKEND_SECRET_KEY"],
+        )
+        async with Client(config) as client:
+            sess = await client.sessions.create(IMAGE)
+            await asyncio.sleep(2.5)  # a live session keeps the server up past the idle limit
+            assert proc.returncode is None
+            await client.sessions.destroy(sess.id)
+        # No session and no request: it stops by itself, cleanly.
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
