@@ -1,28 +1,38 @@
-"""Throughput and set-up latency of the app proxy vs a direct loopback connection (issue #6).
+"""Throughput, CPU cost and set-up latency of the app proxy vs a direct loopback connection.
 
 Like a real set-up, the pieces run in separate processes/threads: the local endpoint is a
-``python -m backendai_jupyter serve`` subprocess, the "service" (a sink/echo TCP server on the
-session's preopen port) another subprocess, our :class:`AppProxy` runs on a background-loop
-thread (as under the magics) and the measuring client on the main loop. Measures:
+``python -m backendai_jupyter serve`` subprocess, the "service" (a sink/source/echo TCP server on
+the session's preopen port) another subprocess, our :class:`AppProxy` runs on a background-loop
+thread (as under the magics) and the measuring client on the main loop. Measures, direct and
+through the proxy (local socket → websocket → tcpproxy → service):
 
-* bulk bytes/s client → service (``--mb`` MiB, acknowledged by the sink) direct and through the
-  proxy (local socket → websocket → tcpproxy → service), and their ratio (target >= 0.5);
-* connection set-up latency: connect + 1-byte round trip, direct vs proxied (a new websocket per
-  connection, as the official CLI does).
+* bulk transfers of ``--mb`` MiB, best of ``--runs``, both ways: ``up`` (client → service,
+  acknowledged by the sink) and ``down`` (service → client); bytes/s and their ratio
+  (target >= 0.5);
+* CPU seconds per GiB moved, all processes together and split by component (the measuring
+  client, the proxy thread, the endpoint, the service) — the primary metric: wall-clock
+  throughput is noisy on a shared machine, CPU time per byte is not;
+* connection set-up latency: connect + 1-byte round trip (a new websocket per connection, as
+  the official CLI does).
 
-    python bench/app_proxy.py [--mb 256] [--conns 50]
+    python bench/app_proxy.py [--mb 256] [--runs 3] [--conns 50] [--profile DIR]
+
+``--profile DIR`` runs the endpoint and the proxy thread under cProfile (``DIR/serve.prof``,
+``DIR/proxy.prof``); the numbers are then inflated by the profiler.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import os
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -30,23 +40,31 @@ from backendai_jupyter.client import Client, ClientConfig, parse_endpoints
 from backendai_jupyter.client.apps import AppProxy
 from backendai_jupyter.magics._loop import BackgroundLoop
 
-CHUNK = 256 * 1024
+BLOCK = 1 << 20
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 async def _service(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
     """First byte 'S': sink — read N bytes (8-byte length prefix) and answer b"ok".
-    Anything else: echo one byte back (latency probe)."""
+    'G': source — send N bytes, then close. Anything else: echo one byte (latency probe)."""
     try:
         kind = await r.readexactly(1)
         if kind == b"S":
-            n = int.from_bytes(await r.readexactly(8), "big")
-            left = n
+            left = int.from_bytes(await r.readexactly(8), "big")
             while left:
-                data = await r.read(min(left, 1 << 20))
+                data = await r.read(min(left, BLOCK))
                 if not data:
                     break
                 left -= len(data)
             w.write(b"ok")
+        elif kind == b"G":
+            left = int.from_bytes(await r.readexactly(8), "big")
+            block = b"y" * BLOCK
+            while left:
+                n = min(left, BLOCK)
+                w.write(block if n == BLOCK else block[:n])
+                left -= n
+                await w.drain()
         else:
             w.write(kind)
         await w.drain()
@@ -56,18 +74,32 @@ async def _service(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         w.close()
 
 
-async def _bulk(port: int, nbytes: int) -> float:
-    r, w = await asyncio.open_connection("127.0.0.1", port, limit=CHUNK)
-    block = b"x" * (1 << 20)
+async def _bulk_up(port: int, nbytes: int) -> float:
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    block = b"x" * BLOCK
     t0 = time.perf_counter()
     w.write(b"S" + nbytes.to_bytes(8, "big"))
     sent = 0
     while sent < nbytes:
-        w.write(block[: min(len(block), nbytes - sent)])
-        sent += min(len(block), nbytes - sent)
+        n = min(BLOCK, nbytes - sent)
+        w.write(block if n == BLOCK else block[:n])
+        sent += n
         await w.drain()
     assert await r.readexactly(2) == b"ok"
     dt = time.perf_counter() - t0
+    w.close()
+    return nbytes / dt
+
+
+async def _bulk_down(port: int, nbytes: int) -> float:
+    r, w = await asyncio.open_connection("127.0.0.1", port, limit=BLOCK)
+    t0 = time.perf_counter()
+    w.write(b"G" + nbytes.to_bytes(8, "big"))
+    got = 0
+    while chunk := await r.read(BLOCK):
+        got += len(chunk)
+    dt = time.perf_counter() - t0
+    assert got == nbytes, (got, nbytes)
     w.close()
     return nbytes / dt
 
@@ -85,20 +117,36 @@ async def _latency(port: int, n: int) -> list[float]:
     return out
 
 
-def _cpu(pids: tuple[int, ...]) -> float:
-    """CPU seconds used so far by this process and ``pids``."""
-    total = sum(os.times()[:2])
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+def _ticks(stat: str) -> tuple[float, float]:
+    """(user, system) CPU seconds from a ``/proc/.../stat``."""
+    fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
-def _start_serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+class Meter:
+    """CPU seconds per component: threads of this process and child processes."""
+
+    def __init__(self, **parts: str) -> None:
+        self.parts = parts  # name -> /proc/.../stat
+
+    def read(self) -> dict[str, tuple[float, float]]:
+        return {k: _ticks(v) for k, v in self.parts.items()}
+
+    @staticmethod
+    def diff(
+        a: dict[str, tuple[float, float]], b: dict[str, tuple[float, float]]
+    ) -> dict[str, tuple[float, float]]:
+        return {k: (b[k][0] - a[k][0], b[k][1] - a[k][1]) for k in a}
+
+
+def _start_serve(
+    data_dir: Path, profile: Path | None
+) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     out = data_dir.parent / "serve.out"
+    prof = ["-m", "cProfile", "-o", str(profile / "serve.prof")] if profile else []
     with out.open("wb") as f:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "backendai_jupyter", "serve", "--port", "0",
+            [sys.executable, *prof, "-m", "backendai_jupyter", "serve", "--port", "0",
              "--data-dir", str(data_dir)], stdout=f, stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
@@ -109,35 +157,50 @@ def _start_serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, str
     return proc, dict(re.findall(r"^export (BACKEND_\w+)=(.*)$", out.read_text(), re.M))
 
 
-async def main(mb: int, conns: int) -> int:
+async def main(mb: int, runs: int, conns: int, profile: Path | None) -> int:
     sink = subprocess.Popen([sys.executable, __file__, "--sink"], stdout=subprocess.PIPE)
     assert sink.stdout is not None
     port = int(sink.stdout.readline())
     bg = BackgroundLoop("bench-proxy")
+    prof = cProfile.Profile() if profile else None
     with tempfile.TemporaryDirectory() as tmp:
-        serve, env = _start_serve(Path(tmp) / "data")
+        serve, env = _start_serve(Path(tmp) / "data", profile)
 
-        async def make() -> tuple[Client, AppProxy, str]:
+        async def make() -> tuple[Client, AppProxy, str, int]:
             client = Client(ClientConfig(endpoints=parse_endpoints(env["BACKEND_ENDPOINT"]),
                                          access_key=env["BACKEND_ACCESS_KEY"],
                                          secret_key=env["BACKEND_SECRET_KEY"]))
             info = await client.sessions.create("python", preopen_ports=[port])
             proxy = await AppProxy(client, info.name, str(port), port=0).start()
-            return client, proxy, info.name
+            return client, proxy, info.name, threading.get_native_id()
 
-        client, proxy, name = bg.run(make())
+        client, proxy, name, proxy_tid = bg.run(make())
+        me = os.getpid()
+        meter = Meter(
+            client=f"/proc/{me}/task/{threading.get_native_id()}/stat",
+            proxy=f"/proc/{me}/task/{proxy_tid}/stat",
+            endpoint=f"/proc/{serve.pid}/stat",
+            service=f"/proc/{sink.pid}/stat",
+        )
+        results: dict[tuple[str, str], tuple[float, dict[str, tuple[float, float]]]] = {}
         try:
             nbytes = mb * 1024 * 1024
-            await _bulk(port, 1 << 20)
-            await _bulk(proxy.port, 1 << 20)  # warm-up
-            pids = (serve.pid, sink.pid)
-            c0 = _cpu(pids)
-            direct = max([await _bulk(port, nbytes) for _ in range(3)])
-            c1 = _cpu(pids)
-            proxied = max([await _bulk(proxy.port, nbytes) for _ in range(3)])
-            c2 = _cpu(pids)
+            for target in (port, proxy.port):  # warm-up
+                await _bulk_up(target, BLOCK)
+                await _bulk_down(target, BLOCK)
+            if prof:
+                bg.run(_call(prof.enable))
+            for way, fn in (("up", _bulk_up), ("down", _bulk_down)):
+                for label, target in (("direct", port), ("proxied", proxy.port)):
+                    c0 = meter.read()
+                    rate = max([await fn(target, nbytes) for _ in range(runs)])
+                    results[way, label] = rate, Meter.diff(c0, meter.read())
             lat_d = await _latency(port, conns)
             lat_p = await _latency(proxy.port, conns)
+            if prof:
+                bg.run(_call(prof.disable))
+                assert profile is not None
+                prof.dump_stats(profile / "proxy.prof")
         finally:
             async def close() -> None:
                 await proxy.stop()
@@ -150,25 +213,37 @@ async def main(mb: int, conns: int) -> int:
             serve.wait(30)
             sink.terminate()
             sink.wait(10)
-    ratio = proxied / direct
-    gib = 3 * mb / 1024
-    cpu_d, cpu_p = (c1 - c0) / gib, (c2 - c1) / gib
-    print(f"bulk {mb} MiB, best of 3 (client -> service):")
-    print(f"  direct loopback : {direct / 2**20:9.1f} MiB/s")
-    print(f"  through proxy   : {proxied / 2**20:9.1f} MiB/s")
-    print(f"  ratio           : {ratio:9.2f}  (target >= 0.5)")
-    print(f"  CPU seconds/GiB : direct {cpu_d:.2f}, proxied {cpu_p:.2f} (all processes; "
-          f"os.cpu_count()={os.cpu_count()})")
+    gib = runs * mb / 1024
+    worst = 1.0
+    print(f"bulk {mb} MiB, best of {runs}; CPU-s/GiB summed over all runs "
+          f"(os.cpu_count()={os.cpu_count()}):")
+    for way in ("up", "down"):
+        (d_rate, d_cpu), (p_rate, p_cpu) = results[way, "direct"], results[way, "proxied"]
+        ratio = p_rate / d_rate
+        worst = min(worst, ratio)
+        print(f"  {way:4s} direct {d_rate / 2**20:7.1f} MiB/s  proxied {p_rate / 2**20:7.1f} "
+              f"MiB/s  ratio {ratio:.2f} (target >= 0.5)")
+        for label, cpu in (("direct", d_cpu), ("proxied", p_cpu)):
+            split = "  ".join(
+                f"{k} {(u + s) / gib:.2f}={u / gib:.2f}u+{s / gib:.2f}s"
+                for k, (u, s) in cpu.items() if u + s
+            )
+            total = sum(u + s for u, s in cpu.values()) / gib
+            print(f"       CPU-s/GiB {label:8s} {total:5.2f}  ({split})")
     print(f"connection set-up + 1-byte round trip, median of {conns} (p90):")
-    print(f"  direct loopback : {statistics.median(lat_d) * 1e3:7.2f} ms "
-          f"({sorted(lat_d)[int(0.9 * conns)] * 1e3:.2f})")
-    print(f"  through proxy   : {statistics.median(lat_p) * 1e3:7.2f} ms "
-          f"({sorted(lat_p)[int(0.9 * conns)] * 1e3:.2f})")
-    return 0 if ratio >= 0.5 else 1
+    for label, lat in (("direct", lat_d), ("proxied", lat_p)):
+        print(f"  {label:8s}: {statistics.median(lat) * 1e3:7.2f} ms "
+              f"({sorted(lat)[int(0.9 * conns)] * 1e3:.2f})")
+    return 0 if worst >= 0.5 else 1
+
+
+async def _call(fn: object) -> None:
+    assert callable(fn)
+    fn()
 
 
 async def _sink_main() -> None:
-    svc = await asyncio.start_server(_service, "127.0.0.1", 0, limit=CHUNK)
+    svc = await asyncio.start_server(_service, "127.0.0.1", 0)
     print(svc.sockets[0].getsockname()[1], flush=True)
     await svc.serve_forever()
 
@@ -179,6 +254,8 @@ if __name__ == "__main__":
         sys.exit(0)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=256)
+    ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--conns", type=int, default=50)
+    ap.add_argument("--profile", type=Path, default=None)
     a = ap.parse_args()
-    sys.exit(asyncio.run(main(a.mb, a.conns)))
+    sys.exit(asyncio.run(main(a.mb, a.runs, a.conns, a.profile)))

@@ -3,8 +3,11 @@
 :class:`AppProxy` checks the session offers the service (``GET /stream/session/{id}/apps``),
 listens on a local TCP port and, for **each accepted connection**, opens its own websocket
 ``GET /stream/session/{id}/tcpproxy?app=…[&port=N][&arguments=JSON][&envs=JSON]`` and relays raw
-bytes as binary frames both ways: 256 KiB reads, every send waits for the transport to drain
-(backpressure on both sides), websocket heartbeat pings every 30 s. When the websocket cannot be
+bytes as binary frames both ways, websocket heartbeat pings every 30 s. The local socket is a
+:class:`TcpPipe` (an ``asyncio.Protocol``: the transport's own reads go to the websocket as they
+are, no ``StreamReader`` copies); reading pauses while more than ``HIGH_WATER`` bytes wait for a
+slow websocket, and websocket frames are read only as fast as the local client takes them
+(backpressure both ways, bounded memory). When the websocket cannot be
 opened or closes abnormally before any data came back (the manager's 1013 "try again later"
 for a refused connection), the local client gets ``HTTP/1.1 503 … WebSocket reply: …`` as from
 the official CLI.
@@ -19,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import deque
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._exceptions import BackendAIError, NotFoundError
 from ._models import ServicePort
@@ -29,9 +33,9 @@ if TYPE_CHECKING:
     from ._client import Client
     from ._http import WebSocket
 
-__all__ = ["AppProxy", "list_apps", "parse_bind"]
+__all__ = ["AppProxy", "TcpPipe", "list_apps", "parse_bind"]
 
-CHUNK = 256 * 1024
+HIGH_WATER = 1024 * 1024  # bytes read from a socket and not yet relayed before reading pauses
 DEFAULT_URL_TEMPLATE = "{protocol}://{host}:{port}"
 
 
@@ -52,6 +56,123 @@ async def list_apps(client: Client, session: str) -> list[ServicePort]:
     await client.connect()
     data = await client.http.json("GET", f"/stream/session/{session}/apps")
     return [ServicePort.from_json(d) for d in data or [] if isinstance(d, dict)]
+
+
+class TcpPipe(asyncio.Protocol):
+    """A TCP connection as a chunk source and sink, for relays (both ends of the app proxy).
+
+    ``read()`` hands out the transport's reads as they came (up to 256 KiB each, no copies);
+    reading pauses while ``high`` bytes or more are queued and resumes below half of it.
+    ``write()`` goes straight to the transport; ``drain()`` waits while it is above its
+    high-water mark. EOF from the peer is kept (half-close): ``read()`` returns ``b""`` and
+    writing stays possible until ``write_eof()``/``close()``.
+    """
+
+    def __init__(self, high: int = HIGH_WATER) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._high = high
+        self._chunks: deque[bytes] = deque()
+        self._queued = 0
+        self._eof = False
+        self._lost = False
+        self._reading_paused = False
+        self._writing_paused = False
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        loop = asyncio.get_running_loop()
+        self._made: asyncio.Future[None] = loop.create_future()
+        self._closed: asyncio.Future[None] = loop.create_future()
+
+    # -- protocol callbacks -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self._made.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._queued += len(data)
+        if self._queued >= self._high and not self._reading_paused and self.transport:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake_reader()
+        return True  # keep the write side open
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = self._lost = True
+        self._wake_reader()
+        self._wake_writer()
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake_writer()
+
+    def _wake_reader(self) -> None:
+        waiter, self._read_waiter = self._read_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_writer(self) -> None:
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the relay's side -------------------------------------------------------------------
+
+    async def connected(self) -> None:
+        """Wait for ``connection_made`` (a server's protocol factory runs before it)."""
+        await self._made
+
+    async def read(self) -> bytes:
+        """The next chunk the peer sent; ``b""`` at EOF (or once the connection is gone)."""
+        while not self._chunks:
+            if self._eof:
+                return b""
+            self._read_waiter = asyncio.get_running_loop().create_future()
+            await self._read_waiter
+        data = self._chunks.popleft()
+        self._queued -= len(data)
+        if self._reading_paused and self._queued < self._high // 2 and self.transport:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return data
+
+    def write(self, data: bytes) -> None:
+        if self._lost or self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("connection lost")
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait until the transport takes more (``ConnectionResetError`` once it is gone)."""
+        while self._writing_paused and not self._lost:
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            await self._drain_waiter
+        if self._lost:
+            raise ConnectionResetError("connection lost")
+
+    def write_eof(self) -> None:
+        if self.transport is not None and not self._lost and self.transport.can_write_eof():
+            with contextlib.suppress(OSError, RuntimeError):
+                self.transport.write_eof()
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Close after what was written went out (abort after ``timeout``: a stuck peer)."""
+        if self.transport is None:
+            return
+        self.transport.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._closed), timeout)
+        except asyncio.TimeoutError:
+            self.transport.abort()
 
 
 class AppProxy:
@@ -111,8 +232,8 @@ class AppProxy:
         self.protocol = found.protocol
         self.url_template = found.url_template or DEFAULT_URL_TEMPLATE
         try:
-            self.server = await asyncio.start_server(
-                self._accept, self.host, self.port, limit=CHUNK
+            self.server = await asyncio.get_running_loop().create_server(
+                self._new_connection, self.host, self.port
             )
         except OSError as e:
             raise BackendAIError(
@@ -177,22 +298,24 @@ class AppProxy:
             params["envs"] = json.dumps(self.envs)
         return params
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    def _new_connection(self) -> TcpPipe:
+        pipe = TcpPipe()
+        task = asyncio.ensure_future(self._accept(pipe))
         self.tunnels.add(task)
+        task.add_done_callback(self.tunnels.discard)
+        return pipe
+
+    async def _accept(self, pipe: TcpPipe) -> None:
         self.connections += 1
         try:
-            await self._tunnel(reader, writer)
+            await pipe.connected()
+            await self._tunnel(pipe)
         except asyncio.CancelledError:
             pass
         finally:
-            self.tunnels.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            await pipe.close()
 
-    async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _tunnel(self, pipe: TcpPipe) -> None:
         try:
             ws = await self.client.http.ws_connect(
                 f"/stream/session/{self.session}/tcpproxy",
@@ -200,10 +323,10 @@ class AppProxy:
                 heartbeat=self.heartbeat,
             )
         except BackendAIError as e:
-            await _reply_503(writer, str(e))
+            _reply_503(pipe, str(e))
             return
-        down = asyncio.create_task(self._downstream(ws, writer))
-        up = asyncio.create_task(self._upstream(reader, ws))
+        down = asyncio.create_task(self._downstream(ws, pipe))
+        up = asyncio.create_task(self._upstream(pipe, ws))
         try:
             await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -212,13 +335,13 @@ class AppProxy:
             await asyncio.gather(up, down, return_exceptions=True)
             await ws.close()
 
-    async def _upstream(self, reader: asyncio.StreamReader, ws: WebSocket) -> None:
+    async def _upstream(self, pipe: TcpPipe, ws: WebSocket) -> None:
         with contextlib.suppress(ConnectionError):
-            while chunk := await reader.read(CHUNK):
+            while chunk := await pipe.read():
                 self.bytes_up += len(chunk)
-                await ws.send_bytes(chunk)
+                await ws.send_bytes(chunk)  # returns once the websocket's socket takes more
 
-    async def _downstream(self, ws: WebSocket, writer: asyncio.StreamWriter) -> None:
+    async def _downstream(self, ws: WebSocket, pipe: TcpPipe) -> None:
         received = False
         try:
             while True:
@@ -226,23 +349,22 @@ class AppProxy:
                 if msg.kind == "closed":
                     code = msg.close_code
                     if not received and code not in (None, 1000, 1001):
-                        await _reply_503(writer, f"websocket closed with code {code}")
+                        _reply_503(pipe, f"websocket closed with code {code}")
                     return
                 data = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
                 received = True
                 self.bytes_down += len(data)
-                writer.write(data)
-                await writer.drain()
+                pipe.write(data)
+                await pipe.drain()  # the next frame is read only once the local client keeps up
         except (ConnectionError, BackendAIError):
             return
 
 
-async def _reply_503(writer: asyncio.StreamWriter, reason: str) -> None:
+def _reply_503(pipe: TcpPipe, reason: str) -> None:
     body = f"WebSocket reply: {reason}".encode()
     head = (
         "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
         f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     with contextlib.suppress(Exception):
-        writer.write(head.encode() + body)
-        await writer.drain()
+        pipe.write(head.encode() + body)  # close() sends it before the FIN

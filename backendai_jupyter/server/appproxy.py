@@ -3,9 +3,11 @@
 * ``GET /stream/session/{id}/apps`` — the session's service ports in the manager's shape.
 * ``GET /stream/session/{id}/tcpproxy?app=A[&port=N][&arguments=JSON][&envs=JSON]`` (and
   ``/httpproxy``, the same handler): starts the service if needed, then relays raw TCP bytes as
-  binary websocket frames both ways (256 KiB reads, ``autoping`` off and explicit pongs, as the
-  manager's ``TCPProxy``). Unknown app → 404 (``No such app service.``), a port the app does not
-  open → 400, start failure → 500, connection refused after the upgrade → close code 1013.
+  binary websocket frames both ways (the service socket is a client :class:`TcpPipe`: its reads
+  go out as frames uncopied, reading pauses while the websocket lags; no permessage-deflate;
+  ``autoping`` off and explicit pongs, as the manager's ``TCPProxy``). Unknown app → 404
+  (``No such app service.``), a port the app does not open → 400, start failure → 500,
+  connection refused after the upgrade → close code 1013.
 * ``GET /stream/session/{id}/pty`` — a shell in a pseudo-terminal in the session's working
   directory; client frames ``{"type": "stdin", "chars": b64}``, ``{"type": "resize", "rows",
   "cols"}``, ``{"type": "ping"}``, ``{"type": "restart"}``; server frames ``{"type": "out",
@@ -34,6 +36,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from ..client.apps import TcpPipe
 from .auth import ACCESS_KEY
 from .errors import Problem, invalid_api_params
 from .limits import launcher_argv
@@ -43,7 +46,6 @@ from .state import REGISTRY, ComputeSession
 __all__ = ["routes", "setup"]
 
 log = logging.getLogger(__name__)
-CHUNK = 256 * 1024
 
 
 def _session(request: web.Request) -> ComputeSession:
@@ -107,29 +109,31 @@ async def tcpproxy(request: web.Request) -> web.StreamResponse:
         return _app_not_found(sess, app_name)
     host_port = await session_services(request.app, sess).ensure(sdef, arguments, envs)
     sess.last_used = time.monotonic()
-    ws = web.WebSocketResponse(autoping=False, max_msg_size=0)
+    # compress=False: app traffic is mostly compressed already and deflate would cost more CPU
+    # than the whole relay (the official client does not ask for it either).
+    ws = web.WebSocketResponse(autoping=False, max_msg_size=0, compress=False)
     await ws.prepare(request)
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", host_port, limit=CHUNK)
+        _, pipe = await asyncio.get_running_loop().create_connection(
+            TcpPipe, "127.0.0.1", host_port
+        )
     except ConnectionRefusedError:
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER)
         return ws
     except OSError:
         await ws.close(code=WSCloseCode.INTERNAL_ERROR)
         return ws
-    await relay(ws, reader, writer)
+    await relay(ws, pipe)
     return ws
 
 
-async def relay(
-    ws: web.WebSocketResponse, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
+async def relay(ws: web.WebSocketResponse, pipe: TcpPipe) -> None:
     """Bytes ↔ binary frames until either side closes (``wsproxy.TCPProxy.proxy``)."""
 
     async def downstream() -> None:
         try:
-            while chunk := await reader.read(CHUNK):
-                await ws.send_bytes(chunk)  # waits for the transport to drain (backpressure)
+            while chunk := await pipe.read():
+                await ws.send_bytes(chunk)  # waits while the websocket is above its high water
         except (RuntimeError, ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -142,8 +146,8 @@ async def relay(
             if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
                 data = msg.data if isinstance(msg.data, bytes) else str(msg.data).encode()
                 try:
-                    writer.write(data)
-                    await writer.drain()
+                    pipe.write(data)
+                    await pipe.drain()  # the next frame is read once the service keeps up
                 except (RuntimeError, ConnectionError):
                     break
             elif msg.type == WSMsgType.PING:
@@ -154,19 +158,18 @@ async def relay(
         pass
     finally:
         try:
-            with contextlib.suppress(Exception):
-                if writer.can_write_eof():
-                    writer.write_eof()
+            pipe.write_eof()
             # Let the service's remaining answer reach the client, briefly.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(down), 5.0)
         finally:  # also when aiohttp cancels the handler (the client's connection went away)
             down.cancel()
-            writer.close()
+            if pipe.transport is not None:
+                pipe.transport.close()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await down
         with contextlib.suppress(Exception):
-            await writer.wait_closed()
+            await pipe.close()
 
 
 async def start_service(request: web.Request) -> web.Response:

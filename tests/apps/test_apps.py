@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import socket
 import subprocess
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -136,6 +138,67 @@ async def test_preopen_relay_and_refused(client: Client, session: str) -> None:
             server.close()
             await server.wait_closed()
     assert not proxy.running
+
+
+async def test_backpressure_bounds_the_proxy(client: Client, session: str) -> None:
+    """64 MiB to (and from) an end that does not read: the proxy's buffers (client and server
+    side, both in this process; traced by tracemalloc) stay bounded, and the bytes arrive intact
+    once the slow end reads. Kernel socket buffers are outside the proxy and not counted."""
+    size, mib = 64 * 1024 * 1024, 1024 * 1024
+    block = os.urandom(mib)
+    digest = hashlib.sha256(block * 64).hexdigest()
+    reading = asyncio.Event()
+    got: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def write_all(w: asyncio.StreamWriter) -> None:
+        for _ in range(size // mib):  # this end buffers at most one block itself
+            w.write(block)
+            await w.drain()
+
+    async def read_all(r: asyncio.StreamReader) -> str:
+        h = hashlib.sha256()
+        for _ in range(size // mib):
+            h.update(await r.readexactly(mib))
+        return h.hexdigest()
+
+    async def service(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        if await r.readexactly(1) == b"U":  # upload: read only once told to
+            await reading.wait()
+            got.set_result(await read_all(r))
+        else:  # download: write it all, however slowly the other end reads
+            await write_all(w)
+        w.close()
+
+    def stalled_peak() -> int:
+        return tracemalloc.get_traced_memory()[1]
+
+    server = await asyncio.start_server(service, "127.0.0.1", PREOPEN)
+    tracemalloc.start()
+    try:
+        async with AppProxy(client, session, str(PREOPEN), port=0) as proxy:
+            r, w = await asyncio.open_connection("127.0.0.1", proxy.port)
+            w.write(b"U")
+            sender = asyncio.create_task(write_all(w))
+            await asyncio.sleep(3)  # the service does not read
+            assert 0 < proxy.bytes_up < size and not sender.done()
+            assert stalled_peak() < 16 * mib, stalled_peak()
+            reading.set()
+            await asyncio.wait_for(sender, 60)
+            assert await asyncio.wait_for(got, 60) == digest
+            w.close()
+
+            r, w = await asyncio.open_connection("127.0.0.1", proxy.port)
+            w.write(b"D")
+            tracemalloc.reset_peak()
+            await asyncio.sleep(3)  # nobody reads
+            assert 0 < proxy.bytes_down < size
+            assert stalled_peak() < 16 * mib, stalled_peak()
+            assert await asyncio.wait_for(read_all(r), 60) == digest
+            w.close()
+    finally:
+        tracemalloc.stop()
+        server.close()
+        await server.wait_closed()
 
 
 async def _run_cell(http: aiohttp.ClientSession, base: str, code: str) -> str:
