@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from .cli import ENDPOINT_FILE, default_data_dir, proc_start_time
-from .state import KEYPAIR_FILE
+from .state import KEYPAIR_FILE, load_or_create_keypair
 
 __all__ = ["ensure_local_endpoint"]
 
@@ -71,6 +71,9 @@ def ensure_local_endpoint(data_dir: Path | None = None) -> dict[str, str]:
         if url is not None:
             return _credentials(data_dir, url)
         (data_dir / ENDPOINT_FILE).unlink(missing_ok=True)
+        # Create the keypair here, not in the server: a server that creates it prints the
+        # secret once (for a person at a terminal), and this one's output goes to server.log.
+        load_or_create_keypair(data_dir)
         env = {k: v for k, v in os.environ.items() if not k.startswith("BACKEND_")}
         cmd = [
             sys.executable,

@@ -30,6 +30,8 @@ async def test_client_falls_back_to_the_local_endpoint(
         again = load_config()
         assert again.endpoint == config.endpoint
         assert capfd.readouterr().err == ""
+        # The background server's log never holds the secret.
+        assert config.secret_key not in (tmp_path / "local" / "server.log").read_text()
         async with Client(config) as client:
             sess = await client.sessions.create("python", resources={"cpu": "1"})
             events = [ev async for ev in client.sessions.execute(sess.id, "print(6*7)")]
