@@ -240,7 +240,10 @@ class Scheduler:
 
     @staticmethod
     def _base_environ() -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKEND_", "BJUP_"))}
+        # Never hand the server's own credentials (BACKEND_*, legacy SORNA_*) to user code.
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("BACKEND_", "SORNA_", "BJUP_"))
+        }
         # HOME moves to the workdir; keep a --user-installed ipykernel importable anyway.
         extra = [p for p in sys.path if p == site.getusersitepackages()]
         if extra:
