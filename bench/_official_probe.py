@@ -58,14 +58,16 @@ async def ws_run(session: str, code: str) -> tuple[float, float | None]:
     return time.perf_counter() - start, first
 
 
-async def main(session: str, repeat: int) -> None:
+async def main(session: str, repeat: int, gap: float) -> None:
     out: dict[str, list[float]] = {"rest_pass": [], "ws_pass": [], "rest_ttfo": [], "ws_ttfo": []}
     async with AsyncSession():
         for _ in range(repeat):
+            await asyncio.sleep(gap)
             out["ws_pass"].append((await ws_run(session, "pass"))[0])
         for _ in range(2):
             out["ws_ttfo"].append((await ws_run(session, SLEEPY))[1] or float("nan"))
         for _ in range(repeat):
+            await asyncio.sleep(gap)
             out["rest_pass"].append((await rest_run(session, "pass"))[0])
         for _ in range(2):
             out["rest_ttfo"].append((await rest_run(session, SLEEPY))[1] or float("nan"))
@@ -73,4 +75,4 @@ async def main(session: str, repeat: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3])))

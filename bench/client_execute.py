@@ -4,13 +4,15 @@ Runs against the real cluster (``cluster.sh up``; reads ``/tmp/backendai-cluster
 ``$BAI_CLUSTER_ENV``). One session is created with our client; both clients then run, in the same
 process tree and against the same session:
 
-* a trivial execute (``pass``, query → finished), ``--repeat`` times — median seconds;
+* a trivial execute (``pass``, query → finished), ``--repeat`` times — median seconds, with
+  ``--gap`` seconds of (untimed) think time between runs, as between notebook cells, for both
+  clients alike;
 * ``print('first', flush=True); time.sleep(3)`` — seconds until the first output arrives.
 
 The official client runs in its own Python 3.13 venv (``$BAI_CLIENT_VENV``) through
 ``bench/_official_probe.py``. Ratios are ours / official (lower is better).
 
-    .venv/bin/python bench/client_execute.py [--repeat 30]
+    .venv/bin/python bench/client_execute.py [--repeat 30] [--gap 0.3]
 """
 
 from __future__ import annotations
@@ -47,10 +49,10 @@ async def one_run(
     return time.perf_counter() - start, first
 
 
-def official(env: dict[str, str], session: str, repeat: int) -> dict[str, list[float]]:
+def official(env: dict[str, str], session: str, repeat: int, gap: float) -> dict[str, list[float]]:
     python = Path(env["BAI_CLIENT_VENV"]) / "bin" / "python"
     proc = subprocess.run(
-        [str(python), str(HERE / "_official_probe.py"), session, str(repeat)],
+        [str(python), str(HERE / "_official_probe.py"), session, str(repeat), str(gap)],
         env={**os.environ, **env},
         cwd="/tmp",  # the official client reads a .env file from its working directory
         capture_output=True,
@@ -61,7 +63,7 @@ def official(env: dict[str, str], session: str, repeat: int) -> dict[str, list[f
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-async def main(repeat: int) -> None:
+async def main(repeat: int, gap: float) -> None:
     env = read_env(Path(os.environ.get("BAI_CLUSTER_ENV", "/tmp/backendai-cluster/user.env")))
     async with Client(ClientConfig.from_env(env)) as client:
         info = await client.sessions.create(env["BAI_IMAGE"], resources={"cpu": "1"})
@@ -74,23 +76,26 @@ async def main(repeat: int) -> None:
             # Blocks per transport: a websocket run pre-opens the next connection in the
             # background, which must not overlap the REST measurements.
             for _ in range(repeat):
+                await asyncio.sleep(gap)
                 ours["ws_pass"].append((await one_run(client, info.id, "pass", "websocket"))[0])
             for _ in range(2):
                 first = (await one_run(client, info.id, SLEEPY, "websocket"))[1]
                 ours["ws_ttfo"].append(first or float("nan"))
             await client.sessions.warm_sockets.discard(info.id)
             for _ in range(repeat):
+                await asyncio.sleep(gap)
                 ours["rest_pass"].append((await one_run(client, info.id, "pass", "rest"))[0])
             for _ in range(2):
                 first = (await one_run(client, info.id, SLEEPY, "rest"))[1]
                 ours["rest_ttfo"].append(first or float("nan"))
-            theirs = official(env, info.id, repeat)
+            theirs = official(env, info.id, repeat, gap)
         finally:
             await client.sessions.destroy(info.id)
 
     med = statistics.median
     print(
-        f"server: Backend.AI {client.server_version} at {client.http.endpoint}; {repeat} runs each"
+        f"server: Backend.AI {client.server_version} at {client.http.endpoint}; "
+        f"{repeat} runs each, {gap} s between runs"
     )
     print(f"{'measure':44} {'ours':>9} {'official':>9} {'ratio':>7}")
     rows = [
@@ -124,4 +129,6 @@ async def main(repeat: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=30)
-    asyncio.run(main(parser.parse_args().repeat))
+    parser.add_argument("--gap", type=float, default=0.3, help="think time between runs (s)")
+    args = parser.parse_args()
+    asyncio.run(main(args.repeat, args.gap))
