@@ -594,18 +594,7 @@ class HTTPTransport:
         Memory stays bounded whatever ``length`` is; ``on_sent(n)`` reports the bytes sent.
         """
         payload = _FileRangePayload(fobj, offset, length, on_sent, content_type)
-        hdrs = {"User-Agent": user_agent(), **(headers or {})}
-        with _translate(method, url):
-            async with self._get_session().request(
-                method, url, headers=hdrs, data=payload, timeout=self._timeout(read_timeout)
-            ) as resp:
-                body = await resp.read()
-                result = Response(resp.status, resp.headers, body, url)
-        if result.status >= 400:
-            raise parse_error_body(
-                result.status, body, reason=resp.reason or "", method=method, url=url.path
-            )
-        return result
+        return await self.raw(method, url, headers=headers, data=payload, read_timeout=read_timeout)
 
     async def probe_version(self) -> Any:
         """The unsigned ``GET /`` (``/func/`` in session mode) every official client starts with."""
