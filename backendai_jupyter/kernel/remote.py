@@ -31,6 +31,7 @@ __all__ = ["PROGRESS_WORDS", "RemoteSession", "SessionGone"]
 log = logging.getLogger(__name__)
 
 PROGRESS_WORDS = {
+    "session_pending": "queued",
     "session_enqueued": "queued",
     "kernel_enqueued": "queued",
     "session_scheduled": "scheduled",
@@ -40,7 +41,9 @@ PROGRESS_WORDS = {
     "kernel_preparing": "preparing",
     "kernel_pulling": "pulling the image",
     "kernel_pull_progress": "pulling the image",
+    "session_prepared": "prepared",
     "kernel_creating": "starting",
+    "session_creating": "starting",
     "kernel_started": "started",
     "session_started": "started",
 }
@@ -227,10 +230,21 @@ class RemoteSession:
     async def _progress(
         self, client: Client, name: str, progress: Callable[[str], None], t0: float
     ) -> None:
+        # The whole stream of the caller's sessions, filtered here by name: managers answer 404
+        # to a name that does not exist yet, and a name-filtered 26.x stream carries no
+        # kernel_* events.
+        shown: set[str] = set()
         try:
-            async for ev in client.events.session(session_name=name, max_reconnects=2):
+            async for ev in client.events.session(max_reconnects=2):
                 word = PROGRESS_WORDS.get(ev.event)
-                if word:
+                try:
+                    data = ev.json() if ev.data else {}
+                except BackendAIError:
+                    continue
+                if not isinstance(data, dict) or data.get("sessionName") != name:
+                    continue
+                if word and word not in shown:
+                    shown.add(word)
                     took = time.monotonic() - t0
                     progress(f"Backend.AI: session {name}: {word} ({took:.0f} s)")
         except (BackendAIError, AttributeError) as e:

@@ -58,6 +58,14 @@ def test_print_and_streaming(kernel: Any) -> None:
     _, kc = kernel
     reply, outs = run(kc, "print('hello from the cluster')")
     assert reply["status"] == "ok"
+    # The first cell showed the session's progress from the lifecycle events, in one display.
+    progress = " ".join(
+        str(c.get("data", {}).get("text/plain", ""))
+        for _, t, c in outs
+        if t in ("display_data", "update_display_data")
+    )
+    for word in ("queued", "scheduled", "started", "ready in"):
+        assert word in progress, progress
     assert any(t == "stream" and "hello from the cluster" in c["text"] for _, t, c in outs)
     reply, outs = run(
         kc, "import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(1)"
