@@ -23,6 +23,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ..client._exceptions import BackendAIError
+from ..client._versioning import parse_api_version
 from .app import create_app
 from .state import (
     DEFAULT_API_VERSION,
@@ -56,12 +58,33 @@ def proc_start_time(pid: int) -> str | None:
     return stat[stat.rfind(")") + 2 :].split()[19]
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {port}")
+    return port
+
+
+def _api_version(text: str) -> str:
+    try:
+        parse_api_version(text)
+    except BackendAIError:
+        raise argparse.ArgumentTypeError(
+            f"not an API version: {text!r} (expected e.g. v9.20250722, v6.20220615, v5.20191215)"
+        ) from None
+    return text.strip()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help="0 picks a free port")
     parser.add_argument("--data-dir", type=Path, default=None, help="state directory")
     parser.add_argument(
         "--api-version",
+        type=_api_version,
         default=DEFAULT_API_VERSION,
         help="emulate an older manager API, e.g. v6.20220615 or v5.20191215",
     )

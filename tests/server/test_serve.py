@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from backendai_jupyter.client import Client, ClientConfig, Finished, Output, parse_endpoints
 from backendai_jupyter.server.local import ensure_local_endpoint
 
@@ -136,3 +138,24 @@ async def test_exit_when_idle_waits_for_sessions(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--port", "99999"], "port must be 0-65535, got 99999"),
+        (["--port", "http"], "not a port number: 'http'"),
+        (["--api-version", "v3.2017"], "not an API version: 'v3.2017'"),
+    ],
+)
+def test_bad_serve_flags_are_one_line_errors(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from backendai_jupyter.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--data-dir", str(tmp_path), *args])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1]
