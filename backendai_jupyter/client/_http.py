@@ -3,17 +3,17 @@
 Responsibilities: build URLs (``/func/`` prefix in session mode), sign requests (keypair mode),
 fail over between endpoints on connection errors, apply timeouts, turn error responses into
 :class:`~._exceptions.APIError` subclasses, and translate every aiohttp exception into the package's
-own tree. **No aiohttp exception leaves this module**: streaming responses and websockets are
-wrapped so that their iteration is translated too.
+own tree. **No aiohttp exception leaves the seam** (this module, :mod:`._http_errors` and
+:mod:`._http_wrappers`): streaming responses and websockets are wrapped so that their iteration
+is translated too.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json as jsonlib
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, BinaryIO, Literal
 
@@ -26,20 +26,16 @@ from .. import __version__
 from ._auth import sign_request
 from ._config import ClientConfig
 from ._exceptions import (
-    BackendAIError,
-    ClientError,
     ConnectError,
-    ProtocolError,
-    RequestTimeout,
 )
-from ._problem import error_class_for, parse_error_body
+from ._http_errors import translate_errors as _translate
+from ._http_wrappers import FileRangePayload, Response, StreamResponse, WebSocket, WSMessage
+from ._problem import parse_error_body
 
 __all__ = ["HTTPTransport", "Response", "StreamResponse", "WebSocket", "WSMessage", "user_agent"]
 
 Params = Mapping[str, Any] | list[tuple[str, Any]] | None
 
-_SENDFILE_PIECE = 8 * 1024 * 1024  # bytes per sendfile() call (progress granularity)
-_READ_PIECE = 1024 * 1024  # bytes per file read where sendfile is not available (TLS)
 _STREAM_BUFSIZE = 1024 * 1024  # response buffer for downloads (aiohttp: 64 KiB)
 
 
@@ -66,236 +62,6 @@ def _jsonable_params(params: Params) -> list[tuple[str, str]]:
             value = "true" if value else "false"
         out.append((key, str(value)))
     return out
-
-
-@contextlib.contextmanager
-def _translate(method: str, url: URL) -> Iterator[None]:
-    """Map aiohttp/asyncio transport failures to our exception tree."""
-    where = f"{url.scheme}://{url.raw_authority}"
-    try:
-        yield
-    except BackendAIError:
-        raise
-    except aiohttp.ClientConnectorCertificateError as e:
-        raise ConnectError(
-            f"TLS certificate verification failed for {where} ({e.certificate_error}); "
-            "set BACKEND_SKIP_SSLCERT_VALIDATION=true only if you trust this server"
-        ) from None
-    except aiohttp.ClientSSLError as e:
-        raise ConnectError(f"TLS error talking to {where}: {e}") from None
-    except aiohttp.ClientConnectorError as e:
-        reason = e.strerror or str(e.os_error) or type(e.os_error).__name__
-        raise ConnectError(f"cannot connect to {where}: {reason}") from None
-    except aiohttp.ServerTimeoutError:
-        raise RequestTimeout(f"{method} {url.path}: timed out waiting for {where}") from None
-    except asyncio.TimeoutError:
-        raise RequestTimeout(f"{method} {url.path}: timed out waiting for {where}") from None
-    except aiohttp.ServerDisconnectedError:
-        raise ClientError(f"{method} {url.path}: {where} closed the connection") from None
-    except aiohttp.WSServerHandshakeError as e:
-        raise error_class_for(e.status)(
-            e.status, title=e.message or "websocket handshake failed", method=method, url=url.path
-        ) from None
-    except (aiohttp.ClientPayloadError, aiohttp.ContentTypeError) as e:
-        raise ProtocolError(f"{method} {url.path}: malformed response: {e}") from None
-    except aiohttp.InvalidURL:
-        raise ConnectError(f"invalid URL: {url}") from None
-    except aiohttp.ClientError as e:
-        raise ClientError(f"{method} {url.path}: {type(e).__name__}: {e}") from None
-    except OSError as e:
-        raise ClientError(f"{method} {url.path}: {e.strerror or e}") from None
-
-
-class Response:
-    """A fully read response."""
-
-    def __init__(self, status: int, headers: Mapping[str, str], body: bytes, url: URL) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-        self.url = url
-
-    def json(self) -> Any:
-        if not self.body:
-            return None
-        try:
-            return jsonlib.loads(self.body)
-        except ValueError:
-            raise ProtocolError(f"{self.url.path}: expected JSON, got {self.body[:80]!r}") from None
-
-    def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
-
-
-class StreamResponse:
-    """A response whose body is consumed incrementally (SSE, downloads)."""
-
-    def __init__(self, resp: aiohttp.ClientResponse, method: str) -> None:
-        self._resp = resp
-        self._method = method
-        self.status = resp.status
-        self.headers: Mapping[str, str] = resp.headers
-        self.url = resp.url
-
-    async def iter_chunks(self, size: int = 256 * 1024) -> AsyncIterator[bytes]:
-        with _translate(self._method, self.url):
-            async for chunk in self._resp.content.iter_chunked(size):
-                yield chunk
-
-    async def iter_any(self) -> AsyncIterator[bytes]:
-        """Yield whatever arrived, as soon as it arrived (for SSE)."""
-        with _translate(self._method, self.url):
-            async for chunk in self._resp.content.iter_any():
-                yield chunk
-
-    async def iter_received(self) -> AsyncIterator[bytes]:
-        """Yield the body in the pieces it arrived in (no re-joining or splitting: downloads)."""
-        with _translate(self._method, self.url):
-            async for chunk, _ in self._resp.content.iter_chunks():
-                yield chunk
-
-    async def read(self) -> bytes:
-        with _translate(self._method, self.url):
-            return await self._resp.read()
-
-
-class _FileRangePayload(aiohttp.payload.Payload):
-    """``length`` bytes of an open file from ``offset`` as a request body.
-
-    On a plain TCP connection the bytes go with ``sendfile(2)`` (no copy through Python, no
-    thread hop); elsewhere (TLS, other event loops) they are read in 1 MiB pieces in a worker
-    thread. ``on_sent(n)`` is called with the running count of body bytes handed to the kernel.
-    """
-
-    def __init__(
-        self,
-        fobj: BinaryIO,
-        offset: int,
-        length: int,
-        on_sent: Callable[[int], None] | None,
-        content_type: str,
-    ) -> None:
-        super().__init__(fobj, size=length, content_type=content_type)
-        self._fobj = fobj
-        self._offset = offset
-        self._length = length
-        self._on_sent = on_sent
-
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        raise TypeError("a file body is not text")
-
-    async def write(self, writer: aiohttp.abc.AbstractStreamWriter) -> None:
-        await self.write_with_length(writer, None)
-
-    async def write_with_length(
-        self, writer: aiohttp.abc.AbstractStreamWriter, content_length: int | None
-    ) -> None:
-        count = self._length if content_length is None else min(self._length, content_length)
-        sent = 0
-        transport = getattr(writer, "transport", None)
-        plain = not getattr(writer, "chunked", False) and getattr(writer, "_compress", None) is None
-        if transport is not None and plain and count:
-            loop = asyncio.get_running_loop()
-            await writer.write(b"")  # aiohttp holds the request head back: send it first
-            await writer.drain()
-            try:
-                while sent < count:
-                    n = await loop.sendfile(
-                        transport,
-                        self._fobj,
-                        self._offset + sent,
-                        min(_SENDFILE_PIECE, count - sent),
-                        fallback=False,
-                    )
-                    if n <= 0:
-                        raise ClientError("the file shrank while it was being sent")
-                    sent += n
-                    if self._on_sent is not None:
-                        self._on_sent(sent)
-            except (asyncio.SendfileNotAvailableError, NotImplementedError):
-                if sent:
-                    raise
-        await self._write_read(writer, sent, count)
-
-    async def _write_read(
-        self, writer: aiohttp.abc.AbstractStreamWriter, sent: int, count: int
-    ) -> None:
-        def read(at: int, n: int) -> bytes:
-            self._fobj.seek(at)
-            return self._fobj.read(n)
-
-        while sent < count:
-            chunk = await asyncio.to_thread(
-                read, self._offset + sent, min(_READ_PIECE, count - sent)
-            )
-            if not chunk:
-                raise ClientError("the file shrank while it was being sent")
-            await writer.write(chunk)
-            sent += len(chunk)
-            if self._on_sent is not None:
-                self._on_sent(sent)
-
-
-WSKind = Literal["text", "binary", "closed"]
-
-
-class WSMessage:
-    __slots__ = ("kind", "data", "close_code")
-
-    def __init__(self, kind: WSKind, data: str | bytes = b"", close_code: int | None = None):
-        self.kind = kind
-        self.data = data
-        self.close_code = close_code
-
-    def json(self) -> Any:
-        try:
-            return jsonlib.loads(self.data)
-        except ValueError:
-            raise ProtocolError(
-                f"websocket: expected a JSON frame, got {self.data!r:.80}"
-            ) from None
-
-
-class WebSocket:
-    """A client websocket with translated errors."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse[Any], url: URL) -> None:
-        self._ws = ws
-        self.url = url
-
-    @property
-    def closed(self) -> bool:
-        return self._ws.closed
-
-    @property
-    def close_code(self) -> int | None:
-        return self._ws.close_code
-
-    async def send_str(self, data: str) -> None:
-        with _translate("WS", self.url):
-            await self._ws.send_str(data)
-
-    async def send_json(self, data: Any) -> None:
-        await self.send_str(jsonlib.dumps(data))
-
-    async def send_bytes(self, data: bytes) -> None:
-        with _translate("WS", self.url):
-            await self._ws.send_bytes(data)
-
-    async def receive(self, timeout: float | None = None) -> WSMessage:
-        with _translate("WS", self.url):
-            msg = await self._ws.receive(timeout=timeout)
-        if msg.type == aiohttp.WSMsgType.TEXT:
-            return WSMessage("text", msg.data)
-        if msg.type == aiohttp.WSMsgType.BINARY:
-            return WSMessage("binary", msg.data)
-        if msg.type == aiohttp.WSMsgType.ERROR:
-            raise ClientError(f"websocket {self.url.path}: {self._ws.exception()}")
-        return WSMessage("closed", b"", self._ws.close_code)
-
-    async def close(self, code: int = 1000) -> None:
-        with contextlib.suppress(Exception), _translate("WS", self.url):
-            await self._ws.close(code=code)
 
 
 class HTTPTransport:
@@ -593,7 +359,7 @@ class HTTPTransport:
 
         Memory stays bounded whatever ``length`` is; ``on_sent(n)`` reports the bytes sent.
         """
-        payload = _FileRangePayload(fobj, offset, length, on_sent, content_type)
+        payload = FileRangePayload(fobj, offset, length, on_sent, content_type)
         return await self.raw(method, url, headers=headers, data=payload, read_timeout=read_timeout)
 
     async def probe_version(self) -> Any:
