@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json as jsonlib
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, BinaryIO, Literal
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import IO, Any, BinaryIO, Literal
 
 import aiohttp
 import aiohttp.abc
@@ -19,7 +19,14 @@ from yarl import URL
 from ._exceptions import ClientError, ProtocolError
 from ._http_errors import translate_errors as _translate
 
-__all__ = ["FileRangePayload", "Response", "StreamResponse", "WSMessage", "WebSocket"]
+__all__ = [
+    "FileRangePayload",
+    "Response",
+    "StreamResponse",
+    "WSMessage",
+    "WebSocket",
+    "multipart",
+]
 
 _SENDFILE_PIECE = 8 * 1024 * 1024  # bytes per sendfile() call (progress granularity)
 _READ_PIECE = 1024 * 1024  # bytes per file read where sendfile is not available (TLS)
@@ -215,3 +222,17 @@ class WebSocket:
     async def close(self, code: int = 1000) -> None:
         with contextlib.suppress(Exception), _translate("WS", self.url):
             await self._ws.close(code=code)
+
+
+def multipart(
+    parts: Iterable[tuple[str, str, bytes | IO[bytes]]],
+) -> aiohttp.FormData:
+    """A ``multipart/form-data`` body of ``(field, filename, bytes or open file)`` parts.
+
+    Pass it as ``data=`` to :meth:`HTTPTransport.request`; the signature then covers the bare
+    media type and aiohttp writes the boundary (protocol.md §1.1).
+    """
+    form = aiohttp.FormData()
+    for field, filename, content in parts:
+        form.add_field(field, content, filename=filename, content_type="application/octet-stream")
+    return form

@@ -13,9 +13,8 @@ from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
-import aiohttp
-
 from ._exceptions import BackendAIError, BadRequestError, ConfigError, ProtocolError
+from ._http_wrappers import multipart
 from ._models import ServicePort, SessionInfo
 from .execution import Execution, Mode, Transport, WarmSockets
 
@@ -352,8 +351,7 @@ class Sessions:
         """Upload local files into the session's ``/home/work`` (each part < 1 MiB upstream)."""
         await self._client.connect()
         base = Path(basedir) if basedir is not None else Path.cwd()
-        form = aiohttp.FormData()
-        count = 0
+        parts: builtins.list[tuple[str, str, bytes]] = []
         for item in files:
             path = Path(item)
             if not path.is_file():
@@ -362,13 +360,12 @@ class Sessions:
                 rel = path.resolve().relative_to(base.resolve()).as_posix()
             except ValueError:
                 rel = path.name
-            form.add_field(
-                "src", path.read_bytes(), filename=rel, content_type="application/octet-stream"
-            )
-            count += 1
-        if not count:
+            parts.append(("src", rel, path.read_bytes()))
+        if not parts:
             return
-        await self._client.http.request("POST", f"/session/{session}/upload", data=form)
+        await self._client.http.request(
+            "POST", f"/session/{session}/upload", data=multipart(parts)
+        )
 
     async def download(
         self, session: str, files: Sequence[str], dest: Path | str = "."

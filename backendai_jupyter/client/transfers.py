@@ -18,12 +18,12 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, BinaryIO
 
-import aiohttp
 from yarl import URL
 
 from ._exceptions import APIError, ClientError, ConfigError, ProtocolError
 from ._fileio import WRITE_BATCH, BatchedFileWriter
 from ._folder_wire import _V_2203, _remote_join
+from ._http_wrappers import multipart
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -227,12 +227,11 @@ class Transfers:
     ) -> None:
         f: IO[bytes] = await asyncio.to_thread(path.open, "rb")
         try:
-            form = aiohttp.FormData()
-            form.add_field(
-                "src", f, filename=remote, content_type="application/octet-stream"
-            )
             await self._http.request(
-                "POST", f"/folders/{key}/upload", data=form, read_timeout=None
+                "POST",
+                f"/folders/{key}/upload",
+                data=multipart([("src", remote, f)]),
+                read_timeout=None,
             )
         finally:
             f.close()
