@@ -26,7 +26,7 @@ from aiohttp import web
 
 from ..client._auth import parse_authorization, signing_key, string_to_sign
 from ..client._versioning import ApiVersion, parse_api_version
-from .errors import Problem
+from .errors import Problem, malformed_body
 from .state import CONFIG, KEYPAIRS, Keypair
 
 __all__ = [
@@ -207,9 +207,7 @@ async def auth_test(request: web.Request) -> web.Response:
         try:
             body = await request.json()
         except ValueError:
-            raise Problem(
-                400, "generic-bad-request", "Malformed request body.", "Malformed body"
-            ) from None
+            raise malformed_body() from None
         echo = body.get("echo", "") if isinstance(body, dict) else ""
     return web.json_response({"authorized": "yes", "echo": echo})
 
@@ -226,9 +224,7 @@ async def login(request: web.Request) -> web.Response:
     try:
         body = await request.json()
     except ValueError:
-        raise Problem(
-            400, "generic-bad-request", "Malformed request body.", "Malformed body"
-        ) from None
+        raise malformed_body() from None
     if not isinstance(body, dict) or not body.get("username") or not body.get("password"):
         raise Problem(
             400,

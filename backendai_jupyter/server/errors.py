@@ -18,6 +18,8 @@ __all__ = [
     "Problem",
     "bad_request",
     "invalid_api_params",
+    "json_body",
+    "malformed_body",
     "not_found",
     "problem_response",
 ]
@@ -63,3 +65,22 @@ def not_found(what: str, msg: str | None = None) -> Problem:
         "generic": "Unknown URL path.",
     }
     return Problem(404, f"{what}-not-found", titles.get(what, f"No such {what}."), msg)
+
+
+def malformed_body() -> Problem:
+    """What the manager answers to a body that is not JSON."""
+    return Problem(400, "generic-bad-request", "Malformed request body.", "Malformed body")
+
+
+async def json_body(request: web.Request, *, query_if_empty: bool = False) -> dict[str, Any]:
+    """The request's JSON object; without a body ``{}`` — or, as the manager's
+    ``check_api_params`` does for GETs, the query string when ``query_if_empty``."""
+    if not request.can_read_body:
+        return dict(request.query) if query_if_empty else {}
+    try:
+        data = await request.json()
+    except ValueError:
+        raise malformed_body() from None
+    if not isinstance(data, dict):
+        raise invalid_api_params("Input validation error")
+    return data

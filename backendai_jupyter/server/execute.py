@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from .auth import ACCESS_KEY
-from .errors import Problem, invalid_api_params
+from .errors import Problem, invalid_api_params, json_body
 from .kernels import Record, Run
 from .state import REGISTRY, ComputeSession
 
@@ -130,23 +130,11 @@ def forget_session(session_id: str) -> None:
             run.task.cancel()
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json() if request.can_read_body else {}
-    except ValueError:
-        raise Problem(
-            400, "generic-bad-request", "Malformed request body.", "Malformed body"
-        ) from None
-    if not isinstance(body, dict):
-        raise invalid_api_params("Input validation error")
-    return body
-
-
 async def execute(request: web.Request) -> web.Response:
     """``POST /session/{id}``: query / continue / input / batch / complete."""
     ak = request[ACCESS_KEY]
     sess = request.app[REGISTRY].get(request.match_info["session_name"], ak)
-    body = await _json_body(request)
+    body = await json_body(request)
     mode = body.get("mode")
     if mode not in ("query", "batch", "complete", "continue", "input"):
         raise invalid_api_params("Input validation error", {"mode": "invalid mode"})
@@ -189,7 +177,7 @@ async def _complete(sess: ComputeSession, code: str, options: dict[str, Any]) ->
 async def complete(request: web.Request) -> web.Response:
     ak = request[ACCESS_KEY]
     sess = request.app[REGISTRY].get(request.match_info["session_name"], ak)
-    body = await _json_body(request)
+    body = await json_body(request)
     code = body.get("code", "")
     return web.json_response({"result": await _complete(sess, str(code), {})})
 

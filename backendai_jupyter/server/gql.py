@@ -23,7 +23,7 @@ from aiohttp import web
 
 from ..client._versioning import parse_api_version
 from .auth import ACCESS_KEY
-from .errors import Problem
+from .errors import Problem, malformed_body
 from .services import service_ports as _service_ports
 from .state import CONFIG, KEYPAIRS, REGISTRY, ComputeSession, Keypair
 
@@ -416,8 +416,7 @@ async def gql_handler(request: web.Request) -> web.Response:
     try:
         body = await request.json()
     except ValueError:
-        msg = "Malformed body"
-        raise Problem(400, "generic-bad-request", "Malformed request body.", msg) from None
+        raise malformed_body() from None
     if not isinstance(body, dict):
         body = {}
     standard = request.path.endswith("/gql")

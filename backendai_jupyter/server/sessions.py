@@ -25,7 +25,7 @@ from aiohttp import BodyPartReader, MultipartWriter, web
 
 from . import services
 from .auth import ACCESS_KEY
-from .errors import Problem, invalid_api_params
+from .errors import Problem, invalid_api_params, json_body
 from .gql import gql_handler
 from .state import CONFIG, KEYPAIRS, REGISTRY, SCHEDULER, ComputeSession
 
@@ -48,18 +48,7 @@ def _pick(d: dict[str, Any], *names: str, default: Any = None) -> Any:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    """JSON body (or, for GETs without one, the query string), as the manager's check_api_params."""
-    if not request.can_read_body:
-        return dict(request.query)
-    try:
-        data = await request.json()
-    except ValueError:
-        raise Problem(
-            400, "generic-bad-request", "Malformed request body.", "Malformed body"
-        ) from None
-    if not isinstance(data, dict):
-        raise invalid_api_params("Input validation error")
-    return data
+    return await json_body(request, query_if_empty=True)
 
 
 def _session(request: web.Request, *, allow_dead: bool = False) -> ComputeSession:
