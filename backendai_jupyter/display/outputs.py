@@ -11,8 +11,10 @@ Two kinds of input are mapped here:
   remote *stdout* as
   ``ESC ] BAI ; <nonce> ; <base64 JSON> BEL``. :class:`FrameDecoder` is an incremental parser over
   that stdout text: it extracts frames that carry the session's nonce (even when a frame is split
-  across chunks) and passes everything else through as ordinary text. :func:`frame_to_message`
-  maps one decoded frame to a message.
+  across chunks) and passes everything else through as ordinary text. :func:`frame_message`
+  maps one decoded frame to a full :class:`IopubMessage` (type, content, metadata, binary
+  buffers); :func:`frame_to_message` is its ``(msg_type, content)`` short form.
+  :func:`read_ready` finds the ``ready`` frame of the bootstrap run (which names the nonce).
 
 The magics reuse this module, so it must stay independent of ipykernel.
 """
@@ -24,7 +26,7 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -32,13 +34,17 @@ __all__ = [
     "FRAME_START",
     "Frame",
     "FrameDecoder",
+    "IopubMessage",
     "Message",
     "console_to_messages",
     "encode_frame",
     "error_content",
+    "frame_message",
     "frame_to_message",
     "media_bundle",
     "parse_traceback_text",
+    "read_ready",
+    "remote_reply",
     "strip_ansi",
 ]
 
@@ -265,20 +271,99 @@ def _bundle(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
+_MSG_TYPE = re.compile(r"^[a-z][a-z_]{0,63}$")
+_NOT_OUTPUT = frozenset({"status", "execute_input", "execute_reply", "input_request"})
+
+
+@dataclass(frozen=True)
+class IopubMessage:
+    """One iopub message as the remote kernel sent it: ready for
+    ``session.send(iopub, msg_type, content, parent, metadata=..., buffers=...)``."""
+
+    msg_type: str
+    content: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    buffers: tuple[bytes, ...] = ()
+
+    @property
+    def short(self) -> Message:
+        return self.msg_type, self.content
+
+
+def _buffers(value: Any) -> tuple[bytes, ...] | None:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        return None
+    try:
+        return tuple(base64.b64decode(str(b).encode("ascii"), validate=True) for b in value)
+    except (ValueError, binascii.Error, UnicodeEncodeError):
+        return None
+
+
+def _generic(p: Mapping[str, Any], execution_count: int | None) -> IopubMessage | None:
+    msg_type = p.get("msg_type")
+    content = p.get("content")
+    buffers = _buffers(p.get("buffers"))
+    if (
+        not isinstance(msg_type, str)
+        or not _MSG_TYPE.match(msg_type)
+        or msg_type in _NOT_OUTPUT
+        or not isinstance(content, Mapping)
+        or buffers is None
+    ):
+        return None
+    content = dict(content)
+    if msg_type == "execute_result":
+        # The remote count is the notebook's once the counter is carried (bootstrap header);
+        # the proxy's own count is the authority either way.
+        content["execution_count"] = execution_count
+    elif msg_type == "update_display_data" and not _bundle(content.get("transient")).get(
+        "display_id"
+    ):
+        return None
+    return IopubMessage(msg_type, content, _bundle(p.get("metadata")), buffers)
+
+
+def frame_message(frame: Frame, execution_count: int | None = None) -> IopubMessage | None:
+    """Map one rich-channel frame to the iopub message it carries; ``None`` if it carries none.
+
+    ``t: "msg"`` frames (bootstrap v2) hold any iopub message the remote kernel sent —
+    ``display_data``, ``update_display_data``, ``execute_result``, ``clear_output``, ``error``,
+    ``comm_open``/``comm_msg``/``comm_close`` and whatever else a library sends — with its
+    ``metadata`` and base64 ``buffers``; an ``execute_result`` gets ``execution_count``.
+    Frames of bootstrap v1 are still understood (see :func:`frame_to_message`). ``ready``,
+    ``reply`` (helper answers) and ``execute_reply`` carry no output: ``None``; so does a
+    malformed frame (unknown type name, content not an object, buffers not base64).
+    """
+    if frame.type == "msg":
+        return _generic(frame.payload, execution_count)
+    legacy = _legacy_to_message(frame, execution_count)
+    if legacy is None:
+        return None
+    return IopubMessage(legacy[0], legacy[1])
+
+
 def frame_to_message(frame: Frame, execution_count: int | None = None) -> Message | None:
-    """Map one rich-channel frame to an iopub message; ``None`` for frames that are not output.
+    """``(msg_type, content)`` of :func:`frame_message` (metadata and buffers left out).
 
     ============ =======================================================================
     frame ``t``  message
     ============ =======================================================================
-    ``display``  ``display_data`` (or ``update_display_data`` when ``update`` is true)
-    ``result``   ``execute_result`` with the *notebook's* execution count
-    ``clear``    ``clear_output`` (``wait`` kept)
-    ``error``    ``error`` (ename, evalue, traceback)
-    ``stream``   ``stream`` (name, text): output the bootstrap had to re-route
-    other        ``None`` (``ready``, ``reply``: consumed by the kernel itself)
+    ``msg``      the message it carries (``msg_type``, ``content``)
+    ``display``  (v1) ``display_data`` (or ``update_display_data`` when ``update`` is true)
+    ``result``   (v1) ``execute_result`` with the *notebook's* execution count
+    ``clear``    (v1) ``clear_output`` (``wait`` kept)
+    ``error``    (v1) ``error`` (ename, evalue, traceback)
+    ``stream``   (v1) ``stream`` (name, text)
+    other        ``None`` (``ready``, ``reply``, ``execute_reply``: consumed by the kernel)
     ============ =======================================================================
     """
+    msg = frame_message(frame, execution_count)
+    return msg.short if msg is not None else None
+
+
+def _legacy_to_message(frame: Frame, execution_count: int | None) -> Message | None:
     p = frame.payload
     kind = frame.type
     if kind == "display":
@@ -310,3 +395,43 @@ def frame_to_message(frame: Frame, execution_count: int | None = None) -> Messag
         name = "stderr" if p.get("name") == "stderr" else "stdout"
         return "stream", {"name": name, "text": str(p.get("text", ""))}
     return None
+
+
+_READY = re.compile(re.escape(FRAME_START) + r"(?P<nonce>[0-9A-Za-z_-]{16,64});")
+
+
+def read_ready(text: str) -> tuple[str, Frame] | None:
+    """The nonce and ``ready`` frame in the complete stdout of the bootstrap run, if any.
+
+    The remote bootstrap chooses the nonce itself (so it never appears in code, history or the
+    user namespace) and announces it in its ``ready`` frame; the frame counts only if the nonce
+    it is marked with is the one it names.
+    """
+    for match in _READY.finditer(text):
+        nonce = match.group("nonce")
+        decoder = FrameDecoder(nonce)
+        for part in decoder.feed(text[match.start() :]) + decoder.flush():
+            if (
+                isinstance(part, Frame)
+                and part.type == "ready"
+                and part.payload.get("nonce") == nonce
+            ):
+                return nonce, part
+    return None
+
+
+def remote_reply(frame: Frame | None) -> dict[str, Any]:
+    """``payload`` and ``user_expressions`` of the remote kernel's ``execute_reply`` frame.
+
+    Only what a proxy forwards as is: ``page``/``set_next_input``/``ask_exit``/``edit_magic``
+    payloads (lists of objects with a ``source``) and the ``user_expressions`` results. The
+    status, count and error fields stay the proxy's own. Without a frame: empty values.
+    """
+    content = _bundle(frame.payload.get("content")) if frame is not None else {}
+    payload = content.get("payload")
+    items = (
+        [dict(item) for item in payload if isinstance(item, Mapping) and "source" in item]
+        if isinstance(payload, list)
+        else []
+    )
+    return {"payload": items, "user_expressions": _bundle(content.get("user_expressions"))}

@@ -32,13 +32,15 @@ from ..client._exceptions import BackendAIError, ConfigError
 from ..display.outputs import (
     Frame,
     FrameDecoder,
+    IopubMessage,
     Message,
     console_to_messages,
     error_content,
-    frame_to_message,
+    frame_message,
     parse_traceback_text,
+    remote_reply,
 )
-from .bootstrap import EOF_REPLY
+from .bootstrap import EOF_REPLY, cell_header
 from .remote import RemoteSession, SessionGone
 from .routing import local_body, route
 from .settings import SessionSettings
@@ -56,9 +58,18 @@ _STDERR_TAIL = 64 * 1024
 class _Run:
     """What one remote cell produced that the reply needs."""
 
-    def __init__(self, count: int, silent: bool) -> None:
+    def __init__(
+        self,
+        count: int,
+        silent: bool,
+        store_history: bool = True,
+        user_expressions: dict[str, Any] | None = None,
+    ) -> None:
         self.count = count
         self.silent = silent
+        self.store_history = store_history
+        self.user_expressions = user_expressions or {}
+        self.remote_reply: Frame | None = None
         self.error: dict[str, Any] | None = None
         self.stderr_tail = ""
         self.exit_code: int | None = None
@@ -242,7 +253,8 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
                 self._running_local = False
         count = self.shell.execution_count
         try:
-            reply = await self._execute_remote(code, _Run(count, silent), allow_stdin)
+            run = _Run(count, silent, store_history, user_expressions)
+            reply = await self._execute_remote(code, run, allow_stdin)
         finally:
             if store_history and not silent:
                 self.shell.execution_count += 1
@@ -251,15 +263,22 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
 
     # -- remote execution -----------------------------------------------------------------------
 
-    def _publish(self, msg: Message, run: _Run) -> None:
-        msg_type, content = msg
+    def _publish(self, msg: Message | IopubMessage, run: _Run) -> None:
+        full = msg if isinstance(msg, IopubMessage) else IopubMessage(*msg)
+        msg_type, content = full.msg_type, full.content
         if msg_type == "error":
             run.error = content
         if run.silent:
             return
         if msg_type == "execute_result":
             content["execution_count"] = run.count
-        self.send_response(self.iopub_socket, msg_type, content)
+        self.send_response(
+            self.iopub_socket,
+            msg_type,
+            content,
+            metadata=full.metadata or None,
+            buffers=list(full.buffers) or None,
+        )
 
     def _progress_display(self, run: _Run) -> Callable[[str], None]:
         display_id = f"backendai-{os.urandom(6).hex()}"
@@ -338,6 +357,19 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
     async def _consume(self, code: str, run: _Run, allow_stdin: bool) -> None:
         remote = self.backendai
         decoder = FrameDecoder(remote.nonce) if remote.nonce else None
+        if remote.nonce:
+            # The notebook's count, flags and user_expressions ride along (see bootstrap).
+            code = (
+                cell_header(
+                    remote.nonce,
+                    count=run.count,
+                    silent=run.silent,
+                    store_history=run.store_history,
+                    user_expressions=run.user_expressions,
+                    allow_stdin=allow_stdin,
+                )
+                + code
+            )
         exe = remote.execute(code)
         async for ev in exe:
             if isinstance(ev, Output):
@@ -361,7 +393,10 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
     def _publish_parts(self, parts: list[str | Frame], run: _Run) -> None:
         for part in parts:
             if isinstance(part, Frame):
-                msg = frame_to_message(part, run.count)
+                if part.type == "execute_reply":
+                    run.remote_reply = part
+                    continue
+                msg = frame_message(part, run.count)
                 if msg is not None:
                     self._publish(msg, run)
             elif part:
@@ -406,8 +441,9 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
         return {"status": "error", "execution_count": run.count, **content}
 
     def _finish_reply(self, run: _Run) -> dict[str, Any]:
+        extra = remote_reply(run.remote_reply)  # payloads (pager, %load, exit), user_expressions
         if run.error is not None:
-            return {"status": "error", "execution_count": run.count, **run.error}
+            return {"status": "error", "execution_count": run.count, **run.error, **extra}
         if run.exit_code not in (0, None):
             if run.exit_code == 130 and not run.stderr_tail:
                 ename, evalue = "RemoteError", "the remote run was killed (exit code 130)"
@@ -417,7 +453,7 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
             return self._error_reply(run, ename, evalue)
         if run.interrupted:
             return self._error_reply(run, "KeyboardInterrupt", "interrupted")
-        return {"status": "ok", "execution_count": run.count, "payload": [], "user_expressions": {}}
+        return {"status": "ok", "execution_count": run.count, **extra}
 
     # -- completion / inspection ----------------------------------------------------------------
 

@@ -21,8 +21,8 @@ from typing import Any
 from ..client import Client, ClientConfig, Execution, Output
 from ..client._exceptions import APIError, BackendAIError, NotFoundError
 from ..client.defaults import load_config
-from ..display.outputs import Frame, FrameDecoder
-from .bootstrap import bootstrap_code, helper_call, new_nonce
+from ..display.outputs import Frame, FrameDecoder, read_ready
+from .bootstrap import bootstrap_code, cell_header, helper_call
 from .registry import Record, Registry
 from .settings import SessionSettings, keep_name
 
@@ -98,6 +98,8 @@ class RemoteSession:
         self.session_id: str | None = None
         self.session_name: str | None = None
         self.nonce: str | None = None
+        self.remote_info: dict[str, Any] | None = None
+        """The bootstrap's ``ready`` frame: remote versions and ``language_info``."""
         self.reattached = False
         self.terminated_reason: str | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -261,19 +263,26 @@ class RemoteSession:
             log.debug("session event watch ended: %s", e)
 
     async def _install_rich(self) -> None:
-        nonce = new_nonce()
-        frames, text = await self.run_hidden(bootstrap_code(nonce), nonce)
-        if any(f.type == "ready" for f in frames):
-            self.nonce = nonce
+        self.nonce = self.remote_info = None
+        _frames, text = await self.run_hidden(bootstrap_code())
+        found = read_ready(text)
+        if found is not None:
+            self.nonce, ready = found
+            self.remote_info = ready.payload
         else:
-            self.nonce = None
             log.info("rich channel not installed; remote said: %.300s", text)
 
-    async def run_hidden(self, code: str, nonce: str | None = None) -> tuple[list[Frame], str]:
-        """Run code nobody sees; return its frames and its other output (for logs)."""
+    async def run_hidden(self, code: str) -> tuple[list[Frame], str]:
+        """Run code nobody sees; return its frames and its other output (for logs).
+
+        With the rich channel the code goes with a ``silent`` header, so it leaves the remote
+        execution count and history alone.
+        """
         assert self.session_id is not None and self.client is not None
-        nonce = nonce or self.nonce
+        nonce = self.nonce
         decoder = FrameDecoder(nonce) if nonce else None
+        if nonce:
+            code = cell_header(nonce, silent=True, store_history=False, allow_stdin=False) + code
         frames: list[Frame] = []
         text: list[str] = []
         async for ev in self.client.sessions.execute(self.session_id, code):
@@ -331,6 +340,7 @@ class RemoteSession:
         if self._watch is not None:
             self._watch.cancel()
         self.session_id = self.session_name = self.nonce = None
+        self.remote_info = None
 
     async def close(self, *, keep: bool | None = None) -> None:
         """End of the kernel: destroy the session unless it is kept; close the client."""

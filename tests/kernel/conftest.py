@@ -82,6 +82,7 @@ def _collect_client_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
         "test_cluster",
         "test_bootstrap",
         "test_protocol",
+        "test_fidelity",
     ):
         import gc
         import warnings

@@ -8,16 +8,20 @@ from typing import Any
 
 import pytest
 from jupyter_client.session import Session
-from jupyter_kernel_test.msgspec_v5 import validate_message
+from jupyter_kernel_test.msgspec_v5 import schema_fragments, validate_message
 
 from backendai_jupyter.display.outputs import (
     Frame,
     FrameDecoder,
+    IopubMessage,
     console_to_messages,
     encode_frame,
+    frame_message,
     frame_to_message,
     media_bundle,
     parse_traceback_text,
+    read_ready,
+    remote_reply,
     strip_ansi,
 )
 
@@ -197,6 +201,101 @@ def test_frame_to_message(payload: dict[str, Any], expected: Any) -> None:
     assert got == expected
     if got is not None:
         check(*got)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def _msg(msg_type: str, content: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"t": "msg", "msg_type": msg_type, "content": content, **extra}
+
+
+DISPLAY = {"data": {"text/plain": "1"}, "metadata": {}, "transient": {"display_id": "d"}}
+COMM_OPEN = {"comm_id": "c1", "target_name": "jupyter.widget", "data": {"state": {}}}
+MSG_CASES: list[tuple[dict[str, Any], IopubMessage | None]] = [
+    (_msg("display_data", DISPLAY), IopubMessage("display_data", DISPLAY)),
+    (_msg("update_display_data", DISPLAY), IopubMessage("update_display_data", DISPLAY)),
+    (_msg("update_display_data", {"data": {}, "metadata": {}, "transient": {}}), None),
+    (
+        _msg("execute_result", {"data": {"text/plain": "5"}, "metadata": {}, "execution_count": 1}),
+        IopubMessage(
+            "execute_result", {"data": {"text/plain": "5"}, "metadata": {}, "execution_count": 7}
+        ),
+    ),
+    (_msg("clear_output", {"wait": False}), IopubMessage("clear_output", {"wait": False})),
+    (
+        _msg("comm_open", COMM_OPEN, metadata={"version": "2.1.0"}, buffers=[_b64(b"\0\1")]),
+        IopubMessage("comm_open", COMM_OPEN, {"version": "2.1.0"}, (b"\0\1",)),
+    ),
+    (
+        _msg("comm_msg", {"comm_id": "c1", "data": {}}, buffers=[_b64(b"a"), _b64(b"")]),
+        IopubMessage("comm_msg", {"comm_id": "c1", "data": {}}, {}, (b"a", b"")),
+    ),
+    (
+        _msg("comm_close", {"comm_id": "c1", "data": {}}),
+        IopubMessage("comm_close", {"comm_id": "c1", "data": {}}),
+    ),
+    (_msg("comm_msg", {"comm_id": "c1"}, buffers=["*not base64*"]), None),
+    (_msg("comm_msg", {"comm_id": "c1"}, buffers="abc"), None),
+    (_msg("status", {"execution_state": "idle"}), None),
+    (_msg("Display Data", DISPLAY), None),
+    (_msg("display_data", ["not", "an", "object"]), None),  # type: ignore[arg-type]
+    ({"t": "msg", "content": DISPLAY}, None),
+    (
+        {"t": "display", "data": {"text/plain": "y"}},
+        IopubMessage("display_data", {"data": {"text/plain": "y"}, "metadata": {}, "transient": {}}),
+    ),
+    ({"t": "execute_reply", "content": {"status": "ok"}}, None),
+    ({"t": "ready", "v": 2, "nonce": "x"}, None),
+]
+
+
+@pytest.mark.parametrize(("payload", "expected"), MSG_CASES)
+def test_frame_message(payload: dict[str, Any], expected: IopubMessage | None) -> None:
+    got = frame_message(Frame(payload), 7)
+    assert got == expected
+    if got is not None:
+        if got.msg_type in schema_fragments:  # the spec module has no comm schemas
+            check(got.msg_type, got.content)
+        assert frame_to_message(Frame(payload), 7) == got.short
+
+
+REPLY_CASES: list[tuple[dict[str, Any] | None, dict[str, Any]]] = [
+    (None, {"payload": [], "user_expressions": {}}),
+    (
+        {
+            "status": "ok",
+            "execution_count": 3,
+            "payload": [{"source": "page", "data": {"text/plain": "help"}, "start": 0}, "junk"],
+            "user_expressions": {"a": {"status": "ok", "data": {"text/plain": "1"}}},
+        },
+        {
+            "payload": [{"source": "page", "data": {"text/plain": "help"}, "start": 0}],
+            "user_expressions": {"a": {"status": "ok", "data": {"text/plain": "1"}}},
+        },
+    ),
+    ({"payload": "x", "user_expressions": []}, {"payload": [], "user_expressions": {}}),
+]
+
+
+@pytest.mark.parametrize(("content", "expected"), REPLY_CASES)
+def test_remote_reply(content: dict[str, Any] | None, expected: dict[str, Any]) -> None:
+    frame = None if content is None else Frame({"t": "execute_reply", "content": content})
+    assert remote_reply(frame) == expected
+
+
+def test_read_ready_finds_the_announced_nonce() -> None:
+    nonce = "AbCdEfGhIjKlMnOpQrStUv"
+    ready = {"t": "ready", "v": 2, "nonce": nonce}
+    frame = encode_frame(nonce, ready)
+    found = read_ready("noise\n" + frame + "more")
+    assert found == (nonce, Frame(ready))
+    # a frame whose mark differs from the nonce it names, or no ready frame: nothing
+    other = "ZyXwVuTsRqPoNmLkJiHgFe"
+    assert read_ready(encode_frame(other, ready)) is None
+    assert read_ready(encode_frame(nonce, {"t": "msg", "nonce": nonce})) is None
+    assert read_ready("plain text") is None
 
 
 def _decode_all(decoder: FrameDecoder, chunks: list[str]) -> list[Any]:

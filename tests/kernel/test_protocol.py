@@ -33,6 +33,7 @@ class BackendAIKernelTests(jupyter_kernel_test.KernelTests):
     incomplete_code_samples = ["def f(", "for i in range(3):"]
     invalid_code_samples = ["1 + )"]
     code_inspect_sample = "zzz_remote_var"
+    code_page_something = "len?"
     code_clear_output = "from IPython.display import clear_output; clear_output()"
     _env: Any = None
 
