@@ -154,6 +154,7 @@ def parse_authorization(header: str) -> tuple[str, str, str]:
     if not sign_method.upper().startswith(SIGN_METHOD_PREFIX):
         raise ValueError("Unsupported request signing method (hash type)")
     hash_type = sign_method[len(SIGN_METHOD_PREFIX) :].lower()
-    if hash_type not in hashlib.algorithms_guaranteed:
+    # SHAKE digests have no fixed length, so HMAC cannot use them.
+    if hash_type not in hashlib.algorithms_guaranteed or hash_type.startswith("shake"):
         raise ValueError("Unsupported request signing method (hash type)")
     return hash_type, access_key, signature

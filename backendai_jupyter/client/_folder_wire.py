@@ -17,13 +17,14 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ._exceptions import ProtocolError
+from ._versioning import SINCE
 
 __all__ = ["normalize_file_entry", "normalize_listing"]
 
 # v8.20240315: ID-based folder lookup (``/folders/_/id``) and the trash bin.
-_V_TRASH = (8, "20240315")
+_V_TRASH = SINCE["folder_trash_bin"]
 # v6.20220315 (22.03): hyphenated file routes, ``cloneable``, mkdir ``parents``/``exist_ok``.
-_V_2203 = (6, "20220315")
+_V_2203 = SINCE["folder_routes_2203"]
 
 
 def _type_of(entry: Mapping[str, Any], mode: int | None) -> str:

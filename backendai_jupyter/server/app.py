@@ -5,9 +5,9 @@ Middlewares, outermost first: errors → problem+json (never a traceback), then 
 check and HMAC authentication (``auth.py``). ``on_response_prepare`` stamps ``Server: BackendAI``
 and the ``X-RateLimit-*`` headers on every answer, streams included.
 
-Version emulation (``ServerConfig.api_version``) changes what ``GET /`` reports, which version
-headers are accepted, which routes exist (``/admin/gql`` from v6.20210815, ``POST`` download from
-v8.20240915, ``rename`` from v6.20220315) and the event names (``events.py``).
+Routes come from the one table in ``routes.py``. Version emulation (``ServerConfig.api_version``)
+reads the version table shared with the client (``client/_versioning.py``): what ``GET /``
+reports, which version headers are accepted, which routes exist, the event names.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from typing import Any
 from aiohttp import web
 
 from ..client._problem import problem_body
-from ..client._versioning import parse_api_version
-from . import auth, events, execute, sessions
+from . import auth
 from .errors import Problem
 from .events import EventBus
+from .folders import FOLDER_STORE, FolderStore
+from .routes import register_routes
 from .scheduler import Scheduler, detect_capacity
+from .services import SERVICES, ServiceManager
 from .state import (
     CONFIG,
     EVENTS,
@@ -36,25 +38,13 @@ from .state import (
     ServerConfig,
     load_or_create_keypair,
 )
+from .userconfig import USER_CONFIG, UserConfigStore
 
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Which manager release answered each API version (reported by GET /).
-_RELEASES = {
-    (9, "20250722"): "26.9.6",
-    (8, "20240915"): "24.09.0",
-    (8, "20240315"): "24.03.0",
-    (7, "20230615"): "23.09.0",
-    (6, "20230315"): "23.03.0",
-    (6, "20220615"): "22.09.0",
-    (6, "20220315"): "22.03.0",
-    (6, "20210815"): "21.09.0",
-    (6, "20200815"): "20.09.0",
-    (5, "20191215"): "20.03.0",
-}
 _ERROR_CODES = {
     "auth-failed": "user_auth_unauthorized",
     "invalid-auth-params": "user_auth_invalid-parameters",
@@ -119,55 +109,12 @@ async def _stamp_headers(request: web.Request, response: web.StreamResponse) -> 
         response.headers["X-RateLimit-Window"] = str(auth.RL_WINDOW)
 
 
-@auth.public
-async def hello(request: web.Request) -> web.Response:
-    """Unsigned ``GET /``: the version probe every client starts with."""
-    version = request.app[CONFIG].api_version
-    release = _RELEASES.get(parse_api_version(version), "26.9.6")
-    return web.json_response({"version": version, "manager": f"{release}-local"})
-
-
-@auth.public
-async def func_proxy(request: web.Request) -> web.StreamResponse:
-    """Session mode: ``/func/<path>`` runs the handler of ``/<path>`` for the logged-in user
-    (the webserver's proxy, minus the network hop). ``GET /func/`` is the anonymous probe."""
-    tail = request.match_info["tail"]
-    if not tail.strip("/"):
-        if request.method == "GET":
-            return await hello(request)
-        raise web.HTTPNotFound()
-    access_key = request.app[auth.LOGINS].get(request.cookies.get(auth.COOKIE, ""))
-    if access_key is None:
-        raise Problem(401, "auth-failed", "Credential/signature mismatch.", "Unauthorized access")
-    rel = "/" + tail + (f"?{request.query_string}" if request.query_string else "")
-    inner = request.clone(rel_url=rel)
-    match = await request.app.router.resolve(inner)
-    if match.http_exception is not None:
-        raise match.http_exception
-    match.add_app(request.app)
-    # aiohttp's own dispatcher assigns the match the same way (web_app._handle).
-    inner._match_info = match
-    inner[auth.ACCESS_KEY] = access_key
-    return await match.handler(inner)
-
-
-def _route_exists(method: str, path: str, version: tuple[int, str]) -> bool:
-    if path == "/session/{session_name}/download":
-        return (method == "POST") == (version >= (8, "20240915"))
-    if path == "/session/{session_name}/rename":
-        return version >= (6, "20220315")
-    if path == "/admin/gql":
-        return version >= (6, "20210815")
-    return True
-
-
 def create_app(config: ServerConfig) -> web.Application:
     """Build the application; state goes into ``web.AppKey``s (``state.py``)."""
     app = web.Application(
         middlewares=[error_middleware, auth.auth_middleware], client_max_size=64 * 1024**2
     )
-    auth.accepted_versions(config.api_version)  # validates the emulated version early
-    version = parse_api_version(config.api_version)
+    features = config.features  # validates the emulated version early
     keypair = config.keypair
     if keypair is None:
         keypair, _ = load_or_create_keypair(config.data_dir)
@@ -178,23 +125,13 @@ def create_app(config: ServerConfig) -> web.Application:
     app[REGISTRY] = Registry()
     app[EVENTS] = EventBus()
     app[SCHEDULER] = Scheduler(app, detect_capacity(config.capacity))
+    app[FOLDER_STORE] = FolderStore(app)
+    app[USER_CONFIG] = UserConfigStore(app)
+    app[SERVICES] = ServiceManager()
     app[auth.LOGINS] = {}
     app[auth.RATELIMITS] = {}
-
-    table: list[tuple[str, str, Any]] = [("GET", "/", hello)]
-    table += auth.routes() + sessions.routes() + execute.routes() + events.routes()
-    table += [("POST", "/admin/gql", sessions.gql_handler)]
-    table += [("POST", "/admin/graphql", sessions.gql_handler)]
-    for method, path, handler in table:
-        if _route_exists(method, path, version):
-            app.router.add_route(method, path, handler)
-    for module in ("folders", "userconfig", "appproxy"):  # written separately; optional
-        try:
-            mod = __import__(f"{__package__}.{module}", fromlist=["setup"])
-        except ImportError:
-            continue
-        mod.setup(app)
-    app.router.add_route("*", "/func/{tail:.*}", func_proxy)
+    app[auth.LOGIN_FAILURES] = {}
+    register_routes(app, features)
     app.on_response_prepare.append(_stamp_headers)
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)

@@ -38,12 +38,12 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..client.apps import TcpPipe
 from .auth import ACCESS_KEY
-from .errors import Problem, invalid_api_params
+from .errors import Problem, decode_json, invalid_api_params, read_json
 from .limits import launcher_argv
-from .services import SERVICES, ServiceDef, ServiceManager, service_ports, session_services
+from .services import ServiceDef, service_ports, session_services
 from .state import REGISTRY, ComputeSession
 
-__all__ = ["routes", "setup"]
+__all__ = ["apps", "pty", "start_service", "tcpproxy"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def _json_param(raw: str | None, name: str) -> Any:
     if raw is None or raw == "":
         return None
     try:
-        return json.loads(raw)
+        return decode_json(raw)
     except ValueError:
         raise invalid_api_params(f"{name} must be a JSON string") from None
 
@@ -174,10 +174,7 @@ async def relay(ws: web.WebSocketResponse, pipe: TcpPipe) -> None:
 
 async def start_service(request: web.Request) -> web.Response:
     sess = _session(request)
-    try:
-        body = await request.json() if request.can_read_body else {}
-    except ValueError:
-        raise invalid_api_params("Malformed body") from None
+    body = await read_json(request) if request.can_read_body else {}
     if not isinstance(body, dict) or not body.get("app"):
         raise invalid_api_params("Input validation error", {"app": "is required"})
     app_name = str(body["app"])
@@ -311,7 +308,7 @@ async def pty(request: web.Request) -> web.StreamResponse:
             if msg.type != WSMsgType.TEXT and msg.type != WSMsgType.BINARY:
                 continue
             try:
-                frame = json.loads(msg.data)
+                frame = decode_json(msg.data)
                 kind = frame.get("type")
                 if kind == "stdin":
                     await term.write(base64.b64decode(frame["chars"]))
@@ -334,21 +331,3 @@ async def pty(request: web.Request) -> web.StreamResponse:
             await out_task
         await term.close()
     return ws
-
-
-def routes() -> list[tuple[str, str, Any]]:
-    return [
-        ("GET", "/stream/session/{session_name}/apps", apps),
-        ("GET", "/stream/session/{session_name}/tcpproxy", tcpproxy),
-        ("GET", "/stream/session/{session_name}/httpproxy", tcpproxy),
-        ("GET", "/stream/session/{session_name}/pty", pty),
-        ("POST", "/session/{session_name}/start-service", start_service),
-    ]
-
-
-def setup(app: web.Application) -> None:
-    """Called by ``create_app`` (like ``folders``/``userconfig``)."""
-    if SERVICES not in app:
-        app[SERVICES] = ServiceManager()
-    for method, path, handler in routes():
-        app.router.add_route(method, path, handler)

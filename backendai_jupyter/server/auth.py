@@ -9,6 +9,12 @@ access"; clock skew > 15 min → 400; malformed header → 400; unknown key / ba
 
 Session mode (the webserver's ``/server/login`` + ``/func/...``) keeps logins in memory under an
 ``AIOHTTP_SESSION`` cookie, like the webserver's aiohttp_session storage.
+
+Rate limits follow the real components (26.9.6 ``rlim_middleware``): a fixed 15-minute window per
+user for signed requests (limit: the keypair's ``rate_limit``), one per client address for
+anonymous manager requests (limit 1000), nothing for the storage proxy's token routes or the
+webserver's own routes; unmatched URLs and failed signatures are not counted (no headers). The
+webserver throttles failed logins per user name (10 within 20 minutes → 429).
 """
 
 from __future__ import annotations
@@ -25,20 +31,20 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..client._auth import parse_authorization, signing_key, string_to_sign
-from ..client._versioning import ApiVersion, parse_api_version
-from .errors import Problem, malformed_body
+from ..client._versioning import MIN_API_VERSION, ApiVersion, parse_api_version
+from .errors import Problem, read_json
 from .state import CONFIG, KEYPAIRS, Keypair
 
 __all__ = [
     "ACCESS_KEY",
     "API_VERSION",
-    "RATELIMIT",
     "LOGINS",
+    "LOGIN_FAILURES",
+    "RATELIMIT",
     "RATELIMITS",
-    "accepted_versions",
     "auth_middleware",
-    "public",
-    "routes",
+    "count_anonymous",
+    "count_user",
     "verify_hmac",
 ]
 
@@ -47,14 +53,9 @@ COOKIE = "AIOHTTP_SESSION"
 CLOCK_SKEW = timedelta(minutes=15)
 RL_WINDOW = 900
 ANON_LIMIT = 1000
-
-# 26.9.6 VALID_VERSIONS (v6.20210815 is *not* accepted there); 25.6 and older list it instead of
-# v6.20221201.
-_VERSIONS_26 = (
-    "v4.20181215 v4.20190115 v4.20190315 v4.20190615 v5.20191215 v6.20200815 v6.20220315 "
-    "v6.20220615 v6.20221201 v6.20230315 v7.20230615 v8.20240315 v8.20240915 v9.20250722"
-).split()
-_VERSIONS_OLD = [v for v in _VERSIONS_26 if v != "v6.20221201"] + ["v6.20210815"]
+# The webserver's login_allowed_fail_count / login_block_time defaults.
+LOGIN_ALLOWED_FAILS = 10
+LOGIN_BLOCK_TIME = 1200.0
 
 # Request storage keys. aiohttp 3.14 introduced ``web.RequestKey`` (and warns about plain string
 # keys); older versions get the same names as strings.
@@ -67,18 +68,8 @@ else:  # pragma: no cover - aiohttp < 3.14
 
 LOGINS: web.AppKey[dict[str, str]] = web.AppKey("bjup_logins", dict)
 RATELIMITS: web.AppKey[dict[str, list[float]]] = web.AppKey("bjup_ratelimits", dict)
-
-
-def public(handler: Handler) -> Handler:
-    """Mark a handler as anonymous (the manager's handlers without ``auth_required``)."""
-    handler.__bjup_public__ = True  # type: ignore[attr-defined]
-    return handler
-
-
-def accepted_versions(emulated: str) -> set[str]:
-    top = parse_api_version(emulated)
-    pool = _VERSIONS_26 if top >= (9, "20250722") else _VERSIONS_OLD
-    return {v for v in pool if parse_api_version(v) <= top}
+#: user name → [last failed attempt (time.time()), failures]
+LOGIN_FAILURES: web.AppKey[dict[str, list[float]]] = web.AppKey("bjup_login_failures", dict)
 
 
 def _problem_auth(msg: str) -> Problem:
@@ -149,51 +140,72 @@ def verify_hmac(request: web.Request, keypairs: dict[str, Keypair], *, date_firs
     )
     key = signing_key(keypair.secret_key, date, request.host, hash_type)
     expected = hmac.new(key, to_sign, hash_type).hexdigest()
-    if not hmac.compare_digest(expected, signature):
+    if not _same(expected, signature):
         raise _problem_auth("HMAC signature mismatch")
     return keypair
 
 
-def _count(request: web.Request, bucket: str, limit: int) -> None:
-    """Rolling 15-minute window per access key (anonymous requests share one per client IP)."""
+def _same(expected: str, given: object) -> bool:
+    """Constant-time comparison that treats any non-ASCII or non-text input as a mismatch
+    (``hmac.compare_digest`` raises ``TypeError`` on non-ASCII ``str``)."""
+    if not isinstance(given, str):
+        return False
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogateescape"))
+
+
+def _consume(request: web.Request, bucket: str, limit: int) -> None:
+    """One request in a fixed 15-minute window opened by the bucket's first request; the limit
+    is fixed when the window opens (Valkey ``HSETNX`` + ``EXPIRE NX`` upstream)."""
     now = time.time()
-    window = request.app[RATELIMITS].setdefault(bucket, [now, 0.0])
-    if now - window[0] >= RL_WINDOW:
-        window[0], window[1] = now, 0.0
+    windows = request.app[RATELIMITS]
+    window = windows.get(bucket)
+    if window is None or now - window[0] >= RL_WINDOW:
+        window = windows[bucket] = [now, 0.0, float(limit)]
     window[1] += 1
-    remaining = int(limit - window[1])
-    reset = int(RL_WINDOW - (now - window[0]))
-    request[RATELIMIT] = (limit, max(0, remaining), reset)
-    if remaining < 0:
+    count, fixed = int(window[1]), int(window[2])
+    reset = max(0, int(RL_WINDOW - (now - window[0])))
+    request[RATELIMIT] = (fixed, max(0, fixed - count), reset)
+    if count > fixed:
         raise Problem(429, "rate-limit-exceeded", "Rate limit exceeded.")
+
+
+def count_anonymous(request: web.Request) -> None:
+    """An anonymous manager request: the client address's window."""
+    _consume(request, f"ip:{request.remote}", ANON_LIMIT)
+
+
+def count_user(request: web.Request, keypair: Keypair) -> None:
+    """A signed (or webserver-proxied) request: the user's window."""
+    _consume(request, f"user:{keypair.user_id}", keypair.rate_limit)
 
 
 def _check_version(request: web.Request) -> ApiVersion:
     header = request.headers.get("X-BackendAI-Version") or request.headers.get("X-Sorna-Version")
     if header is None:
-        return (5, "20191215")
-    if header not in accepted_versions(request.app[CONFIG].api_version):
+        return MIN_API_VERSION  # no header: the oldest dialect
+    if header not in request.app[CONFIG].features.accepted_versions:
         raise Problem(400, "generic-bad-request", "Bad request.", "Unsupported API version.")
     return parse_api_version(header)
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """API-version check, then authentication for every non-public route, then rate limits."""
+    """API-version check, then authentication and rate limits by the route's access kind."""
+    from .routes import Access, access_of
+
     request[API_VERSION] = _check_version(request)
-    route_handler = request.match_info.handler
-    anonymous = (
-        getattr(route_handler, "__bjup_public__", False) or request.match_info.http_exception
-    )
-    if anonymous:
-        _count(request, "anon:" + str(request.remote), ANON_LIMIT)
+    access = access_of(request.app, request.match_info.route)
+    if access is None or access in (Access.STORAGE, Access.WEBSERVER):
+        return await handler(request)  # no route, the storage proxy, or the webserver
+    if access is Access.ANONYMOUS:
+        count_anonymous(request)
         return await handler(request)
-    emulated = parse_api_version(request.app[CONFIG].api_version)
     if not request.headers.get("Authorization"):
-        _count(request, "anon:" + str(request.remote), ANON_LIMIT)
-    keypair = verify_hmac(request, request.app[KEYPAIRS], date_first=emulated < (6, "20200815"))
+        count_anonymous(request)
+    date_first = not request.app[CONFIG].features.has("auth_header_before_date")
+    keypair = verify_hmac(request, request.app[KEYPAIRS], date_first=date_first)
     request[ACCESS_KEY] = keypair.access_key
-    _count(request, keypair.access_key, keypair.rate_limit)
+    count_user(request, keypair)
     return await handler(request)
 
 
@@ -204,10 +216,7 @@ async def auth_test(request: web.Request) -> web.Response:
     """``GET|POST /auth`` — 26.9.6 answers ``echo: ""`` when the echo came in the query string."""
     echo = ""
     if request.can_read_body:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise malformed_body() from None
+        body = await read_json(request)
         echo = body.get("echo", "") if isinstance(body, dict) else ""
     return web.json_response({"authorized": "yes", "echo": echo})
 
@@ -216,15 +225,27 @@ def _user_data(kp: Keypair) -> dict[str, Any]:
     return {"access_key": kp.access_key, "role": kp.role, "status": "active"}
 
 
-@public
+def _login_blocked(request: web.Request, username: str) -> bool:
+    failures = request.app[LOGIN_FAILURES].get(username)
+    if failures is None:
+        return False
+    if time.time() - failures[0] >= LOGIN_BLOCK_TIME:
+        del request.app[LOGIN_FAILURES][username]
+        return False
+    return failures[1] >= LOGIN_ALLOWED_FAILS
+
+
+def _login_failed(request: web.Request, username: str) -> None:
+    failures = request.app[LOGIN_FAILURES].setdefault(username, [0.0, 0.0])
+    failures[0] = time.time()
+    failures[1] += 1
+
+
 async def login(request: web.Request) -> web.Response:
     logins = request.app[LOGINS]
     if request.cookies.get(COOKIE) in logins:
         raise Problem(400, "generic-bad-request", "Bad request.", "You have already logged in.")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise malformed_body() from None
+    body = await read_json(request)
     if not isinstance(body, dict) or not body.get("username") or not body.get("password"):
         raise Problem(
             400,
@@ -232,10 +253,28 @@ async def login(request: web.Request) -> web.Response:
             "Missing or invalid API parameters.",
             "username and password are required",
         )
+    username, password = body["username"], body["password"]
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise Problem(
+            400,
+            "invalid-api-params",
+            "Missing or invalid API parameters.",
+            "username and password must be strings",
+        )
+    if _login_blocked(request, username):
+        # The webserver's answer (web/server.py login_handler).
+        body = {
+            "type": "https://api.backend.ai/probs/too-many-requests",
+            "title": "Too many failed login attempts",
+        }
+        return web.Response(
+            status=429, text=json.dumps(body), content_type="application/problem+json"
+        )
     for kp in request.app[KEYPAIRS].values():
-        user_ok = body["username"] in (kp.user_email, kp.access_key)
-        pw_ok = bool(kp.password) and hmac.compare_digest(str(body["password"]), kp.password)
-        if user_ok and (pw_ok or hmac.compare_digest(str(body["password"]), kp.secret_key)):
+        user_ok = username in (kp.user_email, kp.access_key)
+        pw_ok = bool(kp.password) and _same(kp.password, password)
+        if user_ok and (pw_ok or _same(kp.secret_key, password)):
+            request.app[LOGIN_FAILURES].pop(username, None)
             token = secrets.token_urlsafe(24)
             logins[token] = kp.access_key
             resp = web.json_response({"authenticated": True, "data": _user_data(kp)})
@@ -246,19 +285,18 @@ async def login(request: web.Request) -> web.Response:
         "title": "Credential/signature mismatch.",
         "details": "User credential mismatch.",
     }
+    _login_failed(request, username)
     return web.json_response({"authenticated": False, "data": data}, status=401)
 
 
-@public
 async def logout(request: web.Request) -> web.Response:
     request.app[LOGINS].pop(request.cookies.get(COOKIE, ""), None)
-    old = parse_api_version(request.app[CONFIG].api_version) < (6, "20200815")
-    resp = web.Response(status=201 if old else 200)
+    ok_200 = request.app[CONFIG].features.has("logout_ok_200")
+    resp = web.Response(status=200 if ok_200 else 201)
     resp.del_cookie(COOKIE)
     return resp
 
 
-@public
 async def login_check(request: web.Request) -> web.Response:
     token = request.cookies.get(COOKIE, "")
     ak = request.app[LOGINS].get(token)
@@ -273,15 +311,3 @@ async def login_check(request: web.Request) -> web.Response:
         ),
         content_type="application/json",
     )
-
-
-def routes() -> list[tuple[str, str, Any]]:
-    return [
-        ("GET", "/auth", auth_test),
-        ("POST", "/auth", auth_test),
-        ("GET", "/auth/test", auth_test),
-        ("POST", "/auth/test", auth_test),
-        ("POST", "/server/login", login),
-        ("POST", "/server/logout", logout),
-        ("POST", "/server/login-check", login_check),
-    ]

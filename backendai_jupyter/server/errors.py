@@ -8,6 +8,7 @@ becomes a 500 problem body, never a traceback page.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -17,11 +18,13 @@ from ..client._problem import problem_body
 __all__ = [
     "Problem",
     "bad_request",
+    "decode_json",
     "invalid_api_params",
     "json_body",
     "malformed_body",
     "not_found",
     "problem_response",
+    "read_json",
 ]
 
 
@@ -72,15 +75,52 @@ def malformed_body() -> Problem:
     return Problem(400, "generic-bad-request", "Malformed request body.", "Malformed body")
 
 
+#: Deeper JSON than this is refused before it is decoded: nothing the API takes nests deeper, and
+#: Python's decoder (and every later ``json.dumps``) would otherwise hit the recursion limit.
+MAX_JSON_DEPTH = 64
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _too_deep(raw: str | bytes) -> bool:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return False
+    depth = 0
+    for m in _BRACKETS.finditer(_STRING.sub("", text)):
+        depth += 1 if m.group() in "[{" else -1
+        if depth > MAX_JSON_DEPTH:
+            return True
+    return False
+
+
+def decode_json(raw: str | bytes) -> Any:
+    """``json.loads`` that raises ``ValueError`` for everything a client can send wrong: bad
+    syntax, bad UTF-8, and nesting deeper than :data:`MAX_JSON_DEPTH`."""
+    if _too_deep(raw):
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(raw)
+    except RecursionError:  # pragma: no cover - the depth check comes first
+        raise ValueError("JSON nested too deeply") from None
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body decoded as JSON; the manager's "Malformed body" problem otherwise."""
+    try:
+        return decode_json(await request.read())
+    except ValueError:
+        raise malformed_body() from None
+
+
 async def json_body(request: web.Request, *, query_if_empty: bool = False) -> dict[str, Any]:
     """The request's JSON object; without a body ``{}`` — or, as the manager's
     ``check_api_params`` does for GETs, the query string when ``query_if_empty``."""
     if not request.can_read_body:
         return dict(request.query) if query_if_empty else {}
-    try:
-        data = await request.json()
-    except ValueError:
-        raise malformed_body() from None
+    data = await read_json(request)
     if not isinstance(data, dict):
         raise invalid_api_params("Input validation error")
     return data

@@ -23,12 +23,12 @@ from typing import Any
 from aiohttp import web
 
 from ..client._sse import encode_event
-from ..client._versioning import ApiVersion, parse_api_version
+from ..client._versioning import Features
 from .auth import ACCESS_KEY
 from .errors import Problem
 from .state import CONFIG, EVENTS, REGISTRY, ComputeSession, session_not_found
 
-__all__ = ["BgTask", "EventBus", "publish_session_event", "routes"]
+__all__ = ["BgTask", "EventBus", "publish_session_event"]
 
 PING_INTERVAL = 15.0
 _SESSION_DATA_KEYS = ("reason", "sessionName", "ownerAccessKey", "sessionId", "exitCode")
@@ -137,7 +137,7 @@ def publish_session_event(
 
 
 def translate(
-    name: str, data: dict[str, Any], version: ApiVersion
+    name: str, data: dict[str, Any], features: Features
 ) -> tuple[str, dict[str, Any]] | None:
     """Rename/drop a 26.x event for an older emulated API version.
 
@@ -145,13 +145,13 @@ def translate(
     reason ``triggered-by-scheduler`` (the user's reason is on ``session_terminating`` and
     ``kernel_terminated``), as observed on a real manager (cluster-facts §6).
     """
-    if version >= (9, "00000000"):
+    if features.has("events_26"):
         if name == "kernel_terminating":
             return None
         if name == "session_terminated":
             return name, {**data, "reason": "triggered-by-scheduler"}
         return name, data
-    if version >= (6, "00000000"):
+    if features.has("events_2009"):
         if name in _V6_NAMES:
             new = _V6_NAMES[name]
             return None if new is None else (new, data)
@@ -194,8 +194,8 @@ async def session_events(request: web.Request) -> web.StreamResponse:
         if found is None:
             raise session_not_found()  # 26.9.6: 404 when the named session does not exist yet
         wanted_id = found.id
-    version = parse_api_version(request.app[CONFIG].api_version)
-    if name != "*" and not session_id and version >= (9, "00000000"):
+    features = request.app[CONFIG].features
+    if name != "*" and not session_id and features.has("events_26"):
         scope = "session"  # 26.9.6: a sessionName-filtered stream carries no kernel_* events
     bus = request.app[EVENTS]
     queue = bus.subscribe()
@@ -219,7 +219,7 @@ async def session_events(request: web.Request) -> web.StreamResponse:
             kind = "kernel" if event.name.startswith("kernel_") else "session"
             if scope != "*" and kind not in scope.split(","):
                 continue
-            out = translate(event.name, event.data, version)
+            out = translate(event.name, event.data, features)
             if out is not None:
                 await resp.write(encode_event(event=out[0], data=json.dumps(out[1])))
     except (ConnectionResetError, asyncio.CancelledError):
@@ -236,8 +236,7 @@ async def bgtask_events(request: web.Request) -> web.StreamResponse:
     task = bus.bgtasks.get(task_id)
     if task is None:
         raise Problem(404, "generic-not-found", "Not found.", "No such background task.")
-    version = parse_api_version(request.app[CONFIG].api_version)
-    prefix = "bgtask_" if version >= (6, "00000000") else "task_"
+    prefix = "bgtask_" if request.app[CONFIG].features.has("events_2009") else "task_"
     queue = bus.subscribe()
     resp = await _open_stream(request)
     try:
@@ -258,10 +257,3 @@ async def bgtask_events(request: web.Request) -> web.StreamResponse:
     finally:
         bus.unsubscribe(queue)
     return resp
-
-
-def routes() -> list[tuple[str, str, Any]]:
-    return [
-        ("GET", "/events/session", session_events),
-        ("GET", "/events/background-task", bgtask_events),
-    ]

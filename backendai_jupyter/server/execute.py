@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import secrets
 import time
 from typing import Any
@@ -22,11 +21,11 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from .auth import ACCESS_KEY
-from .errors import Problem, invalid_api_params, json_body
+from .errors import Problem, decode_json, invalid_api_params, json_body
 from .kernels import Record, Run
 from .state import REGISTRY, ComputeSession
 
-__all__ = ["aggregate_console", "execute", "next_result", "routes", "start_run", "stream_execute"]
+__all__ = ["aggregate_console", "execute", "next_result", "start_run", "stream_execute"]
 
 REST_FLUSH = 2.0
 WS_FLUSH = 0.2
@@ -194,7 +193,7 @@ async def stream_execute(request: web.Request) -> web.StreamResponse:
         if first.type != WSMsgType.TEXT:
             return ws
         try:
-            params = json.loads(first.data)
+            params = decode_json(first.data)
             mode = params.get("mode", "query")
             if mode not in ("query", "batch") or not isinstance(params.get("code", ""), str):
                 raise ValueError(f"unsupported mode {mode!r}")
@@ -229,11 +228,3 @@ async def stream_execute(request: web.Request) -> web.StreamResponse:
             sess.process.interrupt()  # the client went away mid-run (manager does the same)
         await ws.close()
     return ws
-
-
-def routes() -> list[tuple[str, str, Any]]:
-    return [
-        ("POST", "/session/{session_name}", execute),
-        ("POST", "/session/{session_name}/complete", complete),
-        ("GET", "/stream/session/{session_name}/execute", stream_execute),
-    ]

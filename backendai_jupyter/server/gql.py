@@ -21,9 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..client._versioning import parse_api_version
 from .auth import ACCESS_KEY
-from .errors import Problem, malformed_body
+from .errors import Problem, read_json
 from .services import service_ports as _service_ports
 from .state import CONFIG, KEYPAIRS, REGISTRY, ComputeSession, Keypair
 
@@ -259,8 +258,7 @@ def _session_obj(app: web.Application, s: ComputeSession) -> dict[str, Any]:
 
 def _statuses(request: web.Request, raw: Any) -> set[str]:
     names = {x.strip() for x in str(raw or "").split(",") if x.strip()}
-    version = parse_api_version(request.app[CONFIG].api_version)
-    known = STATUSES if version >= (9, "20250722") else OLD_STATUSES
+    known = STATUSES if request.app[CONFIG].features.has("statuses_26") else OLD_STATUSES
     for name in sorted(names):
         if name not in known:
             raise GqlError(f"'{name}'")
@@ -413,10 +411,7 @@ def execute(request: web.Request, query: str, variables: dict[str, Any]) -> dict
 async def gql_handler(request: web.Request) -> web.Response:
     """``/admin/gql`` (standard ``{"data", "errors"}``, errors with HTTP 200 as on 26.9.6) and
     ``/admin/graphql`` (the bare data object; errors as a 400 problem)."""
-    try:
-        body = await request.json()
-    except ValueError:
-        raise malformed_body() from None
+    body = await read_json(request)
     if not isinstance(body, dict):
         body = {}
     standard = request.path.endswith("/gql")

@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import userconfig
 from .errors import Problem
 from .events import publish_session_event
 from .kernels import SessionProcess
@@ -286,20 +287,17 @@ class Scheduler:
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.exists() and not link.is_symlink():
                 link.symlink_to(host_dir, target_is_directory=True)
-        with contextlib.suppress(ImportError):
-            from . import userconfig  # type: ignore[attr-defined,unused-ignore]
-
-            for dot in userconfig.dotfiles_for(self.app, sess.access_key):
-                rel = str(dot["path"]).removeprefix("/home/work/").lstrip("/")
-                path = sess.workdir / rel
-                if sess.workdir.resolve() not in path.resolve().parents:
-                    continue
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(str(dot.get("data", "")))
-                path.chmod(int(str(dot.get("permission", "644")), 8))
-            script = userconfig.bootstrap_script_for(self.app, sess.access_key)
-            if script and not sess.bootstrap_script:
-                sess.bootstrap_script = script
+        for dot in userconfig.dotfiles_for(self.app, sess.access_key):
+            rel = str(dot["path"]).removeprefix("/home/work/").lstrip("/")
+            path = sess.workdir / rel
+            if sess.workdir.resolve() not in path.resolve().parents:
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(str(dot.get("data", "")))
+            path.chmod(int(str(dot.get("permission", "644")), 8))
+        script = userconfig.bootstrap_script_for(self.app, sess.access_key)
+        if script and not sess.bootstrap_script:
+            sess.bootstrap_script = script
 
     async def _start(self, sess: ComputeSession) -> None:
         app = self.app

@@ -23,13 +23,12 @@ from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, MultipartWriter, web
 
-from . import services
+from . import folders, services, userconfig
 from .auth import ACCESS_KEY
 from .errors import Problem, invalid_api_params, json_body
-from .gql import gql_handler
 from .state import CONFIG, KEYPAIRS, REGISTRY, SCHEDULER, ComputeSession
 
-__all__ = ["gql_handler", "routes"]
+__all__ = ["create", "destroy", "info"]
 
 _NAME_RE = re.compile(r"^(?=.{4,64}$)\w[\w.-]*\w$", re.ASCII)
 MAX_UPLOAD_PARTS = 20
@@ -93,10 +92,6 @@ async def create_from_template(request: web.Request) -> web.Response:
     template_id = _pick(body, "template_id", "templateId")
     if not template_id:
         raise invalid_api_params("Input validation error", {"template_id": "is required"})
-    try:
-        from . import userconfig  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        raise Problem(404, "task-template-not-found", "Task template not found.") from None
     base = _from_template(userconfig.get_template(request.app, str(template_id)))
     config = {**base.pop("config"), **(body.get("config") or {})}
     merged = {**base, **{k: v for k, v in body.items() if v is not None}, "config": config}
@@ -153,10 +148,6 @@ async def _create(request: web.Request, body: dict[str, Any]) -> web.Response:
     mount_map = dict(_pick(config, "mount_map", "mountMap", default={}) or {})
     resolved: list[tuple[Path, str]] = []
     if mounts:
-        try:
-            from . import folders  # type: ignore[attr-defined,unused-ignore]
-        except ImportError:
-            raise Problem(404, "vfolder-not-found", "Virtual folder not found.") from None
         resolved = folders.mount_paths(app, mounts, mount_map)
     sid = str(uuid.uuid4())
     sess = ComputeSession(
@@ -409,25 +400,3 @@ async def list_files(request: web.Request) -> web.Response:
     return web.json_response(
         {"files": json.dumps(entries), "errors": errors, "abspath": abspath.rstrip("/")}
     )
-
-
-def routes() -> list[tuple[str, str, Any]]:
-    return [
-        ("POST", "/session", create),
-        ("POST", "/session/_/create", create),
-        ("POST", "/session/_/create-from-template", create_from_template),
-        ("GET", "/session/_/match", match),
-        ("GET", "/session/{session_name}", info),
-        ("DELETE", "/session/{session_name}", destroy),
-        ("PATCH", "/session/{session_name}", restart),
-        ("POST", "/session/{session_name}/interrupt", interrupt),
-        ("GET", "/session/{session_name}/logs", logs),
-        ("GET", "/session/{session_name}/status-history", status_history),
-        ("POST", "/session/{session_name}/rename", rename),
-        ("POST", "/session/{session_name}/upload", upload),
-        ("GET", "/session/{session_name}/download", download),
-        ("POST", "/session/{session_name}/download", download),
-        ("GET", "/session/{session_name}/download_single", download_single),
-        ("POST", "/session/{session_name}/download_single", download_single),
-        ("GET", "/session/{session_name}/files", list_files),
-    ]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..client._versioning import Features, features_for, parse_api_version
 from .errors import Problem
 
 if TYPE_CHECKING:
@@ -67,6 +68,11 @@ class ServerConfig:
     @property
     def sessions_dir(self) -> Path:
         return self.data_dir / "sessions"
+
+    @property
+    def features(self) -> Features:
+        """What the emulated version has (the version table shared with the client)."""
+        return features_for(parse_api_version(self.api_version))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Storage / user-config tests: the modules under test mounted on a minimal in-process app.
 
 ``create_app`` (the real server core) is written in parallel; until it is usable these tests build
-a ``web.Application`` with just what ``folders.setup`` / ``userconfig.setup`` need: the config and
+a ``web.Application`` with just what the folder and user-config routes need: the config and
 keypairs AppKeys, a scheduler stand-in for ``resource_usage``, the problem+json error middleware and
 a fake auth middleware that stores ``request["keypair"]`` (header ``X-Test-AK`` picks the caller).
 """
@@ -16,9 +16,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from backendai_jupyter.server import auth, folders, userconfig
+from backendai_jupyter.server import auth, folders
 from backendai_jupyter.server.errors import Problem, problem_response
+from backendai_jupyter.server.folders import FOLDER_STORE, FolderStore
+from backendai_jupyter.server.routes import register_routes
 from backendai_jupyter.server.state import CONFIG, KEYPAIRS, SCHEDULER, Keypair, ServerConfig
+from backendai_jupyter.server.userconfig import USER_CONFIG, UserConfigStore
 
 AK1 = "AKIATESTUSER1AAAAAAA"
 AK2 = "AKIATESTUSER2BBBBBBB"
@@ -54,8 +57,9 @@ def make_app(data_dir: Path, api_version: str = "v9.20250722") -> web.Applicatio
         AK2: Keypair(AK2, "s2", user_email="two@localhost"),
     }
     app[SCHEDULER] = FakeScheduler()  # type: ignore[misc]
-    folders.setup(app)
-    userconfig.setup(app)
+    app[FOLDER_STORE] = FolderStore(app)
+    app[USER_CONFIG] = UserConfigStore(app)
+    register_routes(app, app[CONFIG].features, groups={"folders", "userconfig"})
     return app
 
 

@@ -6,7 +6,6 @@ parameter rules (``check_api_params``) and permission checks are written once.
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import auth as _auth
-from ..errors import Problem, invalid_api_params
+from ..errors import Problem, decode_json, invalid_api_params
 from ..state import KEYPAIRS
 from .store import FOLDER_STORE, Folder, FolderStore
 
@@ -52,7 +51,7 @@ async def _params(request: web.Request) -> dict[str, Any]:
         raw = await request.read()
         if raw.strip():
             try:
-                body = json.loads(raw)
+                body = decode_json(raw)
             except ValueError:
                 raise invalid_api_params("Malformed body") from None
             if isinstance(body, dict):

@@ -209,7 +209,7 @@ async def _purge(request: web.Request, f: Folder) -> web.Response:
 def _has_trash_bin(app: web.Application) -> bool:
     """Managers before 24.03 (API v8.20240315) delete at once; later ones use a trash bin."""
     cfg = app.get(CONFIG)
-    return cfg is None or str(cfg.api_version) >= "v8.20240315"
+    return cfg is None or cfg.features.has("folder_trash_bin")
 
 
 async def delete_by_name(request: web.Request) -> web.Response:

@@ -27,7 +27,6 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ...client._fileio import BatchedFileWriter
-from .. import auth as _auth
 from ..errors import Problem, invalid_api_params
 from .context import _flag, _folder, _json, _params, _store
 from .store import FolderStore, Upload, _op_failed, confine
@@ -193,7 +192,6 @@ async def _finish_upload(
     up.done = True
 
 
-@_auth.public
 async def tus_options(request: web.Request) -> web.Response:
     return web.Response(status=200, headers=_tus_headers({
         "Tus-Version": "1.0.0",
@@ -202,13 +200,11 @@ async def tus_options(request: web.Request) -> web.Response:
     }))
 
 
-@_auth.public
 async def tus_head(request: web.Request) -> web.Response:
     _, up, part, _ = _upload_of(request)
     return web.Response(status=200, headers=_progress_headers(_received(up, part), up))
 
 
-@_auth.public
 async def tus_patch(request: web.Request) -> web.Response:
     store, up, part, root = _upload_of(request)
     raw_offset = request.headers.get("Upload-Offset", "")
@@ -248,7 +244,6 @@ async def tus_patch(request: web.Request) -> web.Response:
     return web.Response(status=204, headers=_progress_headers(written, up))
 
 
-@_auth.public
 async def tus_delete(request: web.Request) -> web.Response:
     store, up, part, _ = _upload_of(request)
     async with up.lock:
@@ -312,7 +307,6 @@ async def _send_path(
         tmp.unlink(missing_ok=True)
 
 
-@_auth.public
 async def download(request: web.Request) -> web.StreamResponse:
     store = _store(request)
     claims = verify_token(store.secret, request.query.get("token", ""), "download")
