@@ -38,7 +38,7 @@ from pathlib import Path
 
 from backendai_jupyter.client import Client, ClientConfig, parse_endpoints
 from backendai_jupyter.client.apps import AppProxy
-from backendai_jupyter.magics._loop import BackgroundLoop
+from backendai_jupyter.workspace.loop import BackgroundLoop
 
 BLOCK = 1 << 20
 TICK = os.sysconf("SC_CLK_TCK")

@@ -11,6 +11,7 @@ from ._exceptions import (
     ConfigError,
     ConflictError,
     ConnectError,
+    LocalEndpointError,
     NotFoundError,
     ParseError,
     ProtocolError,
@@ -19,6 +20,7 @@ from ._exceptions import (
     RequestTimeout,
     ServerError,
     SessionError,
+    SessionGone,
 )
 from ._models import (
     ConsoleItem,
@@ -49,6 +51,7 @@ __all__ = [
     "Execution",
     "Finished",
     "FolderInfo",
+    "LocalEndpointError",
     "NotFoundError",
     "Output",
     "ParseError",
@@ -59,6 +62,7 @@ __all__ = [
     "ServerError",
     "ServicePort",
     "SessionError",
+    "SessionGone",
     "SessionInfo",
     "StepFinished",
     "WaitingInput",

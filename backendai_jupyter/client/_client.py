@@ -69,12 +69,10 @@ class Client:
     def from_env(cls, **overrides: Any) -> Client:
         """A client for ``BACKEND_*`` (keyword arguments win over them).
 
-        With no endpoint configured, this starts (or reuses) the embedded local endpoint, which
-        can take a second: call it before entering latency-sensitive code.
+        Raises :class:`ConfigError` when no endpoint is configured (the fallback to the
+        embedded local endpoint is :func:`backendai_jupyter.workspace.load_config`'s).
         """
-        from .defaults import load_config
-
-        return cls(load_config(**overrides))
+        return cls(ClientConfig.from_env(**overrides))
 
     def __repr__(self) -> str:
         return (

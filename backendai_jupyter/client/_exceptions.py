@@ -4,7 +4,8 @@
 
     BackendAIError                      everything this package raises on purpose
     ├── ConfigError                     bad configuration or bad user input (flags, URLs, keys)
-    │   └── ParseError                  a malformed resource flag, range expression, ...
+    │   ├── ParseError                  a malformed resource flag, range expression, ...
+    │   └── LocalEndpointError          the embedded local endpoint (the fallback) did not start
     ├── APIError                        the server answered with a non-2xx status
     │   ├── BadRequestError             400 (validation, clock skew, malformed auth header)
     │   ├── AuthError                   401 / 403
@@ -17,6 +18,7 @@
     │   ├── RequestTimeout              a connect or read timeout
     │   └── ProtocolError               the server said something we cannot understand
     ├── SessionError                    a compute session ended or failed while we used it
+    │   └── SessionGone                 the proxy kernel's session died remotely (variables lost)
     └── RemoteError                     user code failed inside the session (carries the traceback)
 
 Every message is one line and never contains a secret key.
@@ -42,8 +44,10 @@ __all__ = [
     "QuotaError",
     "RemoteError",
     "RequestTimeout",
+    "LocalEndpointError",
     "ServerError",
     "SessionError",
+    "SessionGone",
 ]
 
 
@@ -57,6 +61,10 @@ class ConfigError(BackendAIError):
 
 class ParseError(ConfigError, ValueError):
     """A malformed flag or expression (resource flag, range expression, ...)."""
+
+
+class LocalEndpointError(ConfigError):
+    """No endpoint is configured and the embedded local endpoint (the fallback) did not start."""
 
 
 class APIError(BackendAIError):
@@ -164,6 +172,20 @@ class SessionError(BackendAIError):
         self.session = session
         self.status = status
         super().__init__(message)
+
+
+class SessionGone(SessionError):
+    """The kernel's session died remotely (idle timeout, OOM, an administrator, ...)."""
+
+    def __init__(self, name: str, reason: str | None) -> None:
+        self.name = name
+        self.reason = reason
+        why = f" ({reason})" if reason else ""
+        super().__init__(
+            f"The Backend.AI session {name!r} has ended{why}. Its variables are lost; "
+            "run the cell again to start a new session.",
+            session=name,
+        )
 
 
 class RemoteError(BackendAIError):

@@ -1,5 +1,20 @@
-"""The "Backend.AI Python (remote GPU)" proxy kernel."""
+"""The "Backend.AI Python (remote GPU)" proxy kernel.
 
-from .kernel import BackendAIKernel
+``BackendAIKernel`` is imported on first use, so that the pure modules of this package
+(:mod:`.bootstrap`, the remote side of the rich channel; :mod:`.routing`) can be imported
+without ipykernel by the workspace and the magics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["BackendAIKernel"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BackendAIKernel":
+        from .kernel import BackendAIKernel
+
+        return BackendAIKernel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """``%backendai app``: the magics' side of :class:`backendai_jupyter.client.apps.AppProxy`.
 
 The proxy (one websocket per local TCP connection, protocol.md §8.1) lives in ``client/apps.py``;
-the magics start it on the background loop (``_loop``), keep it in the Magics instance and stop
+the magics start it on the workspace loop, keep it in the Magics instance and stop
 it on ``%backendai app --stop`` or when the kernel process exits.
 """
 

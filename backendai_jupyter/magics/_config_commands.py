@@ -1,7 +1,8 @@
-"""``config``, ``login``, ``logout``: the connection settings of this kernel's client.
+"""``config``, ``login``, ``logout``, ``kernel``: the workspace's configuration and session.
 
-Settings are ``BACKEND_*`` overrides kept on the :class:`~.magics.BackendAIMagics` instance
-(applied with its ``_apply_env``), never in ``os.environ``.
+One grammar (:func:`~..workspace.split_items`) for connection and session settings; changes
+live in the process's workspace (never in ``os.environ``) and apply to these magics at once and
+to the Backend.AI kernel's next session.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from IPython.core.error import UsageError
 
-from ..client import AuthError
+from ..client import AuthError, ConfigError
 from ._parser import PROG
 from .errors import CommandError
 from .results import Table
@@ -20,45 +21,56 @@ from .results import Table
 if TYPE_CHECKING:
     from .magics import BackendAIMagics
 
-_CONFIG_KEYS = {
-    "endpoint": "ENDPOINT", "endpoint_type": "ENDPOINT_TYPE", "access_key": "ACCESS_KEY",
-    "secret_key": "SECRET_KEY", "domain": "DOMAIN", "group": "GROUP",
-    "vfolder_mounts": "VFOLDER_MOUNTS", "skip_ssl_verify": "SKIP_SSLCERT_VALIDATION",
-    "api_version": "API_VERSION",
-}
+
+def _prompt_secrets(items: list[str]) -> list[str]:
+    """``secret_key`` without a value: ask for it (it never goes through the line)."""
+    return [
+        f"secret_key={getpass.getpass('Secret key: ')}"
+        if item.strip().lower().replace("-", "_") == "secret_key" else item
+        for item in items
+    ]
 
 
 def config(m: BackendAIMagics, args: argparse.Namespace, cell: str | None) -> Table | None:
+    ws = m.workspace
     if args.ccommand == "reset":
-        m._env_overrides.clear()
-        m._reset_client()
+        ws.reset()
         m._status("✓ Configuration reset to the BACKEND_* environment.")
         return None
     if args.ccommand == "set":
-        changes: dict[str, str] = {}
-        for item in args.items:
-            key, sep, value = item.partition("=")
-            key = key.strip().lower()
-            if key not in _CONFIG_KEYS:
-                raise UsageError(f"{PROG} config set: unknown key {key!r} "
-                                 f"(one of {', '.join(_CONFIG_KEYS)})")
-            if not sep:
-                if key != "secret_key":
-                    raise UsageError(f"{PROG} config set: expected KEY=VALUE, got {item!r}")
-                value = getpass.getpass("Secret key: ")
-            changes["BACKEND_" + _CONFIG_KEYS[key]] = value.strip()
-        m._apply_env(changes)
-        m._status("✓ Configuration updated.")
+        try:
+            change = ws.configure(_prompt_secrets(args.items))
+        except ConfigError as e:
+            raise UsageError(f"{PROG} config set: {e}") from None
+        m._status(change.describe())
         return None
-    info = m.client_config.describe()
-    return Table(("setting", "value"), tuple(info.items()), "Backend.AI configuration")
+    return Table(("setting", "value"), tuple(ws.describe()), "Backend.AI configuration")
+
+
+def kernel(m: BackendAIMagics, args: argparse.Namespace, cell: str | None) -> None:
+    ws = m.workspace
+    session = ws.session
+    if args.kcommand == "stop":
+        if ws.run(ws.stop_session()):
+            m._status("✓ Kernel session stopped; the next remote cell starts a new one.")
+        else:
+            m._status("No kernel session is running.")
+        return
+    if session.active:
+        mode = "rich" if session.rich else "plain"
+        print(f"session {session.session_name} ({session.session_id}), {mode} output")
+    else:
+        print("no kernel session yet; the Backend.AI kernel starts one with its first remote cell")
 
 
 def login(m: BackendAIMagics, args: argparse.Namespace, cell: str | None) -> None:
-    changes = {"BACKEND_ENDPOINT_TYPE": "session"}
+    items = ["endpoint_type=session"]
     if args.endpoint:
-        changes["BACKEND_ENDPOINT"] = args.endpoint
-    m._apply_env(changes)
+        items.append(f"endpoint={args.endpoint}")
+    try:
+        m.workspace.configure(items)
+    except ConfigError as e:
+        raise UsageError(f"{PROG} login: {e}") from None
     username = args.username or input("Username: ")
     password = getpass.getpass("Password: ")
     client = m.client

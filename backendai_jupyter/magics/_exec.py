@@ -1,8 +1,11 @@
-"""Runs and sweeps: the async work (on the background loop) and the pump that shows its output.
+"""Runs and sweeps: the async work (on the workspace loop) and the pump that shows its output.
 
-The coroutines here run on the background loop (``_loop``) and never touch ``sys.stdout`` or
-IPython's display machinery: they put :data:`Note` items into a thread-safe queue, and
-:func:`drive` -- running in the magic's own thread -- renders them. That keeps output in the
+The coroutines here run on the workspace's loop and never touch ``sys.stdout`` or IPython's
+display machinery. A run's output goes through the one execution path
+(:func:`~..workspace.relay`, rich channel included: every interactive session a run starts gets
+the same bootstrap as the proxy kernel's) into an :class:`EmitSink`, which puts :data:`Note`
+items into a thread-safe queue; :func:`drive` -- running in the magic's own thread -- renders
+them. That keeps output in the
 cell that asked for it (ipykernel routes output by the calling thread's parent message), lets
 ``input()`` in remote code be answered with the notebook's own prompt, and makes a
 ``KeyboardInterrupt`` cancel the work *and* wait for its clean-up (destroying sessions).
@@ -20,24 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from ..client import (
-    BackendAIError,
-    Client,
-    Finished,
-    NotFoundError,
-    Output,
-    StepFinished,
-    WaitingInput,
-)
+from ..client import BackendAIError, Client, NotFoundError, StepFinished
 from ..client.parsing import Case
 from ..client.sessions import new_session_name
-from ..display.outputs import Message, console_to_messages
-from . import _loop
+from ..display.outputs import Message
+from ..workspace import current, install_rich, relay
+from ..workspace.session import with_header
 from .results import CaseResult, RunResult
 
 __all__ = [
     "CaseDone",
     "CaseStarted",
+    "EmitSink",
     "InputRequest",
     "RunSpec",
     "Show",
@@ -151,35 +148,60 @@ async def _complete(coro: Coroutine[Any, Any, None]) -> None:
         raise asyncio.CancelledError
 
 
+class EmitSink:
+    """The magics' :class:`~..workspace.Sink`: collects a run's messages; when ``live``, also
+    emits them (and input requests) to the magic's thread. A sweep case is not live: an
+    ``input()`` there gets an empty line."""
+
+    def __init__(self, emit: Emit, live: bool, quiet: bool) -> None:
+        self.emit = emit
+        self.live = live
+        self.quiet = quiet
+        self.messages: list[Message] = []
+        self.error: dict[str, Any] | None = None
+
+    def publish(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        *,
+        metadata: dict[str, Any] | None = None,
+        buffers: Sequence[bytes] | None = None,
+    ) -> None:
+        message = (msg_type, content)
+        if msg_type == "error":
+            self.error = content
+        self.messages.append(message)
+        if self.live:
+            self.emit(Show(message))
+
+    async def ask(self, prompt: str, password: bool) -> str | None:
+        if not self.live:
+            return ""
+        reply: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.emit(InputRequest(prompt, password, reply))
+        return await reply
+
+    def notice(self, event: object) -> None:
+        if isinstance(event, StepFinished) and event.step == "build" and event.exit_code:
+            if self.live and not self.quiet:
+                self.emit(Status(f"✗ build failed (exit code {event.exit_code})"))
+
+
 async def _execute(
-    client: Client, sid: str, spec: RunSpec, case: Case, emit: Emit, live: bool,
-    out: list[Message],
+    client: Client, sid: str, spec: RunSpec, case: Case, sink: EmitSink, nonce: str | None
 ) -> int | None:
     if spec.code is not None:
-        run = client.sessions.execute(sid, spec.code)
+        run = client.sessions.execute(sid, with_header(spec.code, nonce, allow_stdin=sink.live))
     else:
         options = {"clean": "*", "build": spec.build or "*", "exec": case.exec or "*"}
         run = client.sessions.execute(sid, "", mode="batch", options=options)
-    exit_code: int | None = None
-    async for event in run:
-        if isinstance(event, Output):
-            for message in console_to_messages(event.item.kind, event.item.data):
-                out.append(message)
-                if live:
-                    emit(Show(message))
-        elif isinstance(event, WaitingInput):
-            if live:
-                reply: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-                emit(InputRequest(event.prompt, event.is_password, reply))
-                await run.send_input(await reply)
-            else:  # a sweep case cannot ask the user: answer with an empty line
-                await run.send_input("")
-        elif isinstance(event, StepFinished):
-            if event.step == "build" and event.exit_code and not spec.quiet and live:
-                emit(Status(f"✗ build failed (exit code {event.exit_code})"))
-        elif isinstance(event, Finished):
-            exit_code = event.exit_code
-    return exit_code
+        nonce = None  # a batch command's output is not IPython's
+    outcome = await relay(run, sink, nonce=nonce)
+    if outcome.error is not None and not outcome.exit_code:
+        # The rich channel reported the exception itself; some runners then say exit code 0.
+        return 1
+    return outcome.exit_code
 
 
 async def _wait_batch(client: Client, sid: str, poll: float = 0.5) -> tuple[int | None, str]:
@@ -213,7 +235,8 @@ async def run_session(
     """
     name = name or spec.name or new_session_name()
     started = time.monotonic()
-    out: list[Message] = []
+    sink = EmitSink(emit, live, spec.quiet)
+    out = sink.messages
     sid = ""
     exit_code: int | None = None
     status = ""
@@ -246,7 +269,9 @@ async def run_session(
                 await client.sessions.upload(sid, spec.files, basedir=spec.basedir)
                 if live and not spec.quiet:
                     emit(Status(f"✓ Uploaded {len(spec.files)} file(s)."))
-            exit_code = await _execute(client, sid, spec, case, emit, live, out)
+            rich = await install_rich(client, sid) if spec.code is not None else None
+            nonce = rich[0] if rich is not None else None
+            exit_code = await _execute(client, sid, spec, case, sink, nonce)
         status = "FINISHED"
         if live and not spec.quiet:
             mark = "✓" if exit_code == 0 else "✗"
@@ -260,7 +285,7 @@ async def run_session(
     stdout = "".join(c["text"] for t, c in out if t == "stream" and c["name"] == "stdout")
     stderr = "".join(c["text"] for t, c in out if t == "stream" and c["name"] == "stderr")
     return RunResult(sid, name, exit_code, stdout, stderr, time.monotonic() - started,
-                     tuple(out), status)
+                     tuple(out), status, sink.error)
 
 
 # -- sweeps ----------------------------------------------------------------------------------
@@ -315,7 +340,7 @@ def drive(
     On ``KeyboardInterrupt`` the task is cancelled, its clean-up is awaited (up to
     ``cleanup_timeout`` seconds) and the interrupt is re-raised.
     """
-    bg = _loop.get_loop()
+    bg = current().loop
     notes: queue.SimpleQueue[Note] = queue.SimpleQueue()
     holder: list[asyncio.Task[Any]] = []
 

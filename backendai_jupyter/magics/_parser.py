@@ -14,7 +14,15 @@ from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
 
-__all__ = ["PROG", "HelpShown", "MagicParser", "build_parser", "parse_line", "split_line"]
+__all__ = [
+    "PROG",
+    "HelpShown",
+    "MagicParser",
+    "build_parser",
+    "normalize_argv",
+    "parse_line",
+    "split_line",
+]
 
 PROG = "%backendai"
 
@@ -270,20 +278,44 @@ def build_parser() -> MagicParser:
     act.add_argument("--list", action="store_true", help="list the running proxies")
     act.add_argument("--stop", metavar="PORT|all", help="stop a proxy (or all of them)")
 
-    c = _sub(sub, "config", "show the configuration (never the secret key)")
+    c = _sub(sub, "config", "show or change the configuration (never shows the secret key)",
+             description="Show or change this process's configuration: where to connect and "
+             "what session the Backend.AI kernel starts. One grammar for both; a change applies "
+             "to these magics at once and to the kernel's next session (a running kernel "
+             "session keeps its settings until %backendai kernel stop). "
+             "`config KEY=VALUE ...` is short for `config set KEY=VALUE ...`.")
     cs = c.add_subparsers(dest="ccommand", metavar="COMMAND")
     _sub(cs, "show", "show the configuration (default)")
-    p = _sub(cs, "set", "change settings for this IPython session")
+    p = _sub(cs, "set", "change settings for this process")
     p.add_argument("items", nargs="+", metavar="KEY=VALUE",
-                   help="endpoint, endpoint_type, access_key, secret_key (no value: prompt), "
-                        "domain, group, vfolder_mounts, skip_ssl_verify, api_version")
+                   help="connection: endpoint, endpoint_type, access_key, secret_key (no "
+                        "value: prompt), domain, group, vfolder_mounts, skip_ssl_verify, "
+                        "api_version; session: image, resources (cpu=2,mem=4g), mounts, env "
+                        "(A=1;B=2), start (first-cell|kernel-start), keep, name, rich, "
+                        "scaling_group")
     _sub(cs, "reset", "forget the changes; read BACKEND_* again")
+
+    k = _sub(sub, "kernel", "the Backend.AI kernel's own session (status, stop)")
+    ks = k.add_subparsers(dest="kcommand", metavar="COMMAND")
+    _sub(ks, "status", "show the kernel session (default)")
+    _sub(ks, "stop", "destroy the kernel session now; the next remote cell starts a new one")
+    _sub(ks, "config", "show the configuration (as %backendai config)")
 
     p = _sub(sub, "login", "log in to a session-mode endpoint (password prompted)")
     p.add_argument("-u", "--username", help="user name or e-mail (else: prompted)")
     p.add_argument("--endpoint", help="webserver URL (default: the configured endpoint)")
     _sub(sub, "logout", "log out of a session-mode endpoint")
     return parser
+
+
+def normalize_argv(argv: list[str]) -> list[str]:
+    """Shorthands, pure: ``config KEY=VALUE ...`` → ``config set KEY=VALUE ...``;
+    ``kernel config ...`` → ``config ...``."""
+    if argv[:2] == ["kernel", "config"]:
+        argv = ["config", *argv[2:]]
+    if argv[:1] == ["config"] and len(argv) > 1 and "=" in argv[1]:
+        argv = ["config", "set", *argv[1:]]
+    return argv
 
 
 def split_line(line: str) -> list[str]:

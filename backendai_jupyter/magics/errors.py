@@ -23,7 +23,9 @@ class RunFailed(RemoteError):
 
     def __init__(self, result: RunResult) -> None:
         ename, evalue = ("RemoteError", "")
-        if result.stderr:
+        if result.error is not None:
+            ename, evalue = str(result.error.get("ename")), str(result.error.get("evalue"))
+        elif result.stderr:
             ename, evalue = parse_traceback_text(result.stderr)
         where = f"exit code {result.exit_code} in session {result.session_name}"
         # The output (traceback included) was already streamed into the cell: one line here.

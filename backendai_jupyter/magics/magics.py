@@ -2,9 +2,11 @@
 
 One magic, one sub-command per CLI command (``run``, ``start``, ``ps``, ``rm``, ``events``,
 ``logs``, ``upload``, ``download``, ``vfolder ...``, ``sesstpl ...``, ``start-template``,
-``dotfile ...``, ``app``, ``config``, ``login``, ``logout``). Every handler parses with argparse
-(``_parser.py``), calls the async client through the background loop (``_loop``/``_exec.drive``)
-and returns an object (``results.py``): listings are :class:`Table`\\ s, ``run`` returns a
+``dotfile ...``, ``app``, ``config``, ``login``, ``logout``, ``kernel``). Every handler parses
+with argparse (``_parser.py``), calls the async client of the process's workspace
+(:mod:`backendai_jupyter.workspace`: one configuration, client, loop and kernel session, shared
+with the proxy kernel) through its loop (``workspace.run``/``_exec.drive``) and returns an
+object (``results.py``): listings are :class:`Table`\\ s, ``run`` returns a
 :class:`RunResult` (or a :class:`SweepResult` for ``--env-range``/``--exec-range``).
 
 Errors: a bad line is a one-line ``UsageError``; a server or client failure is a
@@ -24,9 +26,8 @@ import argparse
 import atexit
 import functools
 import getpass
-import os
 import sys
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from IPython.core.error import UsageError
@@ -35,19 +36,18 @@ from IPython.display import clear_output, publish_display_data
 from IPython.utils.text import DollarFormatter
 
 from ..client import BackendAIError, Client, ClientConfig, ParseError, RemoteError
-from ..client.defaults import load_config
 from ..display.outputs import Message
+from ..workspace import Workspace, current
 from . import (
     _config_commands,
     _exec,
     _folder_commands,
-    _loop,
     _run_commands,
     _session_commands,
     _userconfig_commands,
 )
 from ._app import AppProxy, parse_bind, start_proxy
-from ._parser import PROG, HelpShown, build_parser, split_line
+from ._parser import PROG, HelpShown, build_parser, normalize_argv, split_line
 from .errors import CommandError, RunFailed
 from .results import RunResult, SweepResult, Table
 
@@ -55,7 +55,7 @@ __all__ = ["BackendAIMagics", "CommandError", "RunFailed", "render_message"]
 
 T = TypeVar("T")
 
-_NESTED = ("vcommand", "tcommand", "dcommand", "ccommand")
+_NESTED = ("vcommand", "tcommand", "dcommand", "ccommand", "kcommand")
 
 
 def render_message(message: Message) -> None:
@@ -83,15 +83,13 @@ def render_message(message: Message) -> None:
 
 @magics_class
 class BackendAIMagics(Magics):
-    """Backend.AI magics; see ``%backendai --help``. State (config, client, app proxies) lives
-    on this instance, never in module globals."""
+    """Backend.AI magics; see ``%backendai --help``. Configuration, client and kernel session
+    belong to the process's workspace (shared with the proxy kernel); app proxies live here."""
 
-    def __init__(self, shell: Any = None) -> None:
+    def __init__(self, shell: Any = None, workspace: Workspace | None = None) -> None:
         super().__init__(shell)
         self._parser = build_parser()
-        self._env_overrides: dict[str, str] = {}
-        self._config: ClientConfig | None = None
-        self._client: Client | None = None
+        self.workspace = workspace or current()
         self.proxies: dict[int, AppProxy] = {}
         self.last_result: RunResult | SweepResult | None = None
         self._line_start = True
@@ -105,7 +103,7 @@ class BackendAIMagics(Magics):
             "vfolder": _folder_commands.vfolder, "sesstpl": _userconfig_commands.sesstpl,
             "dotfile": _userconfig_commands.dotfile,
             "config": _config_commands.config, "login": _config_commands.login,
-            "logout": _config_commands.logout,
+            "logout": _config_commands.logout, "kernel": _config_commands.kernel,
         }
         self._handlers: dict[str, Callable[[argparse.Namespace, str | None], Any]] = {
             name: functools.partial(handler, self) for name, handler in handlers.items()
@@ -129,7 +127,7 @@ class BackendAIMagics(Magics):
         if want_help:
             argv = [*argv, "--help"]
         try:
-            args, extra = self._parser.parse_known_args(argv)
+            args, extra = self._parser.parse_known_args(normalize_argv(argv))
         except HelpShown:
             return None
         if extra:
@@ -145,8 +143,6 @@ class BackendAIMagics(Magics):
             raise
         except BackendAIError as e:
             raise CommandError(f"{PROG} {args.command}: {e}") from e
-        except RuntimeError as e:  # the local endpoint did not start
-            raise CommandError(f"{PROG} {args.command}: {e}") from e
 
     def _expand(self, text: str) -> str:
         try:
@@ -159,31 +155,18 @@ class BackendAIMagics(Magics):
 
     @property
     def client_config(self) -> ClientConfig:
-        if self._config is None:
-            env = {**os.environ, **self._env_overrides}
-            self._config = load_config(env)
-        return self._config
+        return self.workspace.client_config()
 
     @property
     def client(self) -> Client:
-        if self._client is None:
-            config = self.client_config
-
-            async def make() -> Client:
-                return Client(config)
-
-            self._client = _loop.run(make())
-            # Close the HTTP session before the loop thread stops at exit (no "Unclosed" noise).
-            atexit.register(self._reset_client)
-        return self._client
+        return self.workspace.run(self.workspace.client())
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return _loop.run(coro)
+        return self.workspace.run(coro)
 
     def close(self) -> None:
-        """Stop every app proxy and close the client (``%unload_ext``)."""
+        """Stop every app proxy (``%unload_ext``); the workspace keeps its client."""
         self._stop_proxies()
-        self._reset_client()
 
     def _stop_proxies(self) -> None:
         """Also registered with ``atexit``: the kernel's shutdown ends the process normally."""
@@ -194,23 +177,6 @@ class BackendAIMagics(Magics):
                 self._call(proxy.aclose())
             except Exception:  # the loop may already be gone at exit
                 pass
-
-    def _reset_client(self) -> None:
-        client, self._client, self._config = self._client, None, None
-        if client is not None:
-            atexit.unregister(self._reset_client)
-            self._call(client.close())
-
-    def _apply_env(self, changes: Mapping[str, str]) -> None:
-        """Set ``BACKEND_*`` overrides (``config set``, ``login``); the next call reconnects."""
-        new = {**self._env_overrides, **changes}
-        try:
-            config = load_config({**os.environ, **new})
-        except BackendAIError as e:  # ConfigError: a bad value
-            raise UsageError(f"{PROG} config: {e}") from None
-        self._reset_client()
-        self._env_overrides = new
-        self._config = config
 
     def _status(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)

@@ -115,6 +115,9 @@ class RunResult:
     duration: float
     outputs: tuple[Message, ...] = field(default=(), repr=False)
     status: str = ""
+    error: dict[str, Any] | None = field(default=None, repr=False)
+    """The remote exception as Jupyter's ``error`` content (ename, evalue, traceback), when the
+    rich channel reported one."""
 
     @property
     def ok(self) -> bool:

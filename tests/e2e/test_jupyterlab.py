@@ -119,7 +119,7 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def folder_listing(env: dict[str, str], folder: str) -> dict[str, int]:
     from backendai_jupyter.client import Client, ClientConfig
-    from backendai_jupyter.magics._loop import run
+    from backendai_jupyter.workspace.loop import run
 
     async def go() -> dict[str, int]:
         async with Client(ClientConfig.from_env(env)) as client:

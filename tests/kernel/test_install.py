@@ -10,7 +10,7 @@ import pytest
 
 from backendai_jupyter.client._exceptions import ConfigError
 from backendai_jupyter.kernel import install
-from backendai_jupyter.kernel.settings import SessionSettings
+from backendai_jupyter.workspace.settings import SessionSettings
 
 SHIPPED = Path(__file__).resolve().parents[2] / "share/jupyter/kernels/backendai-python"
 

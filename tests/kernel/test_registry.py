@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from backendai_jupyter.kernel.registry import Record, Registry
+from backendai_jupyter.workspace.registry import Record, Registry
 
 
 def _dead_pid() -> int:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from backendai_jupyter.client._exceptions import ConfigError
-from backendai_jupyter.kernel.settings import DEFAULT_IMAGE, SessionSettings, keep_name
+from backendai_jupyter.workspace.settings import DEFAULT_IMAGE, SessionSettings, keep_name
 
 
 def test_defaults() -> None:

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from IPython.testing.globalipapp import get_ipython
 
-from backendai_jupyter.magics import BackendAIMagics, _loop
+from backendai_jupyter.magics import BackendAIMagics
+from backendai_jupyter.workspace import loop as _loop
 
 IMAGE = "python"
 
@@ -97,8 +98,7 @@ def live_sessions(magics: BackendAIMagics) -> list[str]:
 def no_leftovers(ip: Any) -> Iterator[None]:
     yield
     m = ip.magics_manager.registry["BackendAIMagics"]
-    m._env_overrides.clear()
-    m._reset_client()
+    m.workspace.reset()
     left = live_sessions(m)
     for name in left:
         _loop.run(m.client.sessions.destroy(name, forced=True))

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from backendai_jupyter.magics import BackendAIMagics, CommandError, Table, _loop
+from backendai_jupyter.magics import BackendAIMagics, CommandError, Table
+from backendai_jupyter.workspace import loop as _loop
 
 from .conftest import IMAGE, live_sessions
 
@@ -61,10 +62,11 @@ def test_var_expansion_outside_run(ip: Any, bai: Any, session: str) -> None:
 def test_events_until_terminated(bai: Any, magics: BackendAIMagics,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     bai(f"start -q -t ev-sess {IMAGE}")
+    client = magics.client
 
     async def destroy_soon() -> None:
         await asyncio.sleep(1.0)
-        await magics.client.sessions.destroy("ev-sess")
+        await client.sessions.destroy("ev-sess")
 
     fut = _loop.submit(destroy_soon())
     bai("events ev-sess --timeout 30")

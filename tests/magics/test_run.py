@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from backendai_jupyter.client.parsing import expand_ranges
-from backendai_jupyter.magics import BackendAIMagics, RunFailed, RunResult, SweepResult, _loop
+from backendai_jupyter.magics import BackendAIMagics, RunFailed, RunResult, SweepResult
 from backendai_jupyter.magics._exec import RunSpec, run_sweep
+from backendai_jupyter.workspace import loop as _loop
 
 from .conftest import IMAGE, live_sessions
 
@@ -35,7 +36,10 @@ def test_run_code_returns_result_and_streams(bai: Any, capsys: pytest.CaptureFix
 def test_cell_body_and_failure_without_raise(bai: Any, capsys: pytest.CaptureFixture[str]) -> None:
     res = bai(f"run --rm {IMAGE}", cell="import sys\nprint('e', file=sys.stderr)\n1/0\n")
     assert res.exit_code == 1
-    assert "ZeroDivisionError" in res.stderr
+    assert res.stderr == "e\n"
+    # The rich channel reports the exception as a structured error, shown like a local one.
+    assert res.error is not None and res.error["ename"] == "ZeroDivisionError"
+    assert res.outputs[-1][0] == "error"
     err = capsys.readouterr().err
     assert "ZeroDivisionError" in err
     # the status line starts on its own line even though the traceback did not end one

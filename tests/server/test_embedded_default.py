@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from backendai_jupyter.client import Client, Finished, Output
-from backendai_jupyter.client.defaults import load_config
+from backendai_jupyter.workspace import load_config
 
 
 async def test_client_falls_back_to_the_local_endpoint(

@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("ipywidgets")
 
 from backendai_jupyter.client import Client, ClientConfig  # noqa: E402
-from backendai_jupyter.magics._loop import run  # noqa: E402
+from backendai_jupyter.workspace.loop import run  # noqa: E402
 
 CAPACITY = ("cpu=4", "mem=8g")
 

@@ -167,6 +167,6 @@ def test_listing_helpers() -> None:
 
 
 def test_fallback_image_is_the_kernels_default() -> None:
-    from backendai_jupyter.kernel.settings import DEFAULT_IMAGE
+    from backendai_jupyter.workspace.settings import DEFAULT_IMAGE
 
     assert FALLBACK_IMAGE == DEFAULT_IMAGE

@@ -15,8 +15,6 @@ import ipywidgets as w
 import pytest
 
 from backendai_jupyter.client import Client
-from backendai_jupyter.kernel.settings import SessionSettings
-from backendai_jupyter.magics._loop import run
 from backendai_jupyter.magics.widgets import (
     FolderBrowser,
     ResourcePicker,
@@ -26,6 +24,8 @@ from backendai_jupyter.magics.widgets import (
     session_dashboard,
 )
 from backendai_jupyter.magics.widgets._base import Progress
+from backendai_jupyter.workspace import Workspace
+from backendai_jupyter.workspace.loop import run
 
 TIMEOUT = 60
 
@@ -128,15 +128,15 @@ def test_picker_starts_a_session_with_the_choice(picker: ResourcePicker, client:
 
 
 def test_apply_to_the_proxy_kernel(picker: ResourcePicker, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The proxy kernel keeps its session settings at kernel.backendai.settings.
-    remote = SimpleNamespace(settings=SessionSettings(), active=False)
-    shell = SimpleNamespace(kernel=SimpleNamespace(backendai=remote))
+    # The proxy kernel's session settings live in its workspace.
+    workspace = Workspace(env={})
+    shell = SimpleNamespace(kernel=SimpleNamespace(workspace=workspace))
     monkeypatch.setattr("IPython.get_ipython", lambda: shell)
     picker.set(cpu=2, mem=4)
     picker.image_box.value = "python:3.12"
     buttons(picker.widget)["Apply to kernel"].click()
-    assert remote.settings.image == "python:3.12"
-    assert dict(remote.settings.resources) == {"cpu": "2", "mem": "4g"}
+    assert workspace.settings.image == "python:3.12"
+    assert dict(workspace.settings.resources) == {"cpu": "2", "mem": "4g"}
     assert "kernel configured" in picker.status.value
 
 

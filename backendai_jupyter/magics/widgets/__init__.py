@@ -8,9 +8,9 @@
     session_dashboard()
 
 They work in a plain IPython kernel and, in a ``%%local`` cell, inside the "Backend.AI Python
-(remote GPU)" kernel. Every action runs on the background loop of :mod:`.._loop`, so no button
-ever holds the kernel. Without a ``client`` each widget builds its own from ``BACKEND_*`` (or the
-embedded local endpoint) and closes it in ``.close()``.
+(remote GPU)" kernel. Every action runs on the workspace loop (:mod:`...workspace.loop`), so no
+button ever holds the kernel. Without a ``client`` each widget uses the workspace's (the one the
+magics and the proxy kernel share, with their ``%backendai config``).
 """
 
 from .factories import folder_browser, resource_picker, session_dashboard

@@ -1,6 +1,6 @@
 """Plumbing shared by the widgets: the client, background actions, status line, progress rows.
 
-Every action runs on the magics' background loop (:func:`.._loop.submit`): a button callback
+Every action runs on the workspace loop (:meth:`~...workspace.Workspace.submit`): a button callback
 returns at once with a ``concurrent.futures.Future``, so the kernel never waits on the network.
 The coroutine updates the widgets itself when it is done; ipywidgets allows trait changes from
 another thread (its docs' "updating a widget in the background" example does exactly this).
@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 import ipywidgets as w
 
 from ...client import Client
-from .._loop import BackgroundLoop, get_loop
+from ...workspace import current
+from ...workspace.loop import BackgroundLoop
 from ._data import format_bytes
 
 __all__ = ["ClientRef", "Progress", "WidgetBase"]
@@ -28,33 +29,19 @@ T = TypeVar("T")
 
 
 class ClientRef:
-    """The client a widget talks through: the caller's, or one it builds and closes itself.
-
-    A built client takes its configuration from :func:`~...client.defaults.load_config`
-    (``BACKEND_*``, or the embedded local endpoint when none is set); that may start the local
-    endpoint, so it runs in a worker thread of the background loop.
-    """
+    """The client a widget talks through: the caller's, or the workspace's (the one the magics
+    and the proxy kernel use, with their ``%backendai config``)."""
 
     def __init__(self, client: Client | None) -> None:
         self._client = client
-        self._owned = client is None
-        self._lock: asyncio.Lock | None = None
 
     async def get(self) -> Client:
-        if self._client is None:
-            self._lock = self._lock or asyncio.Lock()
-            async with self._lock:
-                if self._client is None:
-                    from ...client.defaults import load_config
-
-                    config = await asyncio.to_thread(load_config)
-                    self._client = Client(config)
-        return self._client
+        if self._client is not None:
+            return self._client
+        return await current().client()
 
     async def close(self) -> None:
-        if self._owned and self._client is not None:
-            client, self._client = self._client, None
-            await client.close()
+        """The caller's client and the workspace's are closed by their owners."""
 
 
 def _escape(text: object) -> str:
@@ -68,7 +55,7 @@ class WidgetBase:
 
     def __init__(self, client: Client | None, loop: BackgroundLoop | None) -> None:
         self._client = ClientRef(client)
-        self._loop = loop or get_loop()
+        self._loop = loop or current().loop
         self._pending: set[concurrent.futures.Future[Any]] = set()
         self._pending_lock = threading.Lock()
         self.status = w.HTML(layout=w.Layout(min_height="1.6em"))

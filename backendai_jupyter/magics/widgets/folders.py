@@ -13,7 +13,7 @@ from typing import Any
 import ipywidgets as w
 
 from ...client import Client, FolderInfo
-from .._loop import BackgroundLoop
+from ...workspace.loop import BackgroundLoop
 from ._base import Progress, WidgetBase, on_click
 from ._data import entry_label, format_bytes, remote_join, sort_entries
 

@@ -9,7 +9,7 @@ from typing import Any
 import ipywidgets as w
 
 from ...client import Client, SessionInfo
-from .._loop import BackgroundLoop
+from ...workspace.loop import BackgroundLoop
 from ._base import WidgetBase, on_click
 from ._data import (
     FALLBACK_IMAGE,
@@ -220,7 +220,7 @@ class ResourcePicker(WidgetBase):
         """Hand the choice to the kernel for its next session; return what was done.
 
         In the "Backend.AI Python (remote GPU)" kernel this updates its session settings, as
-        ``%backendai config image=... resources=...`` does there. In any other kernel there is
+        ``%backendai config set image=... resources=...`` does there. In any other kernel there is
         no kernel session to configure: the text says which ``-r`` flags to pass instead.
         """
         from IPython import get_ipython
@@ -228,11 +228,13 @@ class ResourcePicker(WidgetBase):
         shell = get_ipython()
         resources = ",".join(self.to_flags())
         kernel = getattr(shell, "kernel", None)
-        remote = getattr(kernel, "backendai", None)
-        settings: Any = getattr(remote, "settings", None)
-        if remote is not None and callable(getattr(settings, "update", None)):
-            remote.settings = settings.update({"image": self.image, "resources": resources})
-            later = " (for the next session: %backendai stop first)" if remote.active else ""
+        workspace = getattr(kernel, "workspace", None)  # only the proxy kernel has one
+        if workspace is not None:
+            change = workspace.configure([f"image={self.image}", f"resources={resources}"])
+            later = (
+                " (for the next session: %backendai kernel stop first)"
+                if change.live_session else ""
+            )
             return f"kernel configured: image={self.image} resources={resources}{later}"
         return (
             f"not the Backend.AI kernel: use %backendai run {self.run_args()} ... here, "

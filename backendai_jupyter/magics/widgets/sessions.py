@@ -10,7 +10,7 @@ from typing import Any
 import ipywidgets as w
 
 from ...client import Client
-from .._loop import BackgroundLoop
+from ...workspace.loop import BackgroundLoop
 from ._base import WidgetBase, on_click
 from ._data import SessionRow, fetch_sessions
 

@@ -1,4 +1,4 @@
-"""The one sync → async bridge: a daemon thread running one event loop for magics and widgets.
+"""The one sync → async bridge: a daemon thread running the workspace's event loop.
 
 Magics and widget callbacks are synchronous, and the kernel's own loop is busy running them, so
 blocking on it (``run_until_complete``, ``nest_asyncio``) is not an option. Instead, coroutines are
@@ -6,7 +6,8 @@ shipped to a private loop in a background thread with ``run_coroutine_threadsafe
 either waits for the result (:func:`run`) or gets a ``concurrent.futures.Future`` back
 (:func:`submit`, for widget callbacks that must not freeze the kernel).
 
-The client objects used from magics live on this loop (an aiohttp session belongs to one loop).
+The workspace's client and kernel session live on this loop (an aiohttp session belongs to one
+loop), in a plain IPython kernel and in the proxy kernel alike (:mod:`backendai_jupyter.workspace`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class BackgroundLoop:
         On ``KeyboardInterrupt`` (the user pressed "interrupt") the task is cancelled and its
         cleanup — ``finally`` blocks that destroy sessions, say — is awaited before re-raising.
         """
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("BackgroundLoop.run() called from its own loop thread")
         holder: list[asyncio.Task[Any]] = []
 
         async def tracked() -> T:

@@ -1,9 +1,13 @@
-"""The one Backend.AI compute session behind a proxy kernel, and the client that reaches it.
+"""The kernel session: the one Backend.AI compute session behind a proxy kernel.
 
-Lives on the kernel's own event loop. Creates the session lazily (or at kernel start), shows its
-lifecycle progress, installs the rich channel (:mod:`.bootstrap`), finds a kept session again by
-its stable name, watches lifecycle events for a termination reason, and destroys or keeps the
-session at the end. The magics reach it as ``get_ipython().kernel.backendai``.
+Owned by the :class:`~.Workspace` and used only on its loop. Creates the session lazily (or at
+kernel start) with the workspace's client and session settings, shows its lifecycle progress,
+installs the rich channel (:func:`install_rich`, also used for the sessions the magics start),
+finds a kept session again by its stable name, watches lifecycle events for a termination
+reason, and destroys or keeps the session at the end.
+
+A session keeps the client and settings it started with: a later ``%backendai config set``
+applies to the next session (``%backendai kernel stop`` ends this one).
 """
 
 from __future__ import annotations
@@ -15,18 +19,25 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..client import Client, ClientConfig, Execution, Output
-from ..client._exceptions import APIError, BackendAIError, NotFoundError
-from ..client.defaults import load_config
-from ..display.outputs import Frame, FrameDecoder, read_ready
-from .bootstrap import bootstrap_code, cell_header, helper_call
+from ..client import Client, ClientConfig, Execution
+from ..client._exceptions import APIError, BackendAIError, NotFoundError, SessionGone
+from ..display.outputs import read_ready
+from ..kernel.bootstrap import bootstrap_code, cell_header, helper_call
 from .registry import Record, Registry
+from .relay import Outcome, Sink, relay
 from .settings import SessionSettings, keep_name
 
-__all__ = ["PROGRESS_WORDS", "RemoteSession", "SessionGone"]
+__all__ = [
+    "PROGRESS_WORDS",
+    "HiddenSink",
+    "KernelSession",
+    "install_rich",
+    "run_hidden",
+    "with_header",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,39 +71,95 @@ TERMINAL_EVENTS = {
 _DEAD = {"TERMINATED", "TERMINATING", "CANCELLED", "ERROR"}
 
 
-class SessionGone(BackendAIError):
-    """The session died remotely (idle timeout, OOM, an administrator, ...)."""
+class HiddenSink:
+    """A sink for runs nobody sees (bootstrap, helpers): output is dropped."""
 
-    def __init__(self, name: str, reason: str | None) -> None:
-        self.name = name
-        self.reason = reason
-        why = f" ({reason})" if reason else ""
-        super().__init__(
-            f"The Backend.AI session {name!r} has ended{why}. Its variables are lost; "
-            "run the cell again to start a new session."
-        )
+    def publish(
+        self, msg_type: str, content: dict[str, Any], *, metadata: Any = None, buffers: Any = None
+    ) -> None:
+        pass
 
+    async def ask(self, prompt: str, password: bool) -> str | None:
+        return None
 
-async def _config_from_env() -> ClientConfig:
-    # May start the embedded local endpoint (blocking, about a second): keep the loop free.
-    return await asyncio.to_thread(load_config)
+    def notice(self, event: object) -> None:
+        pass
 
 
-class RemoteSession:
-    """One kernel's compute session. Not thread-safe: use it from the kernel's loop."""
+async def run_hidden(
+    client: Client, session_id: str, code: str, nonce: str | None, sink: Sink | None = None
+) -> Outcome:
+    """Run ``code`` through the one execution path; by default nobody sees its output.
+
+    With the rich channel the code goes with a ``silent`` header, so it leaves the remote
+    execution count and history alone. Pass a ``sink`` (e.g. the kernel's, with a chosen parent
+    header) to show its output somewhere. The returned :class:`Outcome` holds the non-output
+    frames and, without a sink, the plain stdout text.
+    """
+    if nonce:
+        code = cell_header(nonce, silent=True, store_history=False, allow_stdin=False) + code
+    run = client.sessions.execute(session_id, code)
+    return await relay(run, sink or HiddenSink(), nonce=nonce, keep_text=sink is None)
+
+
+async def install_rich(client: Client, session_id: str) -> tuple[str, dict[str, Any]] | None:
+    """Install the rich channel (:mod:`..kernel.bootstrap`) in a session: its nonce and the
+    ``ready`` frame (remote versions, ``language_info``), or ``None`` when the remote side is
+    not IPython (plain console records then)."""
+    outcome = await run_hidden(client, session_id, bootstrap_code(), None)
+    text = "".join(outcome.text)
+    found = read_ready(text)
+    if found is None:
+        log.info("rich channel not installed; remote said: %.300s", text)
+        return None
+    nonce, ready = found
+    return nonce, ready.payload
+
+
+def with_header(
+    code: str,
+    nonce: str | None,
+    *,
+    count: int | None = None,
+    silent: bool = False,
+    store_history: bool = True,
+    user_expressions: dict[str, Any] | None = None,
+    allow_stdin: bool = True,
+) -> str:
+    """``code`` with the rich channel's cell header (the notebook's count, flags and
+    user_expressions for the remote ``do_execute``); unchanged without the rich channel."""
+    if not nonce:
+        return code
+    header = cell_header(
+        nonce,
+        count=count,
+        silent=silent,
+        store_history=store_history,
+        user_expressions=user_expressions,
+        allow_stdin=allow_stdin,
+    )
+    return header + code
+
+
+ClientSource = Callable[[], Awaitable[Client]]
+
+
+class KernelSession:
+    """One kernel's compute session. Not thread-safe: use it on the workspace's loop."""
 
     def __init__(
         self,
-        settings: SessionSettings,
+        settings: Callable[[], SessionSettings],
+        client: ClientSource,
         *,
         notebook_key: str | None = None,
         registry: Registry | None = None,
-        config_factory: Callable[[], Any] = _config_from_env,
     ) -> None:
-        self.settings = settings
+        self._wanted = settings
+        self._client_source = client
         self.notebook_key = notebook_key
         self.registry = registry or Registry()
-        self._config_factory = config_factory
+        self.started_with: SessionSettings | None = None
         self.config: ClientConfig | None = None
         self.client: Client | None = None
         self.session_id: str | None = None
@@ -105,24 +172,21 @@ class RemoteSession:
         self._watch: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[str] | None = None
         self._closed = False
-        self._client_lock: asyncio.Lock | None = None
         self._sync_lock = threading.Lock()
+
+    @property
+    def settings(self) -> SessionSettings:
+        """The live session's settings, else the ones the next session will use."""
+        return self.started_with or self._wanted()
 
     # -- client ---------------------------------------------------------------------------------
 
     async def get_client(self) -> Client:
-        if self._client_lock is None:
-            self._client_lock = asyncio.Lock()
-        async with self._client_lock:  # kernel start and the first cell may race here
-            if self.client is None:
-                self.config = await self._config_factory()
-                client = Client(self.config)
-                try:
-                    await client.connect()
-                except BaseException:
-                    await client.close()
-                    raise
-                self.client = client
+        """The live session's client, else the workspace's current one."""
+        if self.client is not None and self.session_id is not None:
+            return self.client
+        self.client = await self._client_source()
+        self.config = self.client.config
         return self.client
 
     @property
@@ -133,10 +197,10 @@ class RemoteSession:
     def active(self) -> bool:
         return self.session_id is not None
 
-    def _wanted_name(self, access_key: str) -> str:
-        if self.settings.name:
-            return self.settings.name
-        if self.settings.keep:
+    def _wanted_name(self, settings: SessionSettings, access_key: str) -> str:
+        if settings.name:
+            return settings.name
+        if settings.keep:
             return keep_name(self.notebook_key or os.getcwd(), access_key)
         return f"bjk-{secrets.token_hex(6)}"
 
@@ -174,9 +238,9 @@ class RemoteSession:
     async def _start(self, progress: Callable[[str], None]) -> str:
         client = await self.get_client()
         assert self.config is not None
-        name = self._wanted_name(self.config.access_key)
+        s = self._wanted()
+        name = self._wanted_name(s, self.config.access_key)
         self.session_name = name
-        s = self.settings
         t0 = time.monotonic()
         progress(f"Backend.AI: starting session {name} ({s.image}) …")
         listener = asyncio.ensure_future(self._progress(client, name, progress, t0))
@@ -200,6 +264,7 @@ class RemoteSession:
             with contextlib.suppress(BaseException):
                 await listener
         self.session_id = info.id or name
+        self.started_with = s
         self.reattached = not info.created
         self.terminated_reason = None
         self.registry.save(
@@ -214,8 +279,11 @@ class RemoteSession:
             )
         )
         self._watch = asyncio.ensure_future(self._watch_events(client, self.session_id))
+        self.nonce = self.remote_info = None
         if s.rich:
-            await self._install_rich()
+            found = await install_rich(client, self.session_id)
+            if found is not None:
+                self.nonce, self.remote_info = found
         took = time.monotonic() - t0
         what = "found again (variables kept)" if self.reattached else f"ready in {took:.1f} s"
         mode = "rich output" if self.rich else "plain output"
@@ -262,47 +330,18 @@ class RemoteSession:
         except (BackendAIError, ValueError, AttributeError) as e:
             log.debug("session event watch ended: %s", e)
 
-    async def _install_rich(self) -> None:
-        self.nonce = self.remote_info = None
-        _frames, text = await self.run_hidden(bootstrap_code())
-        found = read_ready(text)
-        if found is not None:
-            self.nonce, ready = found
-            self.remote_info = ready.payload
-        else:
-            log.info("rich channel not installed; remote said: %.300s", text)
-
-    async def run_hidden(self, code: str) -> tuple[list[Frame], str]:
-        """Run code nobody sees; return its frames and its other output (for logs).
-
-        With the rich channel the code goes with a ``silent`` header, so it leaves the remote
-        execution count and history alone.
-        """
+    async def run_hidden(self, code: str, sink: Sink | None = None) -> Outcome:
+        """Run code in the live session through the one execution path (see :func:`run_hidden`)."""
         assert self.session_id is not None and self.client is not None
-        nonce = self.nonce
-        decoder = FrameDecoder(nonce) if nonce else None
-        if nonce:
-            code = cell_header(nonce, silent=True, store_history=False, allow_stdin=False) + code
-        frames: list[Frame] = []
-        text: list[str] = []
-        async for ev in self.client.sessions.execute(self.session_id, code):
-            if isinstance(ev, Output) and isinstance(ev.item.data, str):
-                parts: list[str | Frame] = (
-                    decoder.feed(ev.item.data)
-                    if decoder and ev.item.kind == "stdout"
-                    else [ev.item.data]
-                )
-                for part in parts:
-                    (frames if isinstance(part, Frame) else text).append(part)  # type: ignore[arg-type]
-        return frames, "".join(text)
+        return await run_hidden(self.client, self.session_id, code, self.nonce, sink)
 
     async def helper(self, method: str, *args: str | int) -> dict[str, Any] | None:
         """Ask the remote kernel for a completion/inspection reply over the rich channel."""
         if not self.rich or self.session_id is None:
             return None
         rid = secrets.token_hex(4)
-        frames, _ = await self.run_hidden(helper_call(rid, method, *args))
-        for f in frames:
+        outcome = await self.run_hidden(helper_call(rid, method, *args))
+        for f in outcome.frames:
             if f.type == "reply" and f.payload.get("id") == rid:
                 content = f.payload.get("content")
                 return content if isinstance(content, dict) else None
@@ -311,6 +350,29 @@ class RemoteSession:
     def execute(self, code: str) -> Execution:
         assert self.client is not None and self.session_id is not None
         return self.client.sessions.execute(self.session_id, code)
+
+    async def run(
+        self,
+        code: str,
+        sink: Sink,
+        *,
+        count: int | None = None,
+        silent: bool = False,
+        store_history: bool = True,
+        user_expressions: dict[str, Any] | None = None,
+        allow_stdin: bool = True,
+    ) -> Outcome:
+        """Run a cell in the live session through the one execution path."""
+        code = with_header(
+            code,
+            self.nonce,
+            count=count,
+            silent=silent,
+            store_history=store_history,
+            user_expressions=user_expressions,
+            allow_stdin=allow_stdin,
+        )
+        return await relay(self.execute(code), sink, nonce=self.nonce, execution_count=count)
 
     async def interrupt(self) -> None:
         if self.client is not None and self.session_id is not None:
@@ -341,9 +403,19 @@ class RemoteSession:
             self._watch.cancel()
         self.session_id = self.session_name = self.nonce = None
         self.remote_info = None
+        self.started_with = None
+
+    async def stop(self) -> None:
+        """``%backendai kernel stop``: destroy the live session now; the next cell starts anew."""
+        sid, client = self.session_id, self.client
+        if sid and client:
+            with contextlib.suppress(BackendAIError):
+                await client.sessions.destroy(sid, forced=True)
+        self.forget()
 
     async def close(self, *, keep: bool | None = None) -> None:
-        """End of the kernel: destroy the session unless it is kept; close the client."""
+        """End of the kernel: destroy the session unless it is kept (the workspace closes the
+        client)."""
         keep = self.settings.keep or bool(self.settings.name) if keep is None else keep
         if self._watch is not None:
             self._watch.cancel()
@@ -355,11 +427,7 @@ class RemoteSession:
             if self._closed:
                 return
             self._closed = True
-        try:
-            await self._finish(self.client, keep)
-        finally:
-            if self.client is not None:
-                await self.client.close()
+        await self._finish(self.client, keep)
 
     async def _finish(self, client: Client | None, keep: bool) -> None:
         if client is None or self.session_id is None or self.session_name is None:

@@ -2,8 +2,8 @@
 
 Sources, later ones winning: ``BACKEND_*`` variables (a kernelspec made by
 ``backendai-jupyter kernel install`` bakes its choices into ``kernel.json``'s ``env``), then
-``%backendai config KEY=VALUE ...`` lines run before the first remote cell
-(:meth:`SessionSettings.update`). Credentials are never part of these settings.
+``%backendai config set KEY=VALUE ...`` (the workspace's one grammar, :mod:`.config`;
+applied with :meth:`SessionSettings.update`). Credentials are never part of these settings.
 
 ==========================  ===================  ===========================================
 variable                    config key           meaning
@@ -34,10 +34,13 @@ from ..client._exceptions import ConfigError
 from ..client.defaults import DEFAULT_IMAGE
 from ..client.parsing import parse_bool, parse_env, parse_mounts, parse_resource_flags
 
-__all__ = ["DEFAULT_IMAGE", "SessionSettings", "keep_name"]
+__all__ = ["DEFAULT_IMAGE", "SESSION_KEYS", "SessionSettings", "keep_name"]
 
 
-_KEYS = ("image", "resources", "mounts", "env", "start", "keep", "name", "rich", "scaling_group")
+SESSION_KEYS = (
+    "image", "resources", "mounts", "env", "start", "keep", "name", "rich", "scaling_group"
+)
+_KEYS = SESSION_KEYS
 
 
 def _split(text: str, sep: str = ",") -> list[str]:
