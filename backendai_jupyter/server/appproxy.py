@@ -193,6 +193,20 @@ async def start_service(request: web.Request) -> web.Response:
 
 # -- the terminal ---------------------------------------------------------------------------
 
+#: TIOCSWINSZ takes unsigned shorts; real terminals stay far below this.
+MAX_DIMENSION = 10000
+
+
+def _dimension(value: Any) -> int:
+    """A terminal size from a client frame; a bad one is an ignored frame (``ValueError``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"bad terminal size {value!r}")
+    number = int(value)
+    if not 1 <= number <= MAX_DIMENSION:
+        raise ValueError(f"terminal size out of range: {number}")
+    return number
+
+
 
 class _Pty:
     """``/bin/bash`` (or ``sh``) in a pseudo-terminal, a child of the session."""
@@ -313,7 +327,7 @@ async def pty(request: web.Request) -> web.StreamResponse:
                 if kind == "stdin":
                     await term.write(base64.b64decode(frame["chars"]))
                 elif kind == "resize":
-                    term.resize(int(frame["rows"]), int(frame["cols"]))
+                    term.resize(_dimension(frame["rows"]), _dimension(frame["cols"]))
                 elif kind == "restart":
                     out_task.cancel()
                     await term.close()

@@ -7,7 +7,8 @@
 * websocket ``/stream/session/{id}/execute``: one connection = one run, a frame every 0.2 s,
   ``input()`` answered by one text frame, closing the socket interrupts the run.
 
-A new run waits for the previous one to finish (up to the agent's 30 s RPC timeout).
+A new run waits for the previous one to finish (up to the agent's 30 s RPC timeout). The runs
+live on the session object (``runs.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from aiohttp import WSMsgType, web
 
 from .auth import ACCESS_KEY
 from .errors import Problem, decode_json, invalid_api_params, json_body
-from .kernels import Record, Run
+from .runs import Record, Run
 from .state import REGISTRY, ComputeSession
 
 __all__ = ["aggregate_console", "execute", "next_result", "start_run", "stream_execute"]
@@ -31,9 +32,6 @@ REST_FLUSH = 2.0
 WS_FLUSH = 0.2
 RUN_WAIT = 30.0
 _TERMINAL = {"finished", "clean-finished", "build-finished"}
-
-_runs: dict[str, dict[str, Run]] = {}  # session id → run id → Run (weak enough: dropped on end)
-_pending: dict[int, asyncio.Task[Record]] = {}
 
 
 def aggregate_console(records: list[Record]) -> list[list[Any]]:
@@ -53,13 +51,8 @@ async def next_result(run: Run, flush_timeout: float) -> dict[str, Any]:
     deadline = loop.time() + flush_timeout
     records: list[Record] = []
     status, exit_code, options = "continued", None, None
-    while True:
-        task = _pending.pop(id(run), None) or asyncio.ensure_future(run.records.get())
-        done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
-        if not done:
-            _pending[id(run)] = task  # keep waiting for it on the next call
-            break
-        kind, data = task.result()
+    while (record := await run.next_record(deadline - loop.time())) is not None:
+        kind, data = record
         if kind in _TERMINAL:
             status, exit_code = kind, int(data.get("exitCode", 0))
             break
@@ -79,32 +72,35 @@ async def next_result(run: Run, flush_timeout: float) -> dict[str, Any]:
     }
 
 
+def _not_running(sess: ComputeSession) -> Problem:
+    return Problem(
+        409, "invalid-session-state", "The session is not running.", f"status: {sess.status}"
+    )
+
+
 async def start_run(
     sess: ComputeSession, mode: str, run_id: str | None, code: str, options: dict[str, Any]
 ) -> Run:
-    """Queue a new run behind the session's unfinished one (agent: ``attach_output_queue``)."""
+    """Queue a new run behind the session's unfinished one (agent: ``attach_output_queue``).
+
+    An earlier run whose final result was not read yet stays readable by its id. A run is over
+    when its task ended, so an abandoned run cannot wedge the queue (upstream it can, until the
+    session is destroyed)."""
     proc = sess.process
     if proc is None or sess.status != "RUNNING":
+        raise _not_running(sess)
+    if not await sess.runs.wait_idle(RUN_WAIT):
         raise Problem(
-            409, "invalid-session-state", "The session is not running.", f"status: {sess.status}"
+            500,
+            "kernel-execution-failed",
+            "Executing user code in the kernel has failed.",
+            "the previous run did not finish in time",
+            data={"agent-details": {"type": "https://api.backend.ai/probs/agent-timeout"}},
         )
-    runs = _runs.setdefault(sess.id, {})
-    deadline = time.monotonic() + RUN_WAIT
-    # A run is over when the client saw ``finished`` or its task ended (an abandoned run must
-    # not wedge the queue, unlike upstream where it can until the session is destroyed).
-    while any(not r.finished and not (r.task and r.task.done()) for r in runs.values()):
-        if time.monotonic() > deadline:
-            raise Problem(
-                500,
-                "kernel-execution-failed",
-                "Executing user code in the kernel has failed.",
-                "the previous run did not finish in time",
-                data={"agent-details": {"type": "https://api.backend.ai/probs/agent-timeout"}},
-            )
-        await asyncio.sleep(0.05)
-    runs.clear()
+    if sess.process is not proc or sess.status != "RUNNING":  # it ended while we waited
+        raise _not_running(sess)
     run = Run(run_id or secrets.token_hex(16))
-    runs[run.run_id] = run
+    sess.runs.add(run)
     if mode == "batch":
         run.task = asyncio.create_task(proc.run_batch(run, options))
     else:
@@ -114,19 +110,10 @@ async def start_run(
 
 
 def find_run(sess: ComputeSession, run_id: str) -> Run:
-    run = _runs.get(sess.id, {}).get(run_id)
+    run = sess.runs.get(run_id)
     if run is None:
         raise invalid_api_params(f"Unknown run ID: {run_id}")
     return run
-
-
-def forget_session(session_id: str) -> None:
-    for run in _runs.pop(session_id, {}).values():
-        task = _pending.pop(id(run), None)
-        if task is not None:
-            task.cancel()
-        if run.task is not None:
-            run.task.cancel()
 
 
 async def execute(request: web.Request) -> web.Response:

@@ -70,11 +70,22 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     return out
 
 
+#: How deep selections and list values may nest (the schema itself is 4 levels deep).
+MAX_DEPTH = 32
+
+
 class _Parser:
     def __init__(self, text: str, variables: dict[str, Any]) -> None:
         self.toks = _tokens(text)
         self.i = 0
         self.variables = variables
+        self.depth = 0
+
+    def nest(self) -> None:
+        """Selections and lists nest at most :data:`MAX_DEPTH` deep (no recursion overflow)."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise GqlError(f"Query is nested deeper than {MAX_DEPTH} levels.")
 
     def peek(self) -> tuple[str, str] | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
@@ -107,6 +118,7 @@ class _Parser:
 
     def selection_set(self) -> list[Selection]:
         self.take("{")
+        self.nest()
         out: list[Selection] = []
         while self.peek() != ("punct", "}"):
             kind, name = self.take()
@@ -127,6 +139,7 @@ class _Parser:
                 sel.fields = self.selection_set()
             out.append(sel)
         self.take("}")
+        self.depth -= 1
         return out
 
     def value(self) -> Any:
@@ -140,10 +153,12 @@ class _Parser:
         if kind == "name":
             return {"true": True, "false": False, "null": None}.get(text, text)
         if text == "[":
+            self.nest()
             items = []
             while self.peek() != ("punct", "]"):
                 items.append(self.value())
             self.take("]")
+            self.depth -= 1
             return items
         raise GqlError(f"Syntax Error: Unexpected {text!r}.")
 

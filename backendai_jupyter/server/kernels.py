@@ -22,7 +22,6 @@ import os
 import signal
 import sys
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +29,10 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
 from .limits import ENV_VAR, launcher_argv
+from .runs import Record, Run
 from .zygote import Zygote, ZygoteProvisioner
 
 __all__ = ["Run", "SessionProcess", "descendants", "kill_tree"]
-
-Record = tuple[str, Any]
-
-
-@dataclass
-class Run:
-    """One execution: records flow out through ``records``; ``input()`` answers flow in."""
-
-    run_id: str
-    records: asyncio.Queue[Record] = field(default_factory=asyncio.Queue)
-    inputs: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
-    finished: bool = False
-    task: asyncio.Task[None] | None = None
-
 
 def descendants(pids: set[int]) -> set[int]:
     """All live descendants of ``pids`` (``/proc`` scan; no psutil needed)."""

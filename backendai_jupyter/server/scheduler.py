@@ -348,7 +348,11 @@ class Scheduler:
     async def _startup(self, sess: ComputeSession) -> None:
         proc = sess.process
         assert proc is not None and sess.startup_command
-        code = await proc.run_shell(sess.startup_command, None, batch=sess.type == "batch")
+        try:
+            code = await proc.run_shell(sess.startup_command, None, batch=sess.type == "batch")
+        except (OSError, ValueError) as e:  # the command could not even start: a failed task
+            log.warning("session %s: startup command failed to start: %s", sess.name, e)
+            code = 127
         if sess.type != "batch" or not sess.alive or sess.status == "TERMINATING":
             return
         sess.exit_code = code
@@ -360,8 +364,6 @@ class Scheduler:
 
     async def terminate(self, sess: ComputeSession, reason: str, *, error: bool = False) -> None:
         """Stop a session's processes and free its resources (idempotent)."""
-        from .execute import forget_session
-
         if sess.status in ("TERMINATED", "CANCELLED", "TERMINATING"):
             return
         if sess in self.queue:
@@ -376,7 +378,7 @@ class Scheduler:
         sess.set_status("TERMINATING", info)
         publish_session_event(self.app, "session_terminating", sess, reason)
         publish_session_event(self.app, "kernel_terminating", sess, reason)
-        forget_session(sess.id)
+        sess.runs.close()
         if sess.process is not None:
             await sess.process.stop()
         publish_session_event(self.app, "kernel_terminated", sess, reason, sess.exit_code)

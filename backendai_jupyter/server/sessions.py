@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import re
 import stat
 import tarfile
 import time
@@ -26,11 +25,12 @@ from aiohttp import BodyPartReader, MultipartWriter, web
 from . import folders, services, userconfig
 from .auth import ACCESS_KEY
 from .errors import Problem, invalid_api_params, json_body
+from .paths import path_problem
+from .session_params import check_name, parse_create
 from .state import CONFIG, KEYPAIRS, REGISTRY, SCHEDULER, ComputeSession
 
 __all__ = ["create", "destroy", "info"]
 
-_NAME_RE = re.compile(r"^(?=.{4,64}$)\w[\w.-]*\w$", re.ASCII)
 MAX_UPLOAD_PARTS = 20
 MAX_UPLOAD_SIZE = 1024 * 1024
 
@@ -64,10 +64,16 @@ def _slots_repr(slots: dict[str, str]) -> str:
 # -- create -----------------------------------------------------------------------------------
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _from_template(tpl: dict[str, Any]) -> dict[str, Any]:
-    spec = tpl.get("spec", tpl)
-    kernel = spec.get("kernel") or {}
-    run = kernel.get("run") or {}
+    """A stored template as create-request fields (anything malformed in it is dropped and then
+    refused by the create-request check, never a crash)."""
+    spec = _mapping(tpl.get("spec", tpl))
+    kernel = _mapping(spec.get("kernel"))
+    run = _mapping(kernel.get("run"))
     mounts = spec.get("mounts") or {}
     return {
         "image": kernel.get("image"),
@@ -77,7 +83,7 @@ def _from_template(tpl: dict[str, Any]) -> dict[str, Any]:
         "config": {
             "environ": kernel.get("environ") or {},
             "resources": spec.get("resources") or {},
-            "mounts": list(mounts) if isinstance(mounts, dict) else list(mounts),
+            "mounts": list(mounts) if isinstance(mounts, (dict, list)) else mounts,
             "mount_map": mounts if isinstance(mounts, dict) else {},
         },
     }
@@ -92,37 +98,27 @@ async def create_from_template(request: web.Request) -> web.Response:
     template_id = _pick(body, "template_id", "templateId")
     if not template_id:
         raise invalid_api_params("Input validation error", {"template_id": "is required"})
-    base = _from_template(userconfig.get_template(request.app, str(template_id)))
-    config = {**base.pop("config"), **(body.get("config") or {})}
+    if not isinstance(template_id, str):
+        raise invalid_api_params("Input validation error", {"template_id": "must be a string"})
+    overrides = body.get("config") or {}
+    if not isinstance(overrides, dict):
+        raise invalid_api_params("Input validation error", {"config": "must be a mapping"})
+    base = _from_template(userconfig.get_template(request.app, template_id))
+    config = {**base.pop("config"), **overrides}
     merged = {**base, **{k: v for k, v in body.items() if v is not None}, "config": config}
     return await _create(request, merged)
 
 
 async def _create(request: web.Request, body: dict[str, Any]) -> web.Response:
+    """Every field is checked (``session_params``, the scheduler, the folders) before the
+    session is registered or enqueued: a refused request leaves nothing behind."""
     app, ak = request.app, request[ACCESS_KEY]
-    name = str(_pick(body, "name", "session_name", "sessionName", "clientSessionToken", default=""))
-    name = name or f"pysdk-{uuid.uuid4().hex[:10]}"
-    image = _pick(body, "image", "lang")
-    sess_type = _pick(body, "type", "sessionType", "session_type", default="interactive")
-    config = body.get("config") or {}
-    if not isinstance(config, dict) or not isinstance(image, str) or not image:
-        raise invalid_api_params("Input validation error", {"image": "is required"})
-    if not _NAME_RE.match(name):
-        raise invalid_api_params("Input validation error", {"name": "invalid session name"})
-    if sess_type not in ("interactive", "batch", "inference"):
-        raise invalid_api_params("Input validation error", {"type": "invalid session type"})
-    startup = _pick(body, "startupCommand", "startup_command")
-    if sess_type == "batch" and not startup:
-        raise invalid_api_params("Batch sessions must have a non-empty startup command.")
-    cluster_size = int(
-        _pick(body, "clusterSize", "cluster_size", default=config.get("clusterSize", 1))
-    )
-    if cluster_size != 1:
-        raise invalid_api_params("The local endpoint runs single-container sessions only.")
+    params = parse_create(body)
+    name = params.name or f"pysdk-{uuid.uuid4().hex[:10]}"
     registry = app[REGISTRY]
     existing = registry.by_name(name, ak)
     if existing is not None:
-        if not _pick(body, "reuseIfExists", "reuse_if_exists", default=True):
+        if not params.reuse_if_exists:
             raise Problem(
                 400,
                 "session-already-exists",
@@ -140,46 +136,39 @@ async def _create(request: web.Request, body: dict[str, Any]) -> web.Response:
             },
             status=201,
         )
-    resources = app[SCHEDULER].normalize(dict(config.get("resources") or {}))
-    environ = config.get("environ") or {}
-    if not isinstance(environ, dict):
-        raise invalid_api_params("Input validation error", {"environ": "must be a mapping"})
-    mounts = [str(m) for m in config.get("mounts") or []]
-    mount_map = dict(_pick(config, "mount_map", "mountMap", default={}) or {})
+    resources = app[SCHEDULER].normalize(params.resources)
     resolved: list[tuple[Path, str]] = []
-    if mounts:
-        resolved = folders.mount_paths(app, mounts, mount_map)
+    if params.mounts:
+        resolved = folders.mount_paths(app, params.mounts, params.mount_map)
     sid = str(uuid.uuid4())
     sess = ComputeSession(
         id=sid,
         name=name,
         access_key=ak,
-        image=image,
-        type=sess_type,
+        image=params.image,
+        type=params.type,
         workdir=app[CONFIG].sessions_dir / sid,
         resources=resources,
-        environ={str(k): str(v) for k, v in environ.items()},
-        startup_command=startup,
+        environ=params.environ,
+        startup_command=params.startup_command,
         mounts=resolved,
-        tag=body.get("tag"),
-        bootstrap_script=_pick(body, "bootstrap_script", "bootstrapScript"),
-        group=str(_pick(body, "group", "groupName", "group_name", default="default")),
-        domain=str(_pick(body, "domain", "domainName", "domain_name", default="default")),
+        tag=params.tag,
+        bootstrap_script=params.bootstrap_script,
+        group=params.group,
+        domain=params.domain,
     )
-    services.register_session(app, sess, config)
+    services.register_session(app, sess, params.service_config)
+    # -- side effects from here on ----------------------------------------------------------------
     registry.add(sess)
     sched = app[SCHEDULER]
     sched.enqueue(sess)
-    status = sess.status
-    if not _pick(body, "enqueueOnly", "enqueue_only", default=False):
-        max_wait = float(_pick(body, "maxWaitSeconds", "max_wait_seconds", default=0) or 0)
-        if await sched.wait_started(sess, max_wait or None):
-            await asyncio.sleep(0)
-            status = sess.status
-        else:
-            status = "TIMEOUT"
-    else:
+    if params.enqueue_only:
         status = "PENDING"
+    elif await sched.wait_started(sess, params.max_wait or None):
+        await asyncio.sleep(0)
+        status = sess.status
+    else:
+        status = "TIMEOUT"
     return web.json_response(
         {
             "sessionId": sid,
@@ -281,9 +270,7 @@ async def status_history(request: web.Request) -> web.Response:
 
 async def rename(request: web.Request) -> web.Response:
     s = _session(request)
-    new = (await _body(request)).get("name") or request.query.get("name")
-    if not isinstance(new, str) or not _NAME_RE.match(new):
-        raise invalid_api_params("Input validation error", {"name": "invalid session name"})
+    new = check_name((await _body(request)).get("name") or request.query.get("name"))
     if request.app[REGISTRY].by_name(new, s.access_key) is not None:
         raise Problem(400, "session-already-exists", "The session already exists.")
     s.name = new
@@ -295,6 +282,9 @@ async def rename(request: web.Request) -> web.Response:
 
 def _inside(s: ComputeSession, rel: str) -> Path:
     """Map a path as the user sees it (relative, or under /home/work) into the workdir."""
+    problem = path_problem(rel)
+    if problem is not None:
+        raise invalid_api_params(problem)
     p = PurePosixPath(rel)
     if p.is_absolute():
         try:
@@ -336,8 +326,11 @@ async def upload(request: web.Request) -> web.Response:
             raise invalid_api_params("Too large file")
         # aiohttp's client percent-quotes "/" in multipart filenames (sub%2Fa.txt).
         target = _inside(s, unquote(part.filename))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        except OSError as e:
+            raise invalid_api_params(f"cannot write {part.filename}: {e.strerror}") from None
     return web.Response(status=204)
 
 
@@ -353,7 +346,11 @@ async def download(request: web.Request) -> web.Response:
     files = request.query.getall("files", [])
     if not files and request.can_read_body:
         files = (await _body(request)).get("files") or []
-    if not files or len(files) > 5:
+    if (
+        not isinstance(files, list)
+        or not 1 <= len(files) <= 5
+        or not all(isinstance(f, str) for f in files)
+    ):
         raise invalid_api_params("Input validation error", {"files": "1 to 5 paths"})
     writer = MultipartWriter("mixed")
     for f in files:
@@ -368,9 +365,9 @@ async def download(request: web.Request) -> web.Response:
 async def download_single(request: web.Request) -> web.Response:
     s = _session(request)
     name = request.query.get("file") or (await _body(request)).get("file")
-    if not name:
+    if not name or not isinstance(name, str):
         raise invalid_api_params("Input validation error", {"file": "is required"})
-    path = _inside(s, str(name))
+    path = _inside(s, name)
     if not path.exists():
         raise Problem(404, "generic-not-found", "Not found.", f"no such file: {name}")
     return web.Response(body=_tar_of(path), content_type="application/x-tar")
@@ -378,7 +375,7 @@ async def download_single(request: web.Request) -> web.Response:
 
 async def list_files(request: web.Request) -> web.Response:
     s = _session(request)
-    rel = str((await _body(request)).get("path") or ".")
+    rel = (await _body(request)).get("path") or "."
     path = _inside(s, rel)
     entries, errors = [], ""
     try:

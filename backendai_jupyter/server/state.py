@@ -25,6 +25,7 @@ from aiohttp import web
 
 from ..client._versioning import Features, features_for, parse_api_version
 from .errors import Problem
+from .runs import SessionRuns
 
 if TYPE_CHECKING:
     from .events import EventBus
@@ -166,6 +167,8 @@ class ComputeSession:
     cpu_set: list[int] = field(default_factory=list)
     gpu_set: list[int] = field(default_factory=list)
     process: SessionProcess | None = None
+    #: The session's runs (execute.py): owned by the session, dropped with it.
+    runs: SessionRuns = field(default_factory=SessionRuns)
 
     def set_status(self, status: str, info: str | None = None) -> None:
         self.status = status

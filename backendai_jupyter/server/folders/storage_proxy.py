@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import tempfile
 import time
 import uuid
@@ -35,6 +36,7 @@ STORAGE_PREFIX = "/storage-proxy"
 TUS_MAX_SIZE = 1 << 40
 _PIECE = 256 * 1024
 _TOKEN_TTL = 24 * 3600
+_EMPTY_SUFFIX = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*")
 
 
 def _storage_error(status: int, slug: str, title: str, msg: str | None = None) -> Problem:
@@ -100,16 +102,17 @@ async def request_upload(request: web.Request) -> web.Response:
         raise invalid_api_params("size must be an integer") from None
     if not isinstance(rel, str) or size_int < 0:
         raise invalid_api_params("path and a non-negative size are required")
-    confine(root, rel, allow_root=False)
+    dst_dir = _dst_dir_param(params)
+    confine(root, _destination(rel, dst_dir), allow_root=False)
     store = _store(request)
     session = uuid.uuid4().hex
     store.uploads[session] = Upload(session, f.id, rel, size_int)
     token = sign_token(store.secret, {
         "op": "upload", "volume": f.host, "vfid": f.id, "relpath": rel, "size": size_int,
-        "session": session, "exp": int(time.time()) + _TOKEN_TTL,
+        "dst_dir": dst_dir, "session": session, "exp": int(time.time()) + _TOKEN_TTL,
     })
     if size_int == 0:  # nothing to PATCH: the (empty) file exists right away
-        await _finish_upload(store, store.uploads[session], root, request.query.get("dst_dir"))
+        await _finish_upload(store, store.uploads[session], root, dst_dir)
     return _json({"token": token, "url": f"{_base_url(request)}/upload"})
 
 
@@ -119,10 +122,11 @@ async def request_download(request: web.Request) -> web.Response:
     rel = params.get("path", params.get("file"))
     if not isinstance(rel, str):
         raise invalid_api_params("path is required")
-    confine(root, rel)
+    dst_dir = _dst_dir_param(params)
+    confine(root, _destination(rel, dst_dir))
     store = _store(request)
     token = sign_token(store.secret, {
-        "op": "download", "volume": f.host, "vfid": f.id, "relpath": rel,
+        "op": "download", "volume": f.host, "vfid": f.id, "relpath": rel, "dst_dir": dst_dir,
         "archive": _flag(params.get("archive")), "exp": int(time.time()) + _TOKEN_TTL,
     })
     return _json({"token": token, "url": f"{_base_url(request)}/download"})
@@ -157,10 +161,37 @@ def _received(up: Upload, part: Path) -> int:
     return up.size if up.done else (part.stat().st_size if part.exists() else 0)
 
 
-def _upload_of(request: web.Request) -> tuple[FolderStore, Upload, Path, Path]:
+def _dst_dir_param(params: dict[str, Any]) -> str | None:
+    dst_dir = params.get("dst_dir")
+    if dst_dir is not None and not isinstance(dst_dir, str):
+        raise invalid_api_params("dst_dir must be a string")
+    return dst_dir or None
+
+
+def _destination(relpath: str, dst_dir: str | None) -> str:
+    return str(PurePosixPath(dst_dir) / relpath) if dst_dir else relpath
+
+
+def _claimed_dst_dir(request: web.Request, claims: dict[str, Any]) -> str | None:
+    """The destination directory the token covers. A ``dst_dir`` query parameter is accepted
+    only when it names the same directory: the token, not the URL, decides where bytes go."""
+    claimed = claims.get("dst_dir") or None
+    asked = request.query.get("dst_dir") or None
+    if asked is not None and (claimed is None or PurePosixPath(asked) != PurePosixPath(claimed)):
+        raise _storage_bad(
+            "dst_dir is not covered by the token (pass it to request-upload/request-download)"
+        )
+    return str(claimed) if claimed else None
+
+
+def _upload_of(
+    request: web.Request,
+) -> tuple[FolderStore, Upload, Path, Path, str | None]:
+    """The upload a token names: store, upload, staged part, folder root, destination dir."""
     store = _store(request)
     token = request.query.get("token") or request.match_info.get("token", "")
     claims = verify_token(store.secret, token, "upload")
+    dst_dir = _claimed_dst_dir(request, claims)
     f = store.folders.get(str(claims.get("vfid")))
     if f is None or f.status != "ready":
         raise _storage_error(404, "vfolder-not-found", "VFolder not found")
@@ -170,13 +201,13 @@ def _upload_of(request: web.Request) -> tuple[FolderStore, Upload, Path, Path]:
         up = Upload(session, f.id, str(claims["relpath"]), int(claims["size"]))
         store.uploads[session] = up
     part = store.staging_dir(f.host) / f"{session}.part"
-    return store, up, part, store.folder_dir(f)
+    return store, up, part, store.folder_dir(f), dst_dir
 
 
 async def _finish_upload(
     store: FolderStore, up: Upload, root: Path, dst_dir: str | None, part: Path | None = None
 ) -> None:
-    rel = str(PurePosixPath(dst_dir) / up.relpath) if dst_dir else up.relpath
+    rel = _destination(up.relpath, dst_dir)
     target = confine(root, rel, allow_root=False)
 
     def move() -> None:
@@ -201,16 +232,17 @@ async def tus_options(request: web.Request) -> web.Response:
 
 
 async def tus_head(request: web.Request) -> web.Response:
-    _, up, part, _ = _upload_of(request)
+    _, up, part, _, _ = _upload_of(request)
     return web.Response(status=200, headers=_progress_headers(_received(up, part), up))
 
 
 async def tus_patch(request: web.Request) -> web.Response:
-    store, up, part, root = _upload_of(request)
+    store, up, part, root, dst_dir = _upload_of(request)
     raw_offset = request.headers.get("Upload-Offset", "")
-    if not raw_offset.isdigit():
+    if not raw_offset.isascii() or not raw_offset.isdigit():
         raise _storage_bad("Upload-Offset header is required")
     offset = int(raw_offset)
+    declared = request.content_length
     async with up.lock:
         current = _received(up, part)
         if offset != current or up.done:
@@ -218,34 +250,51 @@ async def tus_patch(request: web.Request) -> web.Response:
                 409, "upload-offset-mismatch", "Upload Offset Mismatch",
                 f"Upload offset mismatch: expected {current}, got {offset}",
             )
-        written = current
+        if declared is not None and current + declared > up.size:
+            raise _too_long(up)
+        overflow = False
         try:
-            # The body's pieces as they arrived (no re-joining), written in batches of a few MiB
-            # by one worker thread while the next batch arrives.
+            # The body's pieces as they arrive, written in batches of a few MiB by one worker
+            # thread while the next batch arrives. ``readany`` returns b"" at the end of the body
+            # (also of an empty one, where iterating chunks would never end).
             writer = await BatchedFileWriter.open(part, append=True)
             try:
                 received = current
-                async for chunk, _ in request.content.iter_chunks():
+                while chunk := await request.content.readany():
                     if received + len(chunk) > up.size:
-                        raise _storage_bad(
-                            f"the upload exceeds its declared size ({up.size} bytes)"
-                        )
+                        overflow = True
+                        break
                     received += len(chunk)
                     await writer.write(chunk)
             finally:
                 await writer.close()
         finally:
             # A cut connection keeps what arrived: HEAD reports it and the client resumes there.
+            # A body longer than declared is refused whole: the part goes back to where this
+            # request started, and nothing is committed.
+            if overflow:
+                await asyncio.to_thread(_truncate, part, current)
             written = part.stat().st_size if part.exists() else 0
-            if written == up.size and not up.done and (part.exists() or up.size == 0):
+            if not overflow and written == up.size and not up.done:
                 if not part.exists():
                     part.touch()
-                await _finish_upload(store, up, root, request.query.get("dst_dir"), part)
+                await _finish_upload(store, up, root, dst_dir, part)
+        if overflow:
+            raise _too_long(up)
     return web.Response(status=204, headers=_progress_headers(written, up))
 
 
+def _too_long(up: Upload) -> Problem:
+    return _storage_bad(f"the upload exceeds its declared size ({up.size} bytes)")
+
+
+def _truncate(part: Path, size: int) -> None:
+    with part.open("r+b") as f:
+        f.truncate(size)
+
+
 async def tus_delete(request: web.Request) -> web.Response:
-    store, up, part, _ = _upload_of(request)
+    store, up, part, _, _ = _upload_of(request)
     async with up.lock:
         part.unlink(missing_ok=True)
         store.uploads.pop(up.session, None)
@@ -276,6 +325,11 @@ async def _send_path(
     request: web.Request, store: FolderStore, host: str, path: Path, archive: bool
 ) -> web.StreamResponse:
     if path.is_file():
+        if _EMPTY_SUFFIX.fullmatch(request.headers.get("Range", "")):
+            # "the last 0 bytes" is unsatisfiable (RFC 9110 §14.1.3); aiohttp would send all.
+            return web.Response(status=416, headers={
+                "Content-Range": f"bytes */{path.stat().st_size}",
+            })
         return web.FileResponse(path, headers={
             "Content-Disposition": _disposition(path.name),
             "Content-Type": "application/octet-stream",
@@ -313,9 +367,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     f = store.folders.get(str(claims.get("vfid")))
     if f is None or f.status != "ready":
         raise Problem(404, "storage/file-not-found", "File not found")
-    rel = str(claims.get("relpath", ""))
-    if request.query.get("dst_dir"):
-        rel = str(PurePosixPath(request.query["dst_dir"]) / rel)
+    rel = _destination(str(claims.get("relpath", "")), _claimed_dst_dir(request, claims))
     path = confine(store.folder_dir(f), rel)
     archive = _flag(claims.get("archive")) or _flag(request.query.get("archive"))
     return await _send_path(request, store, f.host, path, archive)

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import Problem
+from ..paths import path_problem
 from ..state import CONFIG
 
 DEFAULT_HOST = "local:default"
@@ -59,9 +60,10 @@ def _iso(ts: float) -> str:
 
 def _clean_relpath(rel: Any, *, allow_root: bool = True) -> PurePosixPath:
     """Validate a client path: relative, no ``..``, no NUL. ``""``/``"."`` is the folder root."""
-    if not isinstance(rel, str):
-        raise _op_failed(f"invalid path: {rel!r}")
-    if "\x00" in rel or rel.startswith(("/", "\\")):
+    problem = path_problem(rel)
+    if problem is not None:
+        raise _op_failed(f"invalid path: {problem}")
+    if rel.startswith(("/", "\\")):
         raise _op_failed(f"path must be relative to the folder: {rel!r}")
     pure = PurePosixPath(rel)
     if ".." in pure.parts:

@@ -21,7 +21,10 @@ from .store import confine
 async def upload_v5(request: web.Request) -> web.Response:
     f, root = await _folder(request, writable=True)
     store = _store(request)
-    reader = await request.multipart()
+    try:
+        reader = await request.multipart()
+    except (AssertionError, ValueError, KeyError):  # no or a broken multipart body
+        raise invalid_api_params("multipart/form-data body expected") from None
     count = 0
     while True:
         part = await reader.next()
