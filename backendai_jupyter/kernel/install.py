@@ -51,6 +51,7 @@ def kernel_json(
     env: Sequence[str] = (),
     keep: bool = False,
     start: str | None = None,
+    upload_dir: bool = False,
     python: str = "python",
 ) -> dict[str, Any]:
     """The ``kernel.json`` for one spec (pure; validates every flag first)."""
@@ -73,6 +74,8 @@ def kernel_json(
         values["BACKEND_SESSION_ENV"] = ";".join(f"{k}={v}" for k, v in session_env.items())
     if keep:
         values["BACKEND_KEEP_SESSION"] = "true"
+    if upload_dir:
+        values["BACKEND_UPLOAD_DIR"] = "true"
     if start:
         if start not in ("first-cell", "kernel-start"):
             raise ConfigError("--start must be first-cell or kernel-start")
@@ -121,6 +124,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--keep", action="store_true", help="keep the session across kernel restarts")
     p.add_argument("--start", choices=("first-cell", "kernel-start"))
+    p.add_argument(
+        "--upload-dir",
+        action="store_true",
+        help="copy the notebook's folder into each new session (bounded; see README)",
+    )
     where = p.add_mutually_exclusive_group()
     where.add_argument("--user", action="store_true", help="install for this user")
     where.add_argument("--sys-prefix", action="store_true", help=f"install into {sys.prefix}")
@@ -152,6 +160,7 @@ def _install(args: argparse.Namespace) -> int:
         env=args.env,
         keep=args.keep,
         start=args.start,
+        upload_dir=args.upload_dir,
         python=sys.executable,
     )
     existing = KernelSpecManager().get_all_specs().get(name.lower())

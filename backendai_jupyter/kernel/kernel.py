@@ -32,6 +32,7 @@ from .. import __version__
 from ..client._exceptions import BackendAIError, SessionGone
 from ..display.outputs import error_content, parse_traceback_text, remote_reply
 from ..workspace import Outcome, current
+from .fidelity import exit_requested, kernel_info_for
 from .routing import local_body, route
 from .sink import IOPubSink
 
@@ -60,6 +61,11 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
             "Backend.AI Python (remote GPU): cells run in a Backend.AI compute session.\n"
             "%backendai config set KEY=VALUE … before the first cell; %%local runs a cell here."
         )
+
+    @property
+    def kernel_info(self) -> dict[str, Any]:
+        # The session's interpreter once it runs (version, lexer), ours before.
+        return kernel_info_for(super().kernel_info, self.workspace.session.remote_info)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -170,11 +176,19 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
             "user_expressions": user_expressions,
             "allow_stdin": allow_stdin,
         }
+        stored = store_history and not silent
+        if stored:
+            # Remote cells go into this kernel's history too: history requests (a console's
+            # up-arrow, %history in a %%local cell) see the same numbers as the remote.
+            self.shell.history_manager.store_inputs(count, code)
         try:
-            return await self._execute_remote(code, cell, sink)
+            reply = await self._execute_remote(code, cell, sink)
         finally:
-            if store_history and not silent:
+            if stored:
                 self.shell.execution_count += 1
+        if exit_requested(reply.get("payload") or []):
+            self.shell.exit_now = True  # exit/quit: this kernel stops, as a local one does
+        return reply
 
     # -- remote execution -----------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ Two kinds of settings share one ``%backendai config set KEY=VALUE ...`` grammar
   ``BACKEND_*`` overrides on top of the process environment; :func:`load_config` turns the
   result into a :class:`~..client.ClientConfig`.
 * **session settings** (:class:`~.settings.SessionSettings` keys): ``image``, ``resources``,
-  ``mounts``, ``env``, ``start``, ``keep``, ``name``, ``rich``, ``scaling_group``.
+  ``mounts``, ``env``, ``start``, ``keep``, ``name``, ``rich``, ``scaling_group``,
+  ``upload_dir``, ``upload_max``, ``upload_file_max``.
 
 When no endpoint is configured at all, :func:`load_config` starts (or reuses) the embedded local
 endpoint. That fallback lives here, above the client: the client library never starts a server.

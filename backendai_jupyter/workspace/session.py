@@ -20,12 +20,14 @@ import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from ..client import Client, ClientConfig, Execution
 from ..client._exceptions import APIError, BackendAIError, NotFoundError, SessionGone
 from ..display.outputs import read_ready
 from ..kernel.bootstrap import bootstrap_code, cell_header, helper_call
+from .folder_upload import scan, upload
 from .registry import Record, Registry
 from .relay import Outcome, Sink, relay
 from .settings import SessionSettings, keep_name
@@ -158,6 +160,8 @@ class KernelSession:
         self._wanted = settings
         self._client_source = client
         self.notebook_key = notebook_key
+        self.folder = Path.cwd()
+        """The notebook's folder: jupyter_server starts a kernel in its notebook's directory."""
         self.registry = registry or Registry()
         self.started_with: SessionSettings | None = None
         self.config: ClientConfig | None = None
@@ -287,7 +291,11 @@ class KernelSession:
         took = time.monotonic() - t0
         what = "found again (variables kept)" if self.reattached else f"ready in {took:.1f} s"
         mode = "rich output" if self.rich else "plain output"
-        progress(f"Backend.AI: session {name} {what} · {s.image} · {mode}")
+        # A session found again already has the files (and maybe newer ones): not sent twice.
+        sent = ""
+        if s.upload_dir and not self.reattached:
+            sent = f" · {await self._send_folder(s, progress)}"
+        progress(f"Backend.AI: session {name} {what} · {s.image} · {mode}{sent}")
         return self.session_id
 
     async def _abandon(self, name: str) -> None:
@@ -329,6 +337,23 @@ class KernelSession:
                     self.terminated_reason = str(reason or ev.event.replace("_", " "))
         except (BackendAIError, ValueError, AttributeError) as e:
             log.debug("session event watch ended: %s", e)
+
+    async def _send_folder(self, s: SessionSettings, progress: Callable[[str], None]) -> str:
+        """Copy the notebook's folder into the session (see :mod:`.folder_upload`)."""
+        try:
+            plan = await asyncio.to_thread(
+                scan, self.folder, max_total=s.upload_max, max_file=s.upload_file_max
+            )
+            return await upload(self.folder, plan, self._hidden_text, progress)
+        except (OSError, RuntimeError, BackendAIError) as e:
+            return f"notebook folder not sent: {e}"
+
+    async def _hidden_text(self, code: str) -> str:
+        outcome = await self.run_hidden(code)
+        text = "".join(outcome.text)
+        if outcome.error is not None:
+            text += f"\n{outcome.error.get('ename')}: {outcome.error.get('evalue')}"
+        return text
 
     async def run_hidden(self, code: str, sink: Sink | None = None) -> Outcome:
         """Run code in the live session through the one execution path (see :func:`run_hidden`)."""

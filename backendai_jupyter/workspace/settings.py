@@ -18,6 +18,12 @@ variable                    config key           meaning
 ``BACKEND_SESSION_NAME``    ``name``             an explicit session name (implies keep)
 ``BACKEND_RICH_OUTPUT``     ``rich``             install the rich channel (default on)
 ``BACKEND_SCALING_GROUP``   ``scaling_group``    resource group to schedule in
+``BACKEND_UPLOAD_DIR``      ``upload_dir``       copy the notebook's folder into the new
+                                                 session's working directory (default off;
+                                                 see :mod:`.folder_upload`)
+``BACKEND_UPLOAD_MAX``      ``upload_max``       send nothing if the folder is bigger
+                                                 (default 100m)
+``BACKEND_UPLOAD_FILE_MAX`` ``upload_file_max``  skip larger files (default 10m)
 ==========================  ===================  ===========================================
 """
 
@@ -30,15 +36,33 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..client._exceptions import ConfigError
+from ..client._exceptions import ConfigError, ParseError
 from ..client.defaults import DEFAULT_IMAGE
-from ..client.parsing import parse_bool, parse_env, parse_mounts, parse_resource_flags
+from ..client.parsing import (
+    format_binary_size,
+    parse_binary_size,
+    parse_bool,
+    parse_env,
+    parse_mounts,
+    parse_resource_flags,
+)
 
 __all__ = ["DEFAULT_IMAGE", "SESSION_KEYS", "SessionSettings", "keep_name"]
 
 
 SESSION_KEYS = (
-    "image", "resources", "mounts", "env", "start", "keep", "name", "rich", "scaling_group"
+    "image",
+    "resources",
+    "mounts",
+    "env",
+    "start",
+    "keep",
+    "name",
+    "rich",
+    "scaling_group",
+    "upload_dir",
+    "upload_max",
+    "upload_file_max",
 )
 _KEYS = SESSION_KEYS
 
@@ -62,6 +86,9 @@ class SessionSettings:
     name: str | None = None
     rich: bool = True
     scaling_group: str | None = None
+    upload_dir: bool = False
+    upload_max: int = 100 * 2**20
+    upload_file_max: int = 10 * 2**20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SessionSettings:
@@ -110,7 +137,12 @@ class SessionSettings:
                 if text not in ("first-cell", "kernel-start"):
                     raise ConfigError("start must be first-cell or kernel-start")
                 changes["start"] = text
-            elif key in ("keep", "rich"):
+            elif key in ("upload_max", "upload_file_max"):
+                try:
+                    changes[key] = parse_binary_size(text)
+                except ParseError as e:
+                    raise ConfigError(f"{key}: {e}") from None
+            elif key in ("keep", "rich", "upload_dir"):
                 changes[key] = parse_bool(key, text, error=ConfigError)
             elif key == "name":
                 if text and not re.fullmatch(r"[A-Za-z0-9][\w.-]{3,63}", text):
@@ -137,6 +169,9 @@ class SessionSettings:
             "name": self.name or "",
             "rich": str(self.rich).lower(),
             "scaling_group": self.scaling_group or "",
+            "upload_dir": str(self.upload_dir).lower(),
+            "upload_max": format_binary_size(self.upload_max),
+            "upload_file_max": format_binary_size(self.upload_file_max),
         }
 
 

@@ -9,13 +9,20 @@ they ran themselves.
 
 from __future__ import annotations
 
+import base64
+import platform
 import queue
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager, start_new_kernel
+from nbclient import NotebookClient
 
 from backendai_jupyter.display.outputs import strip_ansi
 
@@ -45,7 +52,7 @@ def kernel(request: pytest.FixtureRequest) -> Iterator[Kernel]:
         km, kc = start_new_kernel(kernel_name="backendai-python")
     try:
         reply, _ = run(kc, "print('session up')")
-        assert reply["status"] == "ok"
+        assert reply["status"] == "ok", reply
         yield km, kc
     finally:
         kc.stop_channels()
@@ -185,4 +192,152 @@ def test_one_counter_across_local_cells_errors_and_silent_runs(kernel: Kernel) -
     assert res["execution_count"] == n + 3
     assert res["data"]["text/plain"] == "(\"'first'\", 'first', 'first')"
     reply, msgs = run(kc, f"%history -n {n + 2}-{n + 3}")
-    assert stdout(msgs).splitlines() == [f"{n + 2:>4}: 1/0", f"{n + 3:>4}: (In[{n}], _{n}, Out[{n}])"]
+    assert stdout(msgs).splitlines() == [
+        f"{n + 2:>4}: 1/0",
+        f"{n + 3:>4}: (In[{n}], _{n}, Out[{n}])",
+    ]
+
+
+def test_kernel_info_reports_the_remote_interpreter(kernel: Kernel) -> None:
+    _, kc = kernel
+    _, msgs = run(kc, "import platform; print(platform.python_version())")
+    remote_version = stdout(msgs).strip()
+    msg_id = kc.kernel_info()
+    info = kc.get_shell_msg(timeout=30)
+    assert info["parent_header"]["msg_id"] == msg_id
+    lang = info["content"]["language_info"]
+    assert lang["name"] == "python" and lang["version"] == remote_version
+    assert lang["pygments_lexer"] == "ipython3" and lang["mimetype"] == "text/x-python"
+    # the debugger would attach to the proxy, not to the session: not offered
+    assert "debugger" not in info["content"].get("supported_features", [])
+
+
+def test_exit_keep_kernel_leaves_everything_running(kernel: Kernel) -> None:
+    km, kc = kernel
+    reply, _ = run(kc, "exit(keep_kernel=True)")
+    assert reply["payload"] == [{"source": "ask_exit", "keepkernel": True}]
+    assert km.is_alive()
+    assert run(kc, "print('still here')")[0]["status"] == "ok"
+
+
+def test_interrupt_raises_keyboard_interrupt_remotely(kernel: Kernel) -> None:
+    km, kc = kernel
+    timer = threading.Timer(2.0, km.interrupt_kernel)
+    timer.start()
+    reply, msgs = run(kc, "import time\nfor i in range(600):\n    time.sleep(0.1)")
+    timer.join()
+    assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
+    [err] = [m["content"] for m in msgs if m["msg_type"] == "error"]
+    # the remote kernel's own exception, with the line it stopped on
+    assert "time.sleep(0.1)" in strip_ansi("\n".join(err["traceback"]))
+
+
+def test_counter_survives_a_new_session(kernel: Kernel) -> None:
+    """Runs last: it replaces the module's session."""
+    _, kc = kernel
+    before, _ = run(kc, "'old session'")
+    run(kc, "%backendai kernel stop")
+    for _ in range(100):
+        _, msgs = run(kc, "%backendai kernel status")
+        if "no session" in stdout(msgs):
+            break
+        time.sleep(0.2)
+    reply, msgs = run(kc, "import os\n(len(In), os.getpid())")
+    n = reply["execution_count"]
+    assert reply["status"] == "ok" and n >= before["execution_count"] + 3
+    [res] = [m["content"] for m in msgs if m["msg_type"] == "execute_result"]
+    assert res["data"]["text/plain"].startswith(f"({n + 1}, ")
+    reply, msgs = run(kc, "1/0")
+    [err] = [m["content"] for m in msgs if m["msg_type"] == "error"]
+    assert f"Cell In[{n + 1}], line 1" in strip_ansi("\n".join(err["traceback"]))
+
+
+def test_kernel_info_before_the_session_is_ours(local_endpoint: None) -> None:
+    km, kc = start_new_kernel(kernel_name="backendai-python")
+    try:
+        msg_id = kc.kernel_info()
+        info = kc.get_shell_msg(timeout=30)
+        assert info["parent_header"]["msg_id"] == msg_id
+        assert info["content"]["language_info"]["version"] == platform.python_version()
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def test_exit_stops_the_kernel_and_its_session(local_endpoint: None) -> None:
+    km, kc = start_new_kernel(kernel_name="backendai-python")
+    try:
+        assert run(kc, "print(1)")[0]["status"] == "ok"
+        reply, _ = run(kc, "exit")
+        assert reply["payload"] == [{"source": "ask_exit", "keepkernel": False}]
+        for _ in range(100):
+            if not km.is_alive():
+                break
+            time.sleep(0.1)
+        assert not km.is_alive()
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+ENDPOINTS = [
+    "local",
+    pytest.param(
+        "cluster",
+        marks=[
+            pytest.mark.cluster,
+            pytest.mark.skipif(not CLUSTER_ENV.exists(), reason="no Backend.AI test cluster"),
+        ],
+    ),
+]
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_notebook_folder_makes_relative_paths_work(endpoint: str, tmp_path: Path) -> None:
+    """With upload_dir on, a notebook's relative paths work in the session as they are."""
+    folder = tmp_path / "project"
+    (folder / "images").mkdir(parents=True)
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
+    (folder / "images" / "logo.png").write_bytes(png)
+    (folder / "helpers.py").write_text("ANSWER = 42\n")
+    (folder / ".git").mkdir()
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (folder / ".env").write_text("SECRET=1\n")
+    (folder / "huge.bin").write_bytes(b"\0" * (200 * 1024))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "from IPython.display import Image\nImage(filename='images/logo.png')"
+        ),
+        nbformat.v4.new_code_cell("import helpers\nhelpers.ANSWER"),
+        nbformat.v4.new_code_cell(
+            "import os\n[n for n in ('.git', '.env', 'huge.bin', 'analysis.ipynb') if os.path.exists(n)]"
+        ),
+    ]
+    nbformat.write(nb, folder / "analysis.ipynb")
+    env = {
+        **(LOCAL if endpoint == "local" else cluster_values()),
+        "BACKEND_UPLOAD_DIR": "on",
+        "BACKEND_UPLOAD_FILE_MAX": "64k",
+    }
+    with kernel_env(env):
+        NotebookClient(
+            nb,
+            timeout=180,
+            kernel_name="backendai-python",
+            resources={"metadata": {"path": str(folder)}},
+        ).execute()
+    image, answer, present = (c.outputs for c in nb.cells)
+    progress = " ".join(
+        str(o.get("data", {}).get("text/plain", ""))
+        for o in image
+        if o.output_type == "display_data"
+    )
+    assert "sent the notebook folder: 3 files" in progress, progress
+    assert "1 large files skipped (huge.bin" in progress and ".git" in progress
+    [result] = [o for o in image if o.output_type == "execute_result"]
+    assert base64.b64decode(result["data"]["image/png"]) == png
+    assert answer[0]["data"]["text/plain"] == "42"
+    assert present[0]["data"]["text/plain"] == "['analysis.ipynb']"

@@ -20,7 +20,29 @@ def test_magic_form_update() -> None:
     assert s.describe()["resources"] == "cpu=2,mem=4g"
 
 
-@pytest.mark.parametrize("item", ["nokey", "color=red", "keep=maybe", "start=later", "name=a b"])
+def test_upload_settings_from_env_and_magic() -> None:
+    s = SessionSettings.from_env({})
+    assert not s.upload_dir and s.upload_max == 100 * 2**20 and s.upload_file_max == 10 * 2**20
+    s = SessionSettings.from_env({"BACKEND_UPLOAD_DIR": "on", "BACKEND_UPLOAD_MAX": "1g"})
+    assert s.upload_dir and s.upload_max == 2**30
+    s = s.update(["upload-file-max=512k", "upload_dir=off"])
+    assert s.upload_file_max == 512 * 1024 and not s.upload_dir
+    assert s.describe()["upload_file_max"] == "512k" and s.describe()["upload_max"] == "1g"
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        "nokey",
+        "color=red",
+        "keep=maybe",
+        "start=later",
+        "name=a b",
+        "upload_dir=perhaps",
+        "upload_max=lots",
+        "upload_file_max=-1",
+    ],
+)
 def test_bad_settings(item: str) -> None:
     with pytest.raises(ConfigError):
         SessionSettings().update([item])
