@@ -21,6 +21,8 @@ Run = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("backendai_jupyter.server.cli", "run the local Backend.AI endpoint"),
     "kernel": ("backendai_jupyter.kernel.install", "install, list or remove kernelspecs"),
+    "run": ("backendai_jupyter.jobs.cli_run", "run a notebook or a parameter sweep of it"),
+    "jobs": ("backendai_jupyter.jobs.cli_jobs", "list, wait for, fetch or cancel detached jobs"),
 }
 
 

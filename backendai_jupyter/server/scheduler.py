@@ -276,6 +276,10 @@ class Scheduler:
             BACKENDAI_CLUSTER_MODE="single-node",
             BACKENDAI_SESSION_TYPE=sess.type,
         )
+        # Every image runs with this machine's Python: make it the session's python3, as an
+        # image's own interpreter is in its container (batch startup commands need it).
+        env["PATH"] = os.pathsep.join(p for p in (os.path.dirname(sys.executable),
+                                                  env.get("PATH", "")) if p)
         env.update(sess.environ)
         return env
 

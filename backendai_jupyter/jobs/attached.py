@@ -1,0 +1,230 @@
+"""Attached runs: each case's notebook executed cell by cell (nbclient) on its own
+"Backend.AI Python (remote GPU)" proxy kernel, at most ``max_parallel`` at a time.
+
+The proxy kernel gets the case's session through the settings it reads from its environment
+(``BACKEND_IMAGE``, ``BACKEND_RESOURCES``, ``BACKEND_VFOLDER_MOUNTS``, ``BACKEND_SESSION_NAME``;
+see :mod:`backendai_jupyter.kernel.settings`) — credentials stay in the inherited environment and
+never reach a command line. Naming the session makes the kernel keep it on shutdown, so this
+module owns its end: every case's session is destroyed here, whatever happened (a failed cell,
+a dead kernel, Ctrl-C). The kernels write their session records into a private state directory
+that is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import nbformat
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, DeadKernelError
+
+from ..client import Client
+from ..client._exceptions import BackendAIError, NotFoundError
+from .notebook import first_failure, prepare
+from .params import Case
+from .record import read_records
+from .results import CaseResult, JobResult
+from .spec import KERNEL_NAME, JobSpec
+
+__all__ = ["NullProgress", "Progress", "run_attached"]
+
+_KERNEL_START_TIMEOUT = 120.0
+
+
+class Progress(Protocol):
+    """What a runner reports while it works (a terminal bar, a notebook widget, a test)."""
+
+    def case_started(self, case: Case, cells: int) -> None: ...
+
+    def cell_done(self, case: Case, done: int) -> None: ...
+
+    def case_done(self, result: CaseResult) -> None: ...
+
+
+class NullProgress:
+    def case_started(self, case: Case, cells: int) -> None:
+        pass
+
+    def cell_done(self, case: Case, done: int) -> None:
+        pass
+
+    def case_done(self, result: CaseResult) -> None:
+        pass
+
+
+def kernel_environ(spec: JobSpec, case: Case, state_dir: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        BACKEND_IMAGE=spec.image,
+        BACKEND_SESSION_NAME=spec.session_name(case),
+        # The session starts while the kernel starts, not at the first cell.
+        BACKEND_SESSION_START="kernel-start",
+        BACKENDAI_JUPYTER_STATE_DIR=state_dir,
+    )
+    for var, value in (("BACKEND_RESOURCES", spec.resources),
+                       ("BACKEND_VFOLDER_MOUNTS", spec.mounts)):
+        if value:
+            env[var] = value
+        else:
+            env.pop(var, None)
+    return env
+
+
+async def destroy_quietly(client: Client, name: str) -> None:
+    with contextlib.suppress(NotFoundError):
+        try:
+            await asyncio.wait_for(client.sessions.destroy(name, forced=True), 60)
+        except (BackendAIError, asyncio.TimeoutError):
+            # One retry: a session still being created answers an error while it starts.
+            await asyncio.sleep(2)
+            with contextlib.suppress(BackendAIError, asyncio.TimeoutError):
+                await asyncio.wait_for(client.sessions.destroy(name, forced=True), 60)
+
+
+async def _shutdown(km: AsyncKernelManager) -> None:
+    with contextlib.suppress(Exception):
+        if await km.is_alive():
+            # Graceful first: a kernel interrupted while its session starts abandons it itself.
+            await km.shutdown_kernel(now=False)
+    with contextlib.suppress(Exception):
+        await km.cleanup_resources()
+
+
+async def run_case(
+    spec: JobSpec, case: Case, client: Client, progress: Progress, state_dir: str,
+    done: Callable[[CaseResult], None], stopping: Callable[[], bool] = lambda: False,
+) -> None:
+    """Run one case; report its result through ``done`` even when cancelled."""
+    nb = await asyncio.to_thread(prepare, spec.notebook, case.params)
+    out = spec.output_path(case)
+    name = spec.session_name(case)
+    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    km = AsyncKernelManager(kernel_name=KERNEL_NAME)
+    nbc = NotebookClient(
+        nb, km=km, timeout=spec.cell_timeout, allow_errors=False,
+        resources={"metadata": {"path": str(spec.notebook.path.parent.resolve())}},
+    )
+    started = time.time()
+    status, error = "error", None
+    log = Path(state_dir) / f"{case.label}.log"
+    try:
+        progress.case_started(case, len(code))
+        # The kernel's own chatter (ipykernel warnings, session progress) goes to a log that
+        # is shown when the case fails for a reason other than a cell.
+        with open(log, "ab") as log_file:
+            await km.start_kernel(
+                env=kernel_environ(spec, case, state_dir), stdout=log_file, stderr=log_file,
+                cwd=str(spec.notebook.path.parent.resolve()),
+            )
+        kc = km.client()
+        kc.start_channels()
+        nbc.km, nbc.kc = km, kc
+        await kc.wait_for_ready(timeout=_KERNEL_START_TIMEOUT)
+        for n, index in enumerate(code):
+            await nbc.async_execute_cell(nb.cells[index], index, execution_count=n + 1)
+            progress.cell_done(case, n + 1)
+        status = "ok"
+    except CellExecutionError:
+        status = "failed"
+    except asyncio.CancelledError:
+        status, error = "cancelled", "cancelled"
+        raise
+    except DeadKernelError:
+        # nbclient turns a cancelled cell into DeadKernelError: tell Ctrl-C from a real death.
+        status, error = ("cancelled", "cancelled") if stopping() else ("error", "the kernel died")
+    except (BackendAIError, RuntimeError, TimeoutError, OSError) as e:
+        error = " ".join(str(e).split())[:200] or type(e).__name__
+    finally:
+        # Shielded: a second Ctrl-C must not leave the session or the kernel behind.
+        await asyncio.shield(_finish(km, nbc, client, name))
+        if status == "error":
+            error = f"{error}; kernel log: {_tail(log)}" if _tail(log) else error
+        failure = first_failure(nb.cells)
+        if status == "failed" and failure is not None:
+            error = failure.line
+        out.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, out)  # type: ignore[no-untyped-call]
+        result = CaseResult(
+            case=case, status=status, duration=time.time() - started, output=str(out),
+            records=read_records(nb.cells), error=error, session=name, submitted_at=started,
+            finished_at=time.time(), detail=failure.report() if failure else None,
+        )
+        done(result)
+        progress.case_done(result)
+
+
+def _tail(log: Path) -> str:
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1][:200] if lines else ""
+
+
+async def _finish(km: AsyncKernelManager, nbc: NotebookClient, client: Client, name: str) -> None:
+    if nbc.kc is not None:
+        nbc.kc.stop_channels()
+    await _shutdown(km)
+    await destroy_quietly(client, name)
+
+
+async def run_attached(
+    spec: JobSpec, client: Client, progress: Progress | None = None,
+    stop: asyncio.Event | None = None,
+) -> JobResult:
+    """Run every case; ``stop`` (set by Ctrl-C) cancels pending cases and running ones."""
+    progress = progress or NullProgress()
+    stop = stop or asyncio.Event()
+    results: dict[int, CaseResult] = {}
+    slots = asyncio.Semaphore(spec.max_parallel)
+    state_dir = tempfile.mkdtemp(prefix="bai-nbjob-")
+
+    async def one(case: Case) -> None:
+        async with slots:
+            try:
+                await run_case(spec, case, client, progress, state_dir,
+                               lambda r: results.__setitem__(r.case.index, r), stop.is_set)
+            except Exception as e:  # the case could not even be prepared: say why, go on
+                results[case.index] = CaseResult(
+                    case=case, status="error", error=" ".join(str(e).split())[:200]
+                )
+
+    tasks = [asyncio.ensure_future(one(c)) for c in spec.cases]
+    stopper = asyncio.ensure_future(stop.wait())
+    cancelled = False
+    try:
+        all_done: asyncio.Future[list[object]] = asyncio.gather(*tasks, return_exceptions=True)
+        either: list[asyncio.Future[Any]] = [all_done, stopper]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if stopper.done() and not all_done.done():
+            cancelled = True
+            for t in tasks:
+                t.cancel()
+        await all_done
+    finally:
+        stopper.cancel()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        shutil.rmtree(state_dir, ignore_errors=True)
+    cases = tuple(
+        results.get(c.index) or CaseResult(case=c, status="cancelled", error="not started")
+        for c in spec.cases
+    )
+    return JobResult(spec.job_id, cases, cancelled=cancelled)
+
+
+def write_outputs(spec: JobSpec, result: JobResult) -> tuple[Path, Path] | None:
+    """A sweep's summary.csv / summary.json next to its notebooks."""
+    if not spec.sweep:
+        return None
+    return result.write_summary(spec.out_dir)

@@ -1,0 +1,118 @@
+"""What a notebook job is: the notebook, its cases, where it runs and where outputs go.
+
+Built once from the command line (or the magic) by :func:`build_spec`, which validates every
+input before anything starts; the attached and detached runners only read it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..client._exceptions import ConfigError, ParseError
+from ..client.defaults import default_image
+from ..client.parsing import parse_mounts, parse_resource_flags
+from .notebook import Notebook, load_notebook
+from .params import Case, expand_cases, merge_params, parse_param_ranges
+
+__all__ = ["JobSpec", "build_spec", "new_job_id"]
+
+#: The proxy kernel's kernelspec (share/jupyter/kernels/backendai-python).
+KERNEL_NAME = "backendai-python"
+
+
+def new_job_id() -> str:
+    """Sortable by time, short enough for session names: ``j20261130-031502-3f9a``."""
+    return time.strftime("j%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(2)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    notebook: Notebook
+    cases: tuple[Case, ...]
+    image: str
+    #: ``-r`` flags and ``-m`` mounts as the kernel settings spell them (``cpu=1,mem=1g``,
+    #: ``data,models:/mnt/models``): the attached kernel reads them from its environment.
+    resources: str = ""
+    mounts: str = ""
+    mount_names: tuple[str, ...] = ()
+    output: Path | None = None
+    max_parallel: int = 1
+    cell_timeout: float | None = None
+    job_id: str = field(default_factory=new_job_id)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def sweep(self) -> bool:
+        return len(self.cases) > 1 or bool(self.cases and self.cases[0].swept)
+
+    @property
+    def out_dir(self) -> Path:
+        """Where a sweep's outputs and summary go (``-o DIR``, default ``<stem>-runs``)."""
+        return self.output or Path(f"{self.notebook.path.stem}-runs")
+
+    def output_path(self, case: Case) -> Path:
+        if not self.sweep:
+            return self.output or Path(f"{self.notebook.path.stem}-output.ipynb")
+        return self.out_dir / f"{self.notebook.path.stem}-{case.label}.ipynb"
+
+    def session_name(self, case: Case) -> str:
+        return f"bjob-{self.job_id[1:]}-{case.index:03d}"
+
+
+def _read_params_file(path: str) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"no such parameters file: {path}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not YAML: {' '.join(str(e).split())[:120]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of parameter names to values")
+    return {str(k): v for k, v in data.items()}
+
+
+def build_spec(
+    notebook: str | Path,
+    *,
+    params: Sequence[tuple[str, str]] = (),
+    params_file: str | None = None,
+    param_ranges: Sequence[str] = (),
+    resources: Sequence[str] = (),
+    image: str | None = None,
+    mounts: Sequence[str] = (),
+    output: str | Path | None = None,
+    max_parallel: int = 1,
+    cell_timeout: float | None = None,
+    extra_params: Mapping[str, Any] | None = None,
+) -> JobSpec:
+    """Validate everything that can be checked without a server; raise one-line errors."""
+    if max_parallel < 1:
+        raise ParseError("--max-parallel must be at least 1")
+    if cell_timeout is not None and cell_timeout <= 0:
+        raise ParseError("--cell-timeout must be a positive number of seconds")
+    nb = load_notebook(notebook)
+    fixed = merge_params(_read_params_file(params_file) if params_file else None, params)
+    fixed.update(extra_params or {})
+    ranges = parse_param_ranges(param_ranges)
+    cases = expand_cases(fixed, ranges)
+    warnings = nb.check([*fixed, *ranges])
+    res = parse_resource_flags(resources)
+    names, mount_map = parse_mounts(mounts)
+    res_text = ",".join(f"{k}={v}" for k, v in {**res.resources, **res.resource_opts}.items())
+    mount_text = ",".join(f"{n}:{mount_map[n]}" if n in mount_map else n for n in names)
+    return JobSpec(
+        notebook=nb, cases=tuple(cases), image=image or default_image(), resources=res_text,
+        mounts=mount_text, mount_names=tuple(names),
+        output=Path(output) if output is not None else None, max_parallel=max_parallel,
+        cell_timeout=cell_timeout, warnings=tuple(warnings),
+    )
