@@ -133,8 +133,29 @@ def run_cell(kc: Any, km: Any, source: str, sink: CellOutputs, timeout: float | 
             return str(content.get("status", "error"))
 
 
+def start_kernel(cwd: str, sockets: str) -> tuple[Any, Any]:
+    """A local ipykernel over IPC sockets: TCP ports picked here could be taken by another
+    session's kernel before ours binds them (then it dies without a word)."""
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "k"))
+    km.start_kernel(cwd=cwd)
+    kc = km.client()
+    kc.start_channels()
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            kc.wait_for_ready(timeout=5)
+            return km, kc
+        except RuntimeError:
+            if not km.is_alive():
+                raise RuntimeError("the kernel died while starting") from None
+            if time.monotonic() > deadline:
+                raise
+
+
 def execute(case_dir: str, *, now: Callable[[], float] = time.time) -> int:
-    from jupyter_client.manager import start_new_kernel
+    import tempfile
 
     with open(os.path.join(case_dir, "input.ipynb")) as f:
         nb = json.load(f)
@@ -160,10 +181,10 @@ def execute(case_dir: str, *, now: Callable[[], float] = time.time) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     km = kc = None
+    sockets = tempfile.mkdtemp(prefix="bjob-")
     try:
         progress(0)
-        km, kc = start_new_kernel(kernel_name="python3", startup_timeout=120,
-                                  cwd=os.environ.get("HOME") or os.getcwd())
+        km, kc = start_kernel(os.environ.get("HOME") or os.getcwd(), sockets)
         displays: dict[str, list[dict[str, Any]]] = {}
         status = "ok"
         for k, cell in enumerate(code):
@@ -196,6 +217,9 @@ def execute(case_dir: str, *, now: Callable[[], float] = time.time) -> int:
                 km.shutdown_kernel(now=True)
             except Exception:  # already gone
                 pass
+        import shutil
+
+        shutil.rmtree(sockets, ignore_errors=True)
         finished = now()
         result.update(finished=finished, duration=finished - started,
                       records=read_records(nb["cells"]))

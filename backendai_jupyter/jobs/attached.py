@@ -108,7 +108,10 @@ async def run_case(
     out = spec.output_path(case)
     name = spec.session_name(case)
     code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-    km = AsyncKernelManager(kernel_name=KERNEL_NAME)
+    # IPC sockets, not TCP ports: ports picked free here can be taken by another kernel
+    # starting at the same moment before ours binds them.
+    km = AsyncKernelManager(kernel_name=KERNEL_NAME, transport="ipc",
+                            ip=os.path.join(state_dir, f"k{case.index}"))
     nbc = NotebookClient(
         nb, km=km, timeout=spec.cell_timeout, allow_errors=False,
         resources={"metadata": {"path": str(spec.notebook.path.parent.resolve())}},
