@@ -109,10 +109,16 @@ async def check_folders(client: Client, names: tuple[str, ...]) -> None:
 
 async def open_client() -> Client:
     from ..client import Client
+    from ..workspace import load_config
 
-    # Building the config may start the embedded local endpoint (blocking): off the loop.
-    client = await asyncio.to_thread(Client.from_env)
-    await client.connect()
+    # BACKEND_*, else the embedded local endpoint, which may have to start (blocking): off
+    # the loop. The proxy kernels this command starts find the same endpoint again.
+    client = Client(await asyncio.to_thread(load_config))
+    try:
+        await client.connect()
+    except BaseException:
+        await client.close()
+        raise
     return client
 
 

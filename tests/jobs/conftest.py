@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -76,26 +78,40 @@ class Endpoint:
         return asyncio.run(ls())
 
 
+def _answers(record: Path) -> bool:
+    try:
+        url = json.loads(record.read_text())["url"]
+        with urllib.request.urlopen(url + "/", timeout=2):
+            return True
+    except (OSError, ValueError, KeyError):
+        return False
+
+
 @pytest.fixture(scope="session")
 def local_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
-    """A private embedded local endpoint (this checkout's server), stopped at the end."""
+    """A private local endpoint (this checkout's server, as the embedded default starts it),
+    stopped at the end."""
     from backendai_jupyter.server.local import ensure_local_endpoint
+    from backendai_jupyter.server.state import load_or_create_keypair
 
     data = tmp_path_factory.mktemp("local")
-    saved = os.environ.get("BACKENDAI_JUPYTER_DATA_DIR")
-    os.environ["BACKENDAI_JUPYTER_DATA_DIR"] = str(data)
+    load_or_create_keypair(data)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKEND_", "SORNA_"))}
+    with open(data / "server.log", "ab") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "backendai_jupyter", "serve", "--port", "0",
+             "--data-dir", str(data)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=data)
     try:
-        env = ensure_local_endpoint()
+        deadline = time.monotonic() + 60
+        while not _answers(data / "endpoint.json"):
+            assert server.poll() is None and time.monotonic() < deadline, "no local endpoint"
+            time.sleep(0.1)
+        credentials = ensure_local_endpoint(data)  # finds this server (it answers by now)
+        yield Endpoint(dict(credentials), tmp_path_factory.mktemp("jobs-local"))
     finally:
-        if saved is None:
-            os.environ.pop("BACKENDAI_JUPYTER_DATA_DIR")
-        else:
-            os.environ["BACKENDAI_JUPYTER_DATA_DIR"] = saved
-    try:
-        yield Endpoint(dict(env), tmp_path_factory.mktemp("jobs-local"))
-    finally:
-        record = json.loads((data / "endpoint.json").read_text())
-        os.kill(int(record["pid"]), signal.SIGTERM)
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
 
 
 @pytest.fixture(scope="session")
