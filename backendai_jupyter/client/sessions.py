@@ -17,6 +17,7 @@ from ._exceptions import BackendAIError, BadRequestError, ConfigError, ProtocolE
 from ._http_wrappers import multipart
 from ._models import ServicePort, SessionInfo
 from .execution import Execution, Mode, Transport, WarmSockets
+from .parsing import parse_mounts
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -139,7 +140,10 @@ class Sessions:
         features = self._client.features
         config = self._client.config
         name = name or new_session_name()
-        all_mounts = list(dict.fromkeys([*mounts, *config.vfolder_mounts]))
+        # BACKEND_VFOLDER_MOUNTS may name a path too (``data,models:/mnt/models``, as -m does).
+        default_names, default_map = parse_mounts(config.vfolder_mounts)
+        all_mounts = list(dict.fromkeys([*mounts, *default_names]))
+        mount_map = {**default_map, **(mount_map or {})}
         session_config: dict[str, Any] = {
             "mounts": all_mounts,
             "environ": dict(environ or {}),

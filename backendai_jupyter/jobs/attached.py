@@ -27,7 +27,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
-from ..client import Client
+from ..client import Client, ClientConfig
 from ..client._exceptions import BackendAIError, NotFoundError
 from .notebook import first_failure, prepare
 from .params import Case
@@ -61,8 +61,29 @@ class NullProgress:
         pass
 
 
-def kernel_environ(spec: JobSpec, case: Case, state_dir: str) -> dict[str, str]:
+def connection_environ(config: ClientConfig) -> dict[str, str]:
+    """The connection this process uses, as the ``BACKEND_*`` a kernel reads: the kernels
+    reach the same endpoint even when it was chosen by ``%backendai config set`` or is the
+    embedded local endpoint. (A webserver login cannot be handed over: keep the environment.)"""
+    if config.endpoint_type != "api":
+        return {}
+    return {
+        "BACKEND_ENDPOINT": ",".join(str(u) for u in config.endpoints),
+        "BACKEND_ENDPOINT_TYPE": "api",
+        "BACKEND_ACCESS_KEY": config.access_key,
+        "BACKEND_SECRET_KEY": config.secret_key,
+        "BACKEND_DOMAIN": config.domain,
+        "BACKEND_GROUP": config.group,
+        "BACKEND_SKIP_SSLCERT_VALIDATION": "true" if config.skip_ssl_verify else "false",
+    }
+
+
+def kernel_environ(
+    spec: JobSpec, case: Case, state_dir: str, config: ClientConfig | None = None
+) -> dict[str, str]:
     env = dict(os.environ)
+    if config is not None:
+        env.update(connection_environ(config))
     env.update(
         BACKEND_IMAGE=spec.image,
         BACKEND_SESSION_NAME=spec.session_name(case),
@@ -125,7 +146,8 @@ async def run_case(
         # is shown when the case fails for a reason other than a cell.
         with open(log, "ab") as log_file:
             await km.start_kernel(
-                env=kernel_environ(spec, case, state_dir), stdout=log_file, stderr=log_file,
+                env=kernel_environ(spec, case, state_dir, client.config),
+                stdout=log_file, stderr=log_file,
                 cwd=str(spec.notebook.path.parent.resolve()),
             )
         kc = km.client()

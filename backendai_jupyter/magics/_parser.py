@@ -14,6 +14,8 @@ from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
 
+from ..jobs.cli_run import add_run_arguments
+
 __all__ = [
     "PROG",
     "HelpShown",
@@ -226,6 +228,11 @@ def build_parser() -> MagicParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_run(sub)
+    p = _sub(sub, "nbrun", "run a notebook or a parameter sweep of it (backendai-jupyter run)",
+             description="Run NOTEBOOK on the Backend.AI kernel, one session per case, with "
+             "papermill's parameters; returns the summary (JobResult). --detach submits batch "
+             "sessions instead (see backendai-jupyter jobs).")
+    add_run_arguments(p)
     p = _sub(sub, "start", "start a session (prints its service ports)")
     _session_args(p, start=True)
 

@@ -81,6 +81,16 @@ def render_message(message: Message) -> None:
         clear_output(wait=bool(content.get("wait")))  # type: ignore[no-untyped-call]
 
 
+def _nbrun(m: BackendAIMagics, args: argparse.Namespace, cell: str | None) -> Any:
+    # Imported on use: nbclient and papermill are the optional "jobs" extra.
+    try:
+        from . import _jobs_commands
+    except ImportError as e:
+        raise UsageError(f"{PROG} nbrun needs the jobs extra (pip install "
+                         f"'backendai-jupyter[jobs]'): {e}") from None
+    return _jobs_commands.nbrun(m, args, cell)
+
+
 @magics_class
 class BackendAIMagics(Magics):
     """Backend.AI magics; see ``%backendai --help``. Configuration, client and kernel session
@@ -102,6 +112,7 @@ class BackendAIMagics(Magics):
             "upload": _session_commands.upload, "download": _session_commands.download,
             "vfolder": _folder_commands.vfolder, "sesstpl": _userconfig_commands.sesstpl,
             "dotfile": _userconfig_commands.dotfile,
+            "nbrun": _nbrun,
             "config": _config_commands.config, "login": _config_commands.login,
             "logout": _config_commands.logout, "kernel": _config_commands.kernel,
         }

@@ -68,6 +68,14 @@ class Endpoint:
             out, err = proc.communicate(timeout=60)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
+    def create_folder(self, name: str) -> None:
+        async def create() -> None:
+            async with Client(ClientConfig.from_env(self.env)) as client:
+                if name not in {f.name for f in await client.folders.list()}:
+                    await client.folders.create(name)
+
+        asyncio.run(create())
+
     def sessions(self, prefix: str = "bjob-") -> list[dict[str, Any]]:
         """Live sessions whose name starts with ``prefix``."""
         async def ls() -> list[dict[str, Any]]:

@@ -42,6 +42,16 @@ def test_run_writes_the_executed_notebook_with_parameters_and_records(
     assert local_endpoint.sessions() == []
 
 
+def test_mounted_folders_with_a_path(local_endpoint: Endpoint, tmp_path: Path) -> None:
+    local_endpoint.create_folder("jobs-data")
+    make_notebook(tmp_path / "m.ipynb", "import os\nrecord('mounted', os.path.isdir('mnt/d'))")
+    done = local_endpoint.run("run", "m.ipynb", "-m", "jobs-data:mnt/d", "-o", "m-out.ipynb",
+                              cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "mounted" in done.stdout and "True" in done.stdout
+    assert local_endpoint.sessions() == []
+
+
 def test_a_failing_cell_exits_1_prints_it_and_still_writes_the_output(
     local_endpoint: Endpoint, tmp_path: Path
 ) -> None:

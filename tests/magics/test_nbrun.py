@@ -1,0 +1,62 @@
+"""``%backendai nbrun``: the notebook-jobs core from a notebook, on the workspace's endpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from IPython.core.error import UsageError
+
+from backendai_jupyter.jobs.results import JobResult
+from backendai_jupyter.magics import CommandError
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def make_notebook(path: Path, *cells: str, parameters: str | None = None) -> None:
+    nb = nbformat.v4.new_notebook()
+    if parameters is not None:
+        nb.cells.append(nbformat.v4.new_code_cell(parameters))
+        nb.cells[0].metadata["tags"] = ["parameters"]
+    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(nb, path)
+
+
+def test_nbrun_returns_the_sweep_result(bai: Any, workdir: Path) -> None:
+    make_notebook(workdir / "train.ipynb", "loss = lr * 2\nrecord('loss', loss)",
+                  parameters="lr = 0.1")
+    result = bai("nbrun train.ipynb --param-range lr=case:1,3 --max-parallel 2 -o runs -q")
+    assert isinstance(result, JobResult) and result.ok
+    assert [(c.case.swept, c.records) for c in result.cases] == [
+        ({"lr": 1}, {"loss": 2}), ({"lr": 3}, {"loss": 6})]
+    assert "<table>" in result._repr_html_()
+    summary = json.loads((workdir / "runs" / "summary.json").read_text())
+    assert [c["status"] for c in summary["cases"]] == ["ok", "ok"]
+
+
+def test_nbrun_failing_cell_is_in_the_result(bai: Any, workdir: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    make_notebook(workdir / "bad.ipynb", "raise KeyError('nope')")
+    result = bai("nbrun bad.ipynb -q")
+    assert [c.status for c in result.cases] == ["failed"]
+    assert "KeyError: 'nope'" in (result.cases[0].error or "")
+    assert "raise KeyError('nope')" in capsys.readouterr().err
+    assert (workdir / "bad-output.ipynb").is_file()
+
+
+@pytest.mark.parametrize(("line", "error", "message"), [
+    ("nbrun missing.ipynb", CommandError, "no such notebook: missing.ipynb"),
+    ("nbrun nb.ipynb -p zz 1", UsageError, "unknown parameter 'zz'"),
+    ("nbrun nb.ipynb --param-range lr=range:a", UsageError, "range: arguments must be integers"),
+    ("nbrun nb.ipynb -m no-such-folder", CommandError, "no such storage folder"),
+])
+def test_nbrun_bad_input(bai: Any, workdir: Path, line: str, error: type[Exception],
+                         message: str) -> None:
+    make_notebook(workdir / "nb.ipynb", "print(lr)", parameters="lr = 0.1")
+    with pytest.raises(error, match=message) as err:
+        bai(line)
+    assert "\n" not in str(err.value)
+    assert sorted(p.name for p in workdir.iterdir()) == ["nb.ipynb"]
