@@ -32,6 +32,7 @@ from .. import __version__
 from ..client._exceptions import BackendAIError, SessionGone
 from ..display.outputs import error_content, parse_traceback_text, remote_reply
 from ..workspace import Outcome, current
+from . import comms
 from .fidelity import exit_requested, kernel_info_for
 from .routing import local_body, route
 from .sink import IOPubSink
@@ -76,6 +77,7 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
         self._running_local = False
         self._startup: asyncio.Future[Any] | None = None
         self._load_magics()
+        self.comms = comms.attach(self, self.workspace)  # front-end comm messages (widgets)
         atexit.register(self.workspace.session.close_sync)
         with contextlib.suppress(ValueError):  # not the main thread (in-process tests)
             signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -124,6 +126,12 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
         self._exec_ident = ident
         await super().execute_request(stream, ident, parent)
 
+    async def comm_info_request(self, stream: Any, ident: Any, parent: Any) -> None:
+        found = await self.comms.comm_info(parent["content"].get("target_name"))
+        self.session.send(
+            stream, "comm_info_reply", {"status": "ok", "comms": found}, parent, ident
+        )
+
     async def interrupt_request(self, stream: Any, ident: Any, parent: Any) -> None:
         # Runs on the control thread: hand the interrupt to the shell's loop.
         if self._running_local:
@@ -160,6 +168,7 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
                 return reply
             finally:
                 self._running_local = False
+        await self.comms.drain()  # front-end comm messages that came first go first
         count = self.shell.execution_count
         sink = IOPubSink(
             self,
@@ -168,6 +177,7 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
             allow_stdin=allow_stdin,
             ident=self._exec_ident,
             loop=self._loop,
+            outgoing=self.comms.outgoing,
         )
         cell = {
             "count": count,
@@ -272,9 +282,7 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
                     return ""
             await asyncio.sleep(0.01)
 
-    def _error_reply(
-        self, sink: IOPubSink, count: int, ename: str, evalue: str
-    ) -> dict[str, Any]:
+    def _error_reply(self, sink: IOPubSink, count: int, ename: str, evalue: str) -> dict[str, Any]:
         content = error_content(ename, evalue, [f"{ename}: {evalue}"])
         sink.publish("error", content)
         return {"status": "error", "execution_count": count, **content}

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+
+from ..display.outputs import IopubMessage
 
 __all__ = ["IOPubSink", "KernelLike"]
 
@@ -38,8 +40,10 @@ class IOPubSink:
         allow_stdin: bool = False,
         ident: Any = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        outgoing: Callable[[IopubMessage, dict[str, Any]], IopubMessage] | None = None,
     ) -> None:
         self.kernel = kernel
+        self.outgoing = outgoing  # comm messages pass the comm bridge (:mod:`.comms`)
         self.parent = parent
         self.silent = silent
         self.allow_stdin = allow_stdin
@@ -56,6 +60,16 @@ class IOPubSink:
     ) -> None:
         if self.silent:
             return
+        if self.outgoing is not None and msg_type.startswith("comm_"):
+            msg = self.outgoing(
+                IopubMessage(msg_type, content, metadata or {}, tuple(buffers or ())), self.parent
+            )
+            msg_type, content, metadata, buffers = (
+                msg.msg_type,
+                msg.content,
+                msg.metadata,
+                msg.buffers,
+            )
         self.kernel.session.send(
             self.kernel.iopub_socket,
             msg_type,
