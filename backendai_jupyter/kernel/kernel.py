@@ -73,6 +73,8 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
         self.workspace = current()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._interrupted: asyncio.Event | None = None
+        self._interrupt_sent = False
+        """The remote kernel was asked to stop: a pending input() gets an answer (see below)."""
         self._exec_ident: Any = None
         self._running_local = False
         self._startup: asyncio.Future[Any] | None = None
@@ -215,6 +217,7 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
             return None
         with contextlib.suppress(BackendAIError, asyncio.TimeoutError):
             await asyncio.wait_for(self.workspace.call(self.workspace.session.interrupt()), 0.8)
+        self._interrupt_sent = True
         try:
             await asyncio.wait_for(asyncio.shield(work), INTERRUPT_GRACE)
             return False
@@ -230,6 +233,7 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
         ws, remote = self.workspace, self.workspace.session
         count: int = cell["count"]
         self._interrupted = asyncio.Event()
+        self._interrupt_sent = False
         try:
             starting = asyncio.ensure_future(ws.call(remote.ensure(sink.progress())))
             if await self._until_interrupted(starting) is not None:
@@ -274,6 +278,10 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
         content = {"prompt": prompt, "password": password}
         self.session.send(self.stdin_socket, "input_request", content, parent, ident=ident)
         while True:
+            if self._interrupt_sent:
+                # The remote input() has raised KeyboardInterrupt, but the runner still waits
+                # for an answer and would hold the session's run queue: give it one.
+                return ""
             _ident, reply = self.session.recv(self.stdin_socket, zmq.NOBLOCK)
             if reply is not None:
                 try:
