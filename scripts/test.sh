@@ -11,10 +11,15 @@ ROOT=$PWD
 PY=${PYTHON:-python3}
 CLUSTER_DIR=${BAI_CLUSTER_DIR:-$ROOT/../shared/backendai-cluster}
 
-# An SSH server lets the interactive-apps tests cover the sshd service (they skip without one).
+# An SSH server lets the interactive-apps tests cover the sshd service (they skip without one);
+# bubblewrap is the local endpoint's session sandbox (its tests skip without a working one).
 if ! command -v sshd >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
     --no-install-recommends openssh-server; } >/dev/null 2>&1 || echo "note: openssh-server not installed; SSH app tests will skip"
+fi
+if ! command -v bwrap >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    --no-install-recommends bubblewrap; } >/dev/null 2>&1 || echo "note: bubblewrap not installed; sandbox tests will skip"
 fi
 
 if [ ! -x .venv/bin/python ]; then

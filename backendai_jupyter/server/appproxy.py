@@ -13,9 +13,11 @@
   "cols"}``, ``{"type": "ping"}``, ``{"type": "restart"}``; server frames ``{"type": "out",
   "data": b64}`` (text frames, as protocol.md §8.1; 26.9.6 sends the same JSON as binary).
 * ``POST /session/{id}/start-service`` ``{"app", "port"?, "arguments"?, "envs"?}`` — starts the
-  service. There is no wsproxy/AppProxy coordinator on one machine, so instead of a coordinator
-  token the answer carries the service's direct loopback address: ``{"token": "",
-  "wsproxy_addr": "http://127.0.0.1:P", "url": ...}``.
+  service. There is no wsproxy/AppProxy coordinator on one machine and services listen on
+  private Unix sockets (``services.py``), so the answer names this endpoint, whose
+  ``tcpproxy`` route is the only way in: ``{"token": "", "wsproxy_addr": "http://127.0.0.1:P",
+  "url": ".../stream/session/ID/tcpproxy?app=A"}``.
+* A ``tcpproxy`` request that is not a websocket upgrade answers 400 and starts nothing.
 """
 
 from __future__ import annotations
@@ -107,16 +109,21 @@ async def tcpproxy(request: web.Request) -> web.StreamResponse:
     sdef = _resolve(sess, request.app, app_name, port) if sess.status == "RUNNING" else None
     if sdef is None:
         return _app_not_found(sess, app_name)
-    host_port = await session_services(request.app, sess).ensure(sdef, arguments, envs)
-    sess.last_used = time.monotonic()
     # compress=False: app traffic is mostly compressed already and deflate would cost more CPU
     # than the whole relay (the official client does not ask for it either).
     ws = web.WebSocketResponse(autoping=False, max_msg_size=0, compress=False)
+    if not ws.can_prepare(request).ok:
+        # Only an (authenticated) websocket upgrade starts a service: not a plain GET.
+        raise invalid_api_params("This route is a websocket: send an Upgrade request.")
+    address = await session_services(request.app, sess).ensure(sdef, arguments, envs)
+    sess.last_used = time.monotonic()
     await ws.prepare(request)
+    loop = asyncio.get_running_loop()
     try:
-        _, pipe = await asyncio.get_running_loop().create_connection(
-            TcpPipe, "127.0.0.1", host_port
-        )
+        if isinstance(address, str):
+            _, pipe = await loop.create_unix_connection(TcpPipe, address)
+        else:
+            _, pipe = await loop.create_connection(TcpPipe, "127.0.0.1", address)
     except ConnectionRefusedError:
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER)
         return ws
@@ -186,9 +193,12 @@ async def start_service(request: web.Request) -> web.Response:
     sdef = _resolve(sess, request.app, app_name, port) if sess.status == "RUNNING" else None
     if sdef is None:
         return _app_not_found(sess, app_name)
-    host_port = await session_services(request.app, sess).ensure(sdef, arguments, envs)
-    addr = f"http://127.0.0.1:{host_port}"
-    return web.json_response({"token": "", "wsproxy_addr": addr, "url": addr})
+    await session_services(request.app, sess).ensure(sdef, arguments, envs)
+    # No direct address: services listen on private sockets, reachable only through this
+    # endpoint's authenticated app proxy (``/stream/session/{id}/tcpproxy?app=...``).
+    base = str(request.url.origin())
+    url = f"{base}/stream/session/{sess.id}/tcpproxy?app={app_name}"
+    return web.json_response({"token": "", "wsproxy_addr": base, "url": url})
 
 
 # -- the terminal ---------------------------------------------------------------------------
@@ -221,10 +231,12 @@ class _Pty:
         master, slave = os.openpty()
         shell = shutil.which("bash") or "/bin/sh"
         argv = [shell, "-i"]
-        setsid = shutil.which("setsid")
-        if setsid:  # a new session whose controlling terminal is the pty (job control works)
-            argv = [setsid, "-c", *argv]
         proc = self.sess.process
+        setsid = shutil.which("setsid")
+        # A new session whose controlling terminal is the pty (job control works); in the
+        # sandbox the launcher's relay does that itself.
+        if setsid and (proc is None or "sandbox" not in proc.limits):
+            argv = [setsid, "-c", *argv]
         env = dict(proc.env) if proc is not None else dict(os.environ)
         if proc is not None:
             from .limits import ENV_VAR
@@ -239,7 +251,7 @@ class _Pty:
         finally:
             os.close(slave)
         if proc is not None:
-            proc.children.add(self.proc)  # dies with the session
+            proc.adopt(self.proc)  # dies with the session
         self.master = master
         os.set_blocking(master, False)
         asyncio.get_running_loop().add_reader(master, self._readable)

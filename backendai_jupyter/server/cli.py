@@ -26,10 +26,12 @@ from aiohttp import web
 from ..client._exceptions import BackendAIError
 from ..client._versioning import parse_api_version
 from .app import create_app
+from .sandbox import SANDBOX_MODES, SandboxUnavailable
 from .state import (
     DEFAULT_API_VERSION,
     KEYPAIR_FILE,
     REGISTRY,
+    SCHEDULER,
     ServerConfig,
     load_or_create_keypair,
 )
@@ -98,6 +100,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--show-keys", action="store_true", help="print the secret key again")
     parser.add_argument(
+        "--sandbox",
+        choices=SANDBOX_MODES,
+        default="auto",
+        help="run sessions in a bubblewrap sandbox: auto (when bwrap works; default), bwrap "
+        "(required), none",
+    )
+    parser.add_argument(
         "--exit-when-idle",
         type=float,
         default=0.0,
@@ -161,6 +170,8 @@ async def _serve(config: ServerConfig, show_secret: bool, exit_when_idle: float 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     app = create_app(config)
+    for warning in app[SCHEDULER].warnings:  # said once, at start
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     if exit_when_idle > 0:
         _watch_idle(app, exit_when_idle, stop)
     # read_bufsize: the request body buffer (aiohttp: 64 KiB) bounds how much the socket reader
@@ -234,6 +245,7 @@ def run(args: argparse.Namespace) -> int:
         capacity=capacity,
         idle_timeout=args.idle_timeout,
         keypair=keypair,
+        sandbox=args.sandbox,
     )
     try:
         show = created or args.show_keys
@@ -241,6 +253,9 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"error: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 1
+    except SandboxUnavailable as e:
+        print(f"error: --sandbox bwrap: {e}", file=sys.stderr)
+        return 2
     except ValueError as e:  # e.g. an unknown --api-version
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -9,8 +9,10 @@ them into console items exactly as the agent does.
 One deliberate difference: the stock runner sends HTML as a raw ``media`` record which the agent
 cannot decode (execute answers 500); here it becomes a ``["html", "<...>"]`` record.
 
-Every process is started in its own process group through :mod:`.limits`; ``stop`` kills each
-group *and* any descendant that left it (found by scanning ``/proc``), so nothing survives.
+Every process is started in its own process group through :mod:`.limits`, inside the session's
+sandbox (:mod:`.sandbox`) and memory cgroup (:mod:`.cgroups`) when there are; ``stop`` kills each
+group, any descendant that left it (``/proc`` scan), the sandbox's PID namespace and whatever is
+left in the cgroup, so nothing survives, double-forked daemons included.
 """
 
 from __future__ import annotations
@@ -19,17 +21,21 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
+from .cgroups import MemoryCgroup
 from .limits import ENV_VAR, launcher_argv
 from .runs import Record, Run
+from .sandbox import SessionSandbox
 from .zygote import Zygote, ZygoteProvisioner
 
 __all__ = ["Run", "SessionProcess", "descendants", "kill_tree"]
@@ -110,8 +116,16 @@ class SessionProcess:
         limits: dict[str, Any],
         log: Path,
         zygote: Zygote | None = None,
+        *,
+        sandbox: SessionSandbox | None = None,
+        cgroup: MemoryCgroup | None = None,
+        service_dir: Path | None = None,
     ):
         self.workdir = workdir
+        self.sandbox = sandbox
+        self.cgroup = cgroup
+        #: A short private (0700) directory for the services' Unix sockets (``services.py``).
+        self.service_dir = service_dir
         self.zygote = zygote
         self.env = env
         self.limits = limits
@@ -119,8 +133,28 @@ class SessionProcess:
         self.km: Any = None
         self.kc: Any = None
         self.children: set[asyncio.subprocess.Process] = set()
+        #: Called after every process start (the crash records note its pid).
+        self.on_spawn: Callable[[], None] | None = None
         self._batch_proc: asyncio.subprocess.Process | None = None
         self._reviving: asyncio.Task[None] | None = None
+
+    def adopt(self, proc: asyncio.subprocess.Process) -> None:
+        """A process started for this session (a service, the terminal): it dies with it."""
+        self.children.add(proc)
+        self._spawned()
+
+    def _spawned(self) -> None:
+        if self.on_spawn is not None:
+            with contextlib.suppress(OSError):
+                self.on_spawn()
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer ended a process of this session (cgroup only)."""
+        return self.cgroup is not None and self.cgroup.oom_kills() > 0
+
+    def memory_limit_words(self) -> str:
+        mem = self.limits.get("mem")
+        return f" of {int(mem) // 2**20} MiB" if isinstance(mem, int) else ""
 
     def _full_env(self) -> dict[str, str]:
         env = dict(self.env)
@@ -153,6 +187,7 @@ class SessionProcess:
             )
         finally:
             log.close()
+        self._spawned()
         self.kc = self.km.client()
         self.kc.start_channels()
         try:
@@ -188,6 +223,13 @@ class SessionProcess:
                         exit_code = 130
                         break
                     if not await self.km.is_alive():
+                        if self.oom_killed():  # the scheduler ends the session (oom-killed)
+                            await run.records.put(("stderr", (
+                                "The session ran out of memory (its limit"
+                                f"{self.memory_limit_words()}) and was ended: the kernel "
+                                "was killed.\n")))
+                            exit_code = 137
+                            break
                         await run.records.put(("stderr", "The kernel died; restarting it.\n"))
                         exit_code = 130
                         if self._reviving is None or self._reviving.done():
@@ -287,7 +329,7 @@ class SessionProcess:
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
-        self.children.add(proc)
+        self.adopt(proc)
         if run is not None:
             self._batch_proc = proc
 
@@ -359,6 +401,12 @@ class SessionProcess:
                 break
             await asyncio.sleep(0.05)
         kill_tree(tree, signal.SIGKILL)
+        if self.sandbox is not None:
+            await self.sandbox.stop()
+        if self.cgroup is not None:
+            await asyncio.to_thread(self.cgroup.remove)
+        if self.service_dir is not None:
+            shutil.rmtree(self.service_dir, ignore_errors=True)
         if self.km is not None:
             with contextlib.suppress(Exception):
                 await self.km.shutdown_kernel(now=True)
@@ -370,6 +418,10 @@ class SessionProcess:
         """Synchronous last resort (server exit): SIGKILL the whole tree."""
         pids = self.pids()
         kill_tree(pids | descendants(pids), signal.SIGKILL)
+        if self.sandbox is not None:
+            self.sandbox.kill()
+        if self.cgroup is not None:
+            self.cgroup.kill_all()
 
 
 def _alive(pid: int) -> bool:

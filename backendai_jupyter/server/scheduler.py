@@ -18,6 +18,7 @@ import shutil
 import site
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,10 +28,13 @@ from typing import Any
 from aiohttp import web
 
 from . import userconfig
+from .cgroups import MIN_MEMORY, create_memory_cgroup, memory_cgroup_parent
 from .errors import Problem
 from .events import publish_session_event
 from .kernels import SessionProcess
-from .limits import cgroup_for_session, format_amount, parse_amount
+from .limits import format_amount, parse_amount
+from .reaper import CrashRecords, terminated_session
+from .sandbox import HOME, SessionSandbox, resolve_mode, session_base_env
 from .state import CONFIG, ComputeSession
 from .zygote import Zygote
 
@@ -38,6 +42,10 @@ __all__ = ["Capacity", "Scheduler", "detect_capacity", "detect_gpus"]
 
 log = logging.getLogger(__name__)
 SLOTS = ("cpu", "mem", "cuda.device", "cuda.shares")
+#: A session's directories next to its working directory: the kernel's connection file and the
+#: services' sockets/configuration (bound into the sandbox at their own paths).
+SIDE_DIRS = (".runtime", ".services")
+OOM_REASON = "oom-killed"
 
 
 @dataclass
@@ -101,12 +109,33 @@ class Scheduler:
         self.ready: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
+        self._oom_watch: asyncio.Task[None] | None = None
         self.zygote: Zygote | None = None
+        #: Whether sessions run in a bubblewrap sandbox (``--sandbox``; probed at start).
+        self.sandboxed = False
+        #: Warnings said once at start (no sandbox, no memory cgroup).
+        self.warnings: list[str] = []
+        self.crash_records = CrashRecords(app[CONFIG].data_dir)
+        self.choose_isolation()
+
+    def choose_isolation(self) -> None:
+        """Resolve ``--sandbox`` (probes bubblewrap once) and the memory-limit mechanism;
+        raises :class:`.sandbox.SandboxUnavailable` for ``--sandbox bwrap`` without bwrap."""
+        self.sandboxed, warning = resolve_mode(self.app[CONFIG].sandbox)
+        if warning is not None:
+            self.warnings.append(warning)
+        if memory_cgroup_parent() is None:
+            self.warnings.append(
+                "no writable memory cgroup: memory limits are per process (RLIMIT_DATA), so "
+                "child processes and shared memory are not counted"
+            )
 
     def start(self) -> None:
         """Called once the loop runs (app startup): the idle-timeout reaper and the kernel fork
         server (``zygote.py``; its imports run while the endpoint starts serving)."""
+        self._reap_previous_run()
         self._reaper = asyncio.create_task(self.idle_reaper())
+        self._oom_watch = asyncio.create_task(self.oom_watch())
         if not Zygote.disabled():
             env = self._base_environ()
             # No $HOME of its own: each kernel's user site follows the session's HOME.
@@ -115,6 +144,16 @@ class Scheduler:
             task = asyncio.create_task(self.zygote.start())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _reap_previous_run(self) -> None:
+        """Kill what a killed endpoint left behind; list its sessions as TERMINATED."""
+        from .state import REGISTRY
+
+        config = self.app[CONFIG]
+        for record in self.crash_records.reap():
+            sess = terminated_session(record, config.sessions_dir)
+            if sess is not None and sess.id not in self.app[REGISTRY].sessions:
+                self.app[REGISTRY].add(sess)
 
     # -- accounting ----------------------------------------------------------------------------
 
@@ -151,6 +190,14 @@ class Scheduler:
                     400, "invalid-api-params", "Missing or invalid API parameters.", str(e)
                 ) from None
         req = {k: v for k, v in req.items() if v > 0 or k in ("cpu", "mem")}
+        if req.get("mem", Decimal(MIN_MEMORY)) < MIN_MEMORY:
+            raise Problem(
+                400,
+                "invalid-api-params",
+                "Missing or invalid API parameters.",
+                f"mem={format_amount(req['mem'])} is below the minimum of "
+                f"{MIN_MEMORY // 2**20} MiB a session needs",
+            )
         totals = self.totals()
         if req.get("cpu", Decimal(0)) <= 0:
             req["cpu"] = Decimal(1)
@@ -241,10 +288,9 @@ class Scheduler:
 
     @staticmethod
     def _base_environ() -> dict[str, str]:
-        # Never hand the server's own credentials (BACKEND_*, legacy SORNA_*) to user code.
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("BACKEND_", "SORNA_", "BJUP_"))
-        }
+        # An allow-list of the endpoint's own environment (never its credentials or anything
+        # else it happens to have): the session's own ``environ`` is added on top.
+        env = session_base_env(os.environ)
         # HOME moves to the workdir; keep a --user-installed ipykernel importable anyway.
         extra = [p for p in sys.path if p == site.getusersitepackages()]
         if extra:
@@ -254,9 +300,10 @@ class Scheduler:
     def _environ(self, sess: ComputeSession) -> dict[str, str]:
         env = self._base_environ()
         ncpu = str(max(1, len(sess.cpu_set)))
+        home = HOME if self.sandboxed else str(sess.workdir)
         env.update(
-            HOME=str(sess.workdir),
-            PWD=str(sess.workdir),
+            HOME=home,
+            PWD=home,
             OMP_NUM_THREADS=ncpu,
             OPENBLAS_NUM_THREADS=ncpu,
             MKL_NUM_THREADS=ncpu,
@@ -286,6 +333,8 @@ class Scheduler:
     def _prepare_workdir(self, sess: ComputeSession) -> None:
         sess.workdir.mkdir(parents=True, exist_ok=True)
         for host_dir, inside in sess.mounts:
+            if self.sandboxed:  # bwrap binds the folder there (onto a directory, not a link)
+                continue
             rel = inside.removeprefix("/home/work/").lstrip("/")
             link = sess.workdir / rel
             link.parent.mkdir(parents=True, exist_ok=True)
@@ -314,15 +363,35 @@ class Scheduler:
             sess.set_status("PREPARED")
             publish_session_event(app, "session_prepared", sess, "triggered-by-scheduler")
             publish_session_event(app, "kernel_preparing", sess)
-            limits: dict[str, Any] = {"cpus": sess.cpu_set, "mem": int(sess.resources["mem"])}
-            cgroup = cgroup_for_session(sess.id)
+            mem = int(sess.resources["mem"])
+            limits: dict[str, Any] = {"cpus": sess.cpu_set, "mem": mem}
+            cgroup = create_memory_cgroup(sess.id, mem)
             if cgroup is not None:
-                limits["cgroup"] = str(cgroup)
+                limits["cgroup_procs"] = str(cgroup.procs_file)
+            else:
+                limits["rlimit_mem"] = mem
             log_path = sess.workdir.parent / f"{sess.workdir.name}.log"
+            # Unix socket paths are limited to 107 bytes: a short directory of its own.
+            service_dir = Path(tempfile.mkdtemp(prefix=f"bjup-{sess.id[:8]}-"))
+            sandbox: SessionSandbox | None = None
+            if self.sandboxed:
+                runtime = [sess.workdir.parent / (sess.workdir.name + s) for s in SIDE_DIRS]
+                runtime.append(service_dir)
+                for d in runtime:
+                    d.mkdir(exist_ok=True, mode=0o700)
+                sandbox = SessionSandbox.for_session(
+                    workdir=sess.workdir, runtime_dirs=runtime,
+                    data_dir=self.app[CONFIG].data_dir, mounts=sess.mounts,
+                )
             proc = SessionProcess(
-                sess.workdir, self._environ(sess), limits, log_path, zygote=self.zygote
+                sess.workdir, self._environ(sess), limits, log_path, zygote=self.zygote,
+                sandbox=sandbox, cgroup=cgroup, service_dir=service_dir,
             )
             sess.process = proc
+            if sandbox is not None:
+                limits["sandbox"] = (await sandbox.start(log_path)).to_limits()
+            proc.on_spawn = lambda: self.crash_records.write(sess)
+            self.crash_records.write(sess)
             sess.set_status("CREATING")
             publish_session_event(app, "kernel_creating", sess)
             if sess.bootstrap_script:
@@ -389,6 +458,7 @@ class Scheduler:
         sess.set_status("TERMINATED", info)
         sess.terminated_at = time.time()
         publish_session_event(self.app, "session_terminated", sess, reason, sess.exit_code)
+        self.crash_records.remove(sess.id)
         self.ready.get(sess.id, asyncio.Event()).set()
         self._release(sess)
         self.kick()
@@ -407,12 +477,29 @@ class Scheduler:
                 if sess.status == "RUNNING" and now - sess.last_used > timeout:
                     await self.terminate(sess, "idle-timeout")
 
+    async def oom_watch(self) -> None:
+        """End a session whose memory cgroup saw an OOM kill, with the reason ``oom-killed``
+        (a status reason and lifecycle events, like any other termination)."""
+        from .state import REGISTRY
+
+        while True:
+            await asyncio.sleep(0.5)
+            for sess in self.app[REGISTRY].live():
+                proc = sess.process
+                if sess.status == "RUNNING" and proc is not None and proc.oom_killed():
+                    log.warning("session %s ran out of memory: ending it", sess.name)
+                    sess.exit_code = 137
+                    task = asyncio.create_task(self.terminate(sess, OOM_REASON))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+
     async def shutdown(self) -> None:
         """Server stop: cancel pending, terminate running, nothing left behind."""
         from .state import REGISTRY
 
-        if self._reaper is not None:
-            self._reaper.cancel()
+        for watcher in (self._reaper, self._oom_watch):
+            if watcher is not None:
+                watcher.cancel()
         for sess in list(self.queue):
             await self.terminate(sess, "server-shutdown")
         for task in list(self._tasks):

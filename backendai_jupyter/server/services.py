@@ -7,10 +7,13 @@ on a free loopback port chosen when it starts, and the app proxy (``appproxy.py`
 ``(app, container port)`` to it. A service is advertised only when this machine can run it:
 
 * ``jupyter`` / ``jupyterlab``: ``python -m jupyter_server`` / ``python -m jupyterlab`` from the
-  server's environment (token-less, loopback-only, XSRF check off — it is reachable only through
-  the authenticated proxy);
-* ``ttyd``: the ``ttyd`` binary (a web terminal); the ``/stream/session/{id}/pty`` websocket
-  (``appproxy.py``) is the terminal that needs nothing;
+  server's environment, listening on a **Unix socket** (mode 0600 in the session's 0700 socket
+  directory), not on a TCP port: only the endpoint can connect, so the only way in is the
+  authenticated app proxy (a web page in the browser or another local user cannot reach it).
+  Origin and host checks stay on; it needs no token of its own (the socket is the secret), and
+  its XSRF check is off so that API clients behind the proxy work as with the manager's apps;
+* ``ttyd``: the ``ttyd`` binary (a web terminal), on a Unix socket too; the
+  ``/stream/session/{id}/pty`` websocket (``appproxy.py``) is the terminal that needs nothing;
 * ``sshd``: OpenSSH's ``sshd``, with the per-session key pair ``id_container`` (+ ``.pub``) in the
   working directory, as a real session has in ``/home/work``;
 * ``preopen`` ports: nothing is started; the session's own program listens on that port number.
@@ -38,10 +41,12 @@ from aiohttp import web
 
 from .errors import Problem, invalid_api_params
 from .limits import ENV_VAR, launcher_argv
+from .sandbox import HOME
 from .state import ComputeSession
 
 __all__ = [
     "SERVICES",
+    "Address",
     "ServiceDef",
     "ServiceManager",
     "register_session",
@@ -101,9 +106,13 @@ def builtin_services() -> list[ServiceDef]:
     return defs
 
 
+#: Where a service listens: a loopback TCP port or a Unix socket path.
+Address = int | str
+
+
 @dataclass
 class _Running:
-    host_port: int
+    address: Address
     proc: asyncio.subprocess.Process | None  # None: preopen (the user's program listens)
 
 
@@ -119,23 +128,26 @@ class SessionServices:
 
     async def ensure(
         self, sdef: ServiceDef, arguments: Any = None, envs: Any = None
-    ) -> int:
-        """Start ``sdef`` unless it runs; return the loopback port it listens on."""
+    ) -> Address:
+        """Start ``sdef`` unless it runs; return where it listens (port or socket path)."""
         if sdef.protocol == "preopen":
             return sdef.port
         lock = self.locks.setdefault(sdef.name, asyncio.Lock())
         async with lock:
             cur = self.running.get(sdef.name)
             if cur is not None and cur.proc is not None and cur.proc.returncode is None:
-                return cur.host_port
-            port = await self._start(sdef, arguments, envs)
-            return port
+                return cur.address
+            return await self._start(sdef, arguments, envs)
 
-    def _env(self, envs: Any) -> dict[str, str]:
+    def _env(self, envs: Any, *, keep_caps: bool = False) -> dict[str, str]:
         proc = self.sess.process
-        env = dict(proc.env) if proc is not None else dict(os.environ)
+        env = dict(proc.env) if proc is not None else {}
         if proc is not None:
-            env[ENV_VAR] = json.dumps(proc.limits)
+            limits = dict(proc.limits)
+            if keep_caps and isinstance(limits.get("sandbox"), dict):
+                # sshd drops privileges itself (privilege separation needs them first).
+                limits["sandbox"] = {**limits["sandbox"], "keep_caps": True}
+            env[ENV_VAR] = json.dumps(limits)
         if isinstance(envs, dict):
             env.update({str(k): str(v) for k, v in envs.items()})
         return env
@@ -145,20 +157,38 @@ class SessionServices:
         path.mkdir(exist_ok=True, mode=0o700)
         return path
 
-    async def _start(self, sdef: ServiceDef, arguments: Any, envs: Any) -> int:
+    def _sandboxed(self) -> bool:
+        proc = self.sess.process
+        return proc is not None and "sandbox" in proc.limits
+
+    def _home(self) -> str:
+        return HOME if self._sandboxed() else str(self.sess.workdir)
+
+    def _socket(self, name: str) -> str | None:
+        proc = self.sess.process
+        if proc is None or proc.service_dir is None:
+            return None
+        return str(proc.service_dir / f"{name}.sock")
+
+    async def _start(self, sdef: ServiceDef, arguments: Any, envs: Any) -> Address:
         if self.sess.process is None or self.sess.status != "RUNNING":
             raise Problem(
                 500, "app-service-start-failed", "Failed to launch the app service",
                 data=f"session {self.sess.name} is {self.sess.status}",
             )
-        port = _free_port()
-        argv = await self._argv(sdef, port, arguments)
+        address: Address = _free_port()
+        if sdef.name != "sshd":  # sshd authenticates by key and speaks TCP
+            address = self._socket(sdef.name) or address
+        if isinstance(address, str):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(address)
+        argv = await self._argv(sdef, address, arguments)
         log = open(self._runtime() / f"{sdef.name}.log", "ab")  # noqa: SIM115 - child's
         try:
             proc = await asyncio.create_subprocess_exec(
                 *launcher_argv(argv),
                 cwd=str(self.sess.workdir),
-                env=self._env(envs),
+                env=self._env(envs, keep_caps=sdef.name == "sshd"),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -166,9 +196,9 @@ class SessionServices:
             )
         finally:
             log.close()
-        self.sess.process.children.add(proc)  # destroy kills it with the session
+        self.sess.process.adopt(proc)  # destroy kills it with the session
         try:
-            await _wait_listening(proc, port, READY_TIMEOUT)
+            await _wait_listening(proc, address, READY_TIMEOUT)
         except Exception as e:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, 9)
@@ -177,10 +207,10 @@ class SessionServices:
                 500, "app-service-start-failed", "Failed to launch the app service",
                 data=f"{sdef.name}: {e}\n{tail}",
             ) from None
-        self.running[sdef.name] = _Running(port, proc)
-        return port
+        self.running[sdef.name] = _Running(address, proc)
+        return address
 
-    async def _argv(self, sdef: ServiceDef, port: int, arguments: Any) -> list[str]:
+    async def _argv(self, sdef: ServiceDef, address: Address, arguments: Any) -> list[str]:
         extra: list[str] = []
         if isinstance(arguments, dict):
             for k, v in arguments.items():
@@ -192,24 +222,28 @@ class SessionServices:
                     extra += [str(k), str(v)]
         if sdef.name in ("jupyter", "jupyterlab"):
             module = "jupyterlab" if sdef.name == "jupyterlab" else "jupyter_server"
+            listen = (
+                [f"--ServerApp.sock={address}", "--ServerApp.sock_mode=0600"]
+                if isinstance(address, str)
+                else ["--ip=127.0.0.1", f"--port={address}", "--port-retries=0"]
+            )
             return [
-                sys.executable, "-m", module, "--no-browser",
-                "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
-                f"--ServerApp.root_dir={self.sess.workdir}",
+                sys.executable, "-m", module, "--no-browser", *listen,
+                f"--ServerApp.root_dir={self._home()}",
                 "--IdentityProvider.token=",
                 "--PasswordIdentityProvider.password_required=False",
                 "--ServerApp.password=",
                 "--ServerApp.disable_check_xsrf=True",
-                "--ServerApp.allow_remote_access=True",
-                "--ServerApp.allow_origin=*",
                 "--ServerApp.allow_root=True",
                 *extra,
             ]
         if sdef.name == "ttyd":
-            return [shutil.which("ttyd") or "ttyd", "-i", "127.0.0.1", "-p", str(port),
+            where = ["-i", address] if isinstance(address, str) else [
+                "-i", "127.0.0.1", "-p", str(address)]
+            return [shutil.which("ttyd") or "ttyd", *where,
                     "-W", *extra, os.environ.get("SHELL", "/bin/bash")]
-        if sdef.name == "sshd":
-            return await self._sshd_argv(port)
+        if sdef.name == "sshd" and isinstance(address, int):
+            return await self._sshd_argv(address)
         raise Problem(500, "app-service-start-failed", "Failed to launch the app service",
                       data=f"unknown service {sdef.name}")
 
@@ -232,7 +266,7 @@ class SessionServices:
             f"AuthorizedKeysFile {auth}\nPidFile {rt / 'sshd.pid'}\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
             "StrictModes no\nPermitRootLogin prohibit-password\nPubkeyAuthentication yes\n"
-            f"SetEnv HOME={self.sess.workdir}\n"
+            f"SetEnv HOME={self._home()}\n"
             "Subsystem sftp internal-sftp\n"
         )
         return [sshd_path() or "sshd", "-D", "-e", "-f", str(conf)]
@@ -271,14 +305,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _wait_listening(proc: asyncio.subprocess.Process, port: int, timeout: float) -> None:
+async def _wait_listening(
+    proc: asyncio.subprocess.Process, address: Address, timeout: float
+) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
         if proc.returncode is not None:
             raise RuntimeError(f"exited with status {proc.returncode}")
         try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            if isinstance(address, str):
+                _, writer = await asyncio.open_unix_connection(address)
+            else:
+                _, writer = await asyncio.open_connection("127.0.0.1", address)
         except OSError:
             await asyncio.sleep(0.1)
             continue
@@ -286,7 +325,7 @@ async def _wait_listening(proc: asyncio.subprocess.Process, port: int, timeout: 
         with contextlib.suppress(Exception):
             await writer.wait_closed()
         return
-    raise TimeoutError(f"not listening on port {port} after {timeout:.0f} s")
+    raise TimeoutError(f"not listening on {address} after {timeout:.0f} s")
 
 
 class ServiceManager:

@@ -65,6 +65,8 @@ class ServerConfig:
     default_resources: dict[str, str] = field(default_factory=lambda: {"cpu": "1", "mem": "1g"})
     #: Login for session mode (``/server/login``); defaults to the keypair's user/password.
     keypair: Keypair | None = None
+    #: ``auto`` (bubblewrap when it works), ``bwrap`` (required) or ``none`` (``sandbox.py``).
+    sandbox: str = "auto"
 
     @property
     def sessions_dir(self) -> Path:
@@ -114,6 +116,10 @@ def new_keypair() -> Keypair:
 
 def load_or_create_keypair(data_dir: Path) -> tuple[Keypair, bool]:
     """Read ``<data_dir>/keypair.json`` or create it with mode 0600; returns ``(kp, created)``."""
+    # 0700 also when the directory already existed: it holds the keypair, every session's files
+    # and logs, and the storage folders.
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data_dir.chmod(0o700)
     path = data_dir / KEYPAIR_FILE
     if path.exists():
         raw = json.loads(path.read_text())
@@ -127,7 +133,6 @@ def load_or_create_keypair(data_dir: Path) -> tuple[Keypair, bool]:
             ),
             False,
         )
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     kp = new_keypair()
     # O_EXCL + 0600 from the start: the secret is never readable by others, not even briefly.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -111,7 +111,7 @@ def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _apply_limits(limits: dict[str, Any]) -> None:
+def _limits_module() -> Any:
     # limits.py is stdlib-only; load it under a private name (no top-level ``limits`` module
     # appears in the kernels' ``sys.modules``).
     import importlib.util
@@ -121,11 +121,28 @@ def _apply_limits(limits: dict[str, Any]) -> None:
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def _apply_limits(limits: dict[str, Any], report_fd: int | None) -> None:
+    """Limits, then — for a sandboxed session — into its namespaces: this process stays outside
+    as the relay (:func:`limits.relay_child`, never returns) and its child becomes the kernel,
+    in its own process group, after writing its pid to ``report_fd``."""
+    mod = _limits_module()
     mod.apply_limits(limits)
+    sandbox = limits.get("sandbox")
+    if isinstance(sandbox, dict):
+        mod.enter_sandbox(sandbox)
+        mod.relay_child(report_fd)
+    sys.modules.pop("_bjup_limits", None)
 
 
 def _become_kernel(
-    req: dict[str, Any], stdin_r: int, zygote_pid: int, env_changes: dict[str, str | None]
+    req: dict[str, Any],
+    stdin_r: int,
+    zygote_pid: int,
+    env_changes: dict[str, str | None],
+    report_fd: int | None = None,
 ) -> None:
     """In the forked child: turn into what ``limits.py -- python -m ipykernel_launcher`` is."""
     os.setsid()
@@ -138,7 +155,13 @@ def _become_kernel(
     os.dup2(stdin_r, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)
-    os.closerange(3, os.sysconf("SC_OPEN_MAX") if os.sysconf("SC_OPEN_MAX") > 0 else 65536)
+    if report_fd is not None:  # keep it open across closerange: fd 3
+        os.dup2(report_fd, 3)
+        report_fd = 3
+    os.closerange(
+        4 if report_fd is not None else 3,
+        os.sysconf("SC_OPEN_MAX") if os.sysconf("SC_OPEN_MAX") > 0 else 65536,
+    )
     env: dict[str, str] = dict(req["env"])
     for key, value in env_changes.items():  # the endpoint checked env[key] was as ours
         if value is None:
@@ -164,7 +187,7 @@ def _become_kernel(
 
     tempfile.tempdir = None
     os.chdir(req["cwd"])
-    _apply_limits(req.get("limits") or {})
+    _apply_limits(req.get("limits") or {}, report_fd)
     argv: list[str] = list(req["argv"])
     import importlib.util
 
@@ -175,7 +198,26 @@ def _become_kernel(
     # it again before importing anything; the zygote dropped its own directory the same way.
 
 
-def _reap(sock: socket.socket, stdin_w: dict[int, int]) -> None:
+def _read_kernel_pid(fd: int) -> int | None:
+    """The pid a sandboxed child's relay reports (its own child: the kernel), or None at EOF."""
+    import select
+
+    data = b""
+    try:
+        while not data.endswith(b"\n"):
+            ready, _, _ = select.select([fd], [], [], 30)
+            chunk = os.read(fd, 64) if ready else b""
+            if not chunk:
+                return None
+            data += chunk
+        return int(data)
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def _reap(sock: socket.socket, stdin_w: dict[int, int], relays: dict[int, int]) -> None:
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -186,6 +228,7 @@ def _reap(sock: socket.socket, stdin_w: dict[int, int]) -> None:
         w = stdin_w.pop(pid, None)
         if w is not None:
             os.close(w)
+        pid = relays.pop(pid, pid)  # a sandboxed kernel's relay exits as the kernel did
         try:
             _send(sock, {"exit": pid, "status": os.waitstatus_to_exitcode(status)})
         except OSError:
@@ -206,6 +249,7 @@ def _serve(sock: socket.socket) -> _Child | None:
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     stdin_w: dict[int, int] = {}
+    relays: dict[int, int] = {}  # relay pid -> the sandboxed kernel's pid
     me = os.getpid()
     _send(sock, {"hello": me, "env_read": env_read})
     sel = selectors.DefaultSelector()
@@ -221,14 +265,14 @@ def _serve(sock: socket.socket) -> _Child | None:
                             break
                     except BlockingIOError:
                         break
-                _reap(sock, stdin_w)
+                _reap(sock, stdin_w, relays)
                 continue
             try:
                 chunk = sock.recv(65536)
             except ConnectionError:
                 chunk = b""
             if not chunk:  # the endpoint is gone: nothing of ours may outlive it
-                for pid in list(stdin_w):
+                for pid in [*stdin_w, *relays.values()]:
                     try:
                         os.killpg(pid, signal.SIGKILL)
                     except OSError:
@@ -242,6 +286,8 @@ def _serve(sock: socket.socket) -> _Child | None:
                     argv = req["argv"]
                     if argv[:3] != [sys.executable, "-m", KERNEL_MODULE]:
                         raise ValueError(f"not an ipykernel command: {argv!r}")
+                    sandboxed = isinstance((req.get("limits") or {}).get("sandbox"), dict)
+                    report_r, report_w = os.pipe() if sandboxed else (None, None)
                     stdin_r, w = os.pipe()
                     sys.stdout.flush()
                     sys.stderr.flush()
@@ -253,7 +299,7 @@ def _serve(sock: socket.socket) -> _Child | None:
                     try:
                         sel.close()
                         sock.detach()  # its fd is closed below; no close() at GC time
-                        _become_kernel(req, stdin_r, me, env_changes)
+                        _become_kernel(req, stdin_r, me, env_changes, report_w)
                         return _Child(req)
                     except BaseException:
                         import traceback
@@ -263,7 +309,15 @@ def _serve(sock: socket.socket) -> _Child | None:
                         os._exit(127)
                 os.close(stdin_r)
                 stdin_w[pid] = w
-                _send(sock, {"id": req.get("id"), "pid": pid})
+                kernel: int | None = pid
+                if report_r is not None and report_w is not None:
+                    os.close(report_w)
+                    kernel = _read_kernel_pid(report_r)
+                    if kernel is None:  # the child failed before forking: it exits by itself
+                        _send(sock, {"id": req.get("id"), "error": "could not enter the sandbox"})
+                        continue
+                    relays[pid] = kernel
+                _send(sock, {"id": req.get("id"), "pid": kernel})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import tracemalloc
 import uuid
@@ -27,6 +28,24 @@ from backendai_jupyter.server.services import SERVICES
 from .conftest import IMAGE, Local
 
 pytestmark = pytest.mark.timeout(180)
+
+
+def _descendants(pid: int) -> set[int]:
+    out: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                stat_ = Path(f"/proc/{entry}/stat").read_text()
+                if int(stat_[stat_.rfind(")") + 2 :].split()[1]) in ({pid} | out):
+                    out.add(int(entry))
+    return out
+
+
+def _fds(pid: int) -> list[str]:
+    try:
+        return os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return []
 
 
 def _free_port() -> int:
@@ -241,18 +260,60 @@ async def test_jupyter_through_app_proxy(local: Local, client: Client, session: 
     sess = local.app[SERVICES].sessions
     assert any(s.sess.name == session for s in sess.values())
     entry = next(s for s in sess.values() if s.sess.name == session)
-    assert out.split()[1] == str(entry.sess.workdir)
+    sandboxed = entry.sess.process is not None and "sandbox" in entry.sess.process.limits
+    assert out.split()[1] == ("/home/work" if sandboxed else str(entry.sess.workdir))
 
 
-async def test_start_service(client: Client, session: str) -> None:
+def _service_address(local: Local, session: str, app: str) -> object:
+    entry = next(s for s in local.app[SERVICES].sessions.values() if s.sess.name == session)
+    return entry.running[app].address
+
+
+async def test_start_service(local: Local, client: Client, session: str) -> None:
     data = await client.http.json("POST", f"/session/{session}/start-service",
                                   json={"app": "jupyter"})
     assert set(data) >= {"token", "wsproxy_addr"}
-    async with aiohttp.ClientSession() as http:
-        async with http.get(data["wsproxy_addr"] + "/api/status") as resp:
-            assert resp.status == 200
+    # The answer names the endpoint (the proxy), never the service itself.
+    assert data["wsproxy_addr"] == local.url and "/tcpproxy?app=jupyter" in data["url"]
+    address = _service_address(local, session, "jupyter")
+    assert isinstance(address, str) and stat.S_ISSOCK(os.stat(address).st_mode)
+    # A private socket: mode 0600 in a 0700 directory.
+    assert stat.S_IMODE(os.stat(address).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(address)).st_mode) == 0o700
     with pytest.raises(BackendAIError, match="404"):
         await client.http.json("POST", f"/session/{session}/start-service", json={"app": "x"})
+
+
+async def test_plain_get_does_not_start_a_service(local: Local, client: Client) -> None:
+    info = await client.sessions.create(IMAGE, name=f"get-{uuid.uuid4().hex[:6]}")
+    try:
+        with pytest.raises(BackendAIError, match="400"):
+            await client.http.json("GET", f"/stream/session/{info.name}/tcpproxy",
+                                   params={"app": "jupyter"})
+        entry = next(s for s in local.app[SERVICES].sessions.values() if s.sess.id == info.id)
+        assert entry.running == {}
+    finally:
+        await client.sessions.destroy(info.name)
+
+
+async def test_jupyter_not_reachable_without_the_proxy(local: Local, client: Client,
+                                                       session: str) -> None:
+    await client.http.json("POST", f"/session/{session}/start-service", json={"app": "jupyter"})
+    entry = next(s for s in local.app[SERVICES].sessions.values() if s.sess.name == session)
+    proc = entry.running["jupyter"].proc
+    assert proc is not None
+    # No TCP port of the service's own: nothing it (or its children) listens on is TCP.
+    pids = {proc.pid} | _descendants(proc.pid)
+    inodes = {os.stat(f"/proc/{p}/fd/{fd}").st_ino
+              for p in pids for fd in _fds(p) if os.readlink(f"/proc/{p}/fd/{fd}")
+              .startswith("socket:")}
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A":  # LISTEN
+                listening.add(int(cols[9]))
+    assert not inodes & listening
 
 
 async def test_pty_echo(client: Client, session: str) -> None:
@@ -297,16 +358,15 @@ async def test_sshd(local: Local, client: Client, session: str, tmp_path: Path) 
 
 async def test_services_die_with_session(local: Local, client: Client) -> None:
     info = await client.sessions.create(IMAGE, name=f"die-{uuid.uuid4().hex[:6]}")
-    data = await client.http.json("POST", f"/session/{info.name}/start-service",
-                                  json={"app": "jupyter"})
-    port = int(data["wsproxy_addr"].rsplit(":", 1)[1])
+    await client.http.json("POST", f"/session/{info.name}/start-service", json={"app": "jupyter"})
+    address = _service_address(local, info.name, "jupyter")
+    assert isinstance(address, str)
     sess = next(s.sess for s in local.app[SERVICES].sessions.values() if s.sess.id == info.id)
     assert sess.process is not None
     pids = {p.pid for p in sess.process.children if p.returncode is None}
     assert pids
     await client.sessions.destroy(info.name)
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    assert not os.path.exists(address)
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     # no apps for a dead session

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,33 @@ from backendai_jupyter.server import ServerConfig, create_app
 from backendai_jupyter.server.state import CONFIG, KEYPAIRS
 
 IMAGE = "cr.backend.ai/stable/python:3.13-ubuntu24.04"
+
+
+def proc_alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def marked_pids(marker: str) -> set[int]:
+    """Host pids of live processes whose command line contains ``marker`` (sessions in a
+    sandbox see other pids than the host, so tests find their processes by a marker)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and proc_alive(int(entry)):
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmdline:
+                found.add(int(entry))
+    return found
+
+
+def sleep_marker() -> str:
+    """A unique ``sleep`` argument (seconds, about 300) that marks a test's processes."""
+    return f"{300 + secrets.randbelow(10**6) / 10**6:.6f}"
 
 
 class Local:

