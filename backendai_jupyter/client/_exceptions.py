@@ -29,6 +29,8 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+from ._reasons import plain_reason
+
 __all__ = [
     "APIError",
     "AuthError",
@@ -180,7 +182,7 @@ class SessionGone(SessionError):
     def __init__(self, name: str, reason: str | None) -> None:
         self.name = name
         self.reason = reason
-        why = f" ({reason})" if reason else ""
+        why = f" ({plain_reason(reason)})" if reason else ""
         super().__init__(
             f"The Backend.AI session {name!r} has ended{why}. Its variables are lost; "
             "run the cell again to start a new session.",

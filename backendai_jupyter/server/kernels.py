@@ -137,6 +137,8 @@ class SessionProcess:
         self.on_spawn: Callable[[], None] | None = None
         self._batch_proc: asyncio.subprocess.Process | None = None
         self._reviving: asyncio.Task[None] | None = None
+        #: The run being executed (the OOM watcher lets it deliver its last words first).
+        self.current_run: Run | None = None
 
     def adopt(self, proc: asyncio.subprocess.Process) -> None:
         """A process started for this session (a service, the terminal): it dies with it."""
@@ -210,6 +212,7 @@ class SessionProcess:
             await run.records.put(("stderr", "this session has no Python kernel (batch session)\n"))
             await run.records.put(("finished", {"exitCode": 127}))
             return
+        self.current_run = run
         msg_id = kc.execute(code, allow_stdin=True, store_history=True, stop_on_error=True)
         stdin_task = asyncio.create_task(self._stdin_loop(run, msg_id))
         exit_code = 0
@@ -222,14 +225,14 @@ class SessionProcess:
                         await run.records.put(("stderr", "The kernel was restarted.\n"))
                         exit_code = 130
                         break
+                    if self.oom_killed():  # the scheduler ends the session (oom-killed)
+                        await run.records.put(("stderr", (
+                            "The session ran out of memory (its limit"
+                            f"{self.memory_limit_words()}): the system killed its processes "
+                            "and the session is ending.\n")))
+                        exit_code = 137
+                        break
                     if not await self.km.is_alive():
-                        if self.oom_killed():  # the scheduler ends the session (oom-killed)
-                            await run.records.put(("stderr", (
-                                "The session ran out of memory (its limit"
-                                f"{self.memory_limit_words()}) and was ended: the kernel "
-                                "was killed.\n")))
-                            exit_code = 137
-                            break
                         await run.records.put(("stderr", "The kernel died; restarting it.\n"))
                         exit_code = 130
                         if self._reviving is None or self._reviving.done():

@@ -486,12 +486,29 @@ class Scheduler:
             await asyncio.sleep(0.5)
             for sess in self.app[REGISTRY].live():
                 proc = sess.process
-                if sess.status == "RUNNING" and proc is not None and proc.oom_killed():
+                if (
+                    sess.status == "RUNNING"
+                    and sess.status_info != OOM_REASON
+                    and proc is not None
+                    and proc.oom_killed()
+                ):
                     log.warning("session %s ran out of memory: ending it", sess.name)
                     sess.exit_code = 137
-                    task = asyncio.create_task(self.terminate(sess, OOM_REASON))
+                    sess.set_status("RUNNING", OOM_REASON)  # seen once, not again
+                    task = asyncio.create_task(self._end_oom(sess))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
+
+    async def _end_oom(self, sess: ComputeSession) -> None:
+        # The running cell tells its user first (``kernels.py``): give the client a moment to
+        # read that last answer before the session (and its run) goes away.
+        proc = sess.process
+        for _ in range(40):
+            run = proc.current_run if proc is not None else None
+            if run is None or run.finished:  # served to the client (or none running)
+                break
+            await asyncio.sleep(0.1)
+        await self.terminate(sess, OOM_REASON)
 
     async def shutdown(self) -> None:
         """Server stop: cancel pending, terminate running, nothing left behind."""
