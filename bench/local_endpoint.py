@@ -90,10 +90,10 @@ class Server:
                 self.proc.wait()
 
 
-def start_server(base: Path, *capacity: str) -> Server:
+def start_server(base: Path, *capacity: str, sandbox: str = "auto") -> Server:
     base.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "backendai_jupyter", "serve", "--host", "127.0.0.1",
-           "--port", "0", "--data-dir", str(base / "data")]
+           "--port", "0", "--data-dir", str(base / "data"), "--sandbox", sandbox]
     for c in capacity:
         cmd += ["--capacity", c]
     with (base / "serve.out").open("wb") as out, (base / "serve.err").open("wb") as err:
@@ -370,6 +370,8 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="upload/cp repetitions (best)")
     parser.add_argument("--tmp", type=Path, default=Path("/tmp"))
     parser.add_argument("--only", choices=["a", "b", "c"], action="append")
+    parser.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto",
+                        help="serve --sandbox for (a)/(b); (a) is repeated with none to compare")
     args = parser.parse_args()
     only = set(args.only or "abc")
     base = Path(tempfile.mkdtemp(prefix="bjup-bench-", dir=args.tmp))
@@ -378,8 +380,11 @@ async def main() -> None:
           flush=True)
     try:
         if only & {"a", "b"}:
-            server = start_server(base / "srv-ab", f"cpu={max(args.sessions, 2)}",
-                                  f"mem={2 * max(args.sessions, 2)}g")
+            capacity = (f"cpu={max(args.sessions, 2)}", f"mem={2 * max(args.sessions, 2)}g")
+            server = start_server(base / "srv-ab", *capacity, sandbox=args.sandbox)
+            err = (base / "srv-ab" / "serve.err").read_text()
+            sandboxed = "sessions are not isolated" not in err
+            print(f"# sessions in a sandbox: {sandboxed}", flush=True)
             try:
                 if "a" in only:
                     a = await bench_sessions(server, args.sessions, base / "direct")
@@ -398,6 +403,19 @@ async def main() -> None:
                     rows.append(_row(
                         f"(a) {n} concurrent: total (all cells done) s", f"{a['total']:.2f}",
                         f"{a['ref_total']:.2f}", f"{a['total'] / a['ref_total']:.2f}", "", None))
+                    if sandboxed:  # the same without the sandbox: what isolation costs
+                        plain = start_server(base / "srv-plain", *capacity, sandbox="none")
+                        try:
+                            p = await bench_sessions(plain, n, base / "direct-plain")
+                        finally:
+                            plain.stop()
+                        rows.append(_row(
+                            f"(a) {n} concurrent median: sandbox on vs off s",
+                            f"{a['ready_median']:.2f}", f"{p['ready_median']:.2f}",
+                            f"{a['ready_median'] / p['ready_median']:.2f}", "", None))
+                        rows.append(_row(
+                            "(a) 1 session alone: sandbox on vs off s", f"{a['solo']:.2f}",
+                            f"{p['solo']:.2f}", f"{a['solo'] / p['solo']:.2f}", "", None))
                 if "b" in only:
                     b = await bench_execute(server, args.repeat, base / "direct-b")
                     ref = statistics.median(b["blocking"]) * 1000

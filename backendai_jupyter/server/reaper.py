@@ -11,8 +11,10 @@ so a recycled pid is never killed). On start the endpoint (:meth:`CrashRecords.r
   cgroup (double-forked daemons included) and removes the cgroup;
 * lists those sessions as TERMINATED with the reason ``abnormal-termination`` (the manager's
   name for a kernel that ended without being asked to);
-* removes the storage folders' staging files (half-done uploads: their tus state was in memory,
-  so a resumed upload answers 404 and starts over) — the folders themselves are untouched.
+* removes the storage folders' staging files — temporary archives and v5 multipart bodies —
+  except the parts of tus uploads whose token is still valid (``<32 hex>.part``, younger than
+  the token's 24 h): the token describes the upload, so the client resumes it from the part's
+  offset (``storage_proxy.py``). The folders themselves are untouched.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import time
@@ -37,6 +40,8 @@ __all__ = ["REAPED_REASON", "CrashRecords", "start_time"]
 log = logging.getLogger(__name__)
 REAPED_REASON = "abnormal-termination"
 _STAGING = ".staging"
+_TUS_PART = re.compile(r"^[0-9a-f]{32}\.part$")
+_TUS_TTL = 24 * 3600  # storage_proxy's token lifetime
 
 
 def start_time(pid: int) -> str | None:
@@ -148,8 +153,12 @@ class CrashRecords:
         root = self.data_dir / "vfolders"
         if not root.is_dir():
             return
+        now = time.time()
         for staging in root.glob(f"*/{_STAGING}"):
             for entry in staging.iterdir():
+                with contextlib.suppress(OSError):
+                    if _TUS_PART.match(entry.name) and now - entry.stat().st_mtime < _TUS_TTL:
+                        continue  # a resumable tus upload
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry, ignore_errors=True)
                 else:
