@@ -204,31 +204,37 @@ class FrameDecoder:
             raise ValueError("the nonce must be a non-empty token of [0-9A-Za-z_-]")
         self.marker = f"{FRAME_START}{nonce};"
         self._buf = ""
+        self._scanned = 0  # how much of an incomplete frame at the buffer's start was searched
 
     def feed(self, text: str) -> list[str | Frame]:
-        self._buf += text
+        # One pass with a moving position: a chunk can hold thousands of frames (a widget
+        # update loop), so the buffer is cut once at the end, never once per frame.
+        buf = self._buf + text
         out: list[str | Frame] = []
-        marker = self.marker
-        while self._buf:
-            start = self._buf.find(marker)
+        marker, n, pos = self.marker, len(buf), 0
+        while pos < n:
+            start = buf.find(marker, pos)
             if start < 0:
-                keep = self._partial_marker_len(self._buf)
-                emit = self._buf[: len(self._buf) - keep]
-                self._buf = self._buf[len(self._buf) - keep :]
-                if emit:
-                    out.append(emit)
+                tail = buf[max(pos, n - len(marker)) :]
+                keep = self._partial_marker_len(tail)
+                if n - keep > pos:
+                    out.append(buf[pos : n - keep])
+                pos = n - keep
                 break
-            if start:
-                out.append(self._buf[:start])
-                self._buf = self._buf[start:]
-            end = self._buf.find(FRAME_END, len(marker))
+            if start > pos:
+                out.append(buf[pos:start])
+            # A frame still incomplete after the last chunk: search only the new text for its end.
+            scan = max(start + len(marker), self._scanned if start == 0 else 0)
+            end = buf.find(FRAME_END, scan)
             if end < 0:
-                break  # the frame continues in a later chunk
-            body = self._buf[len(marker) : end]
-            raw = self._buf[: end + 1]
-            self._buf = self._buf[end + 1 :]
-            frame = _decode_body(body)
-            out.append(frame if frame is not None else raw)
+                pos = start
+                break
+            frame = _decode_body(buf[start + len(marker) : end])
+            out.append(frame if frame is not None else buf[start : end + 1])
+            pos = end + 1
+        # Set only when the buffer now starts with an incomplete frame: all of it was searched.
+        self._scanned = n - pos if buf.startswith(marker, pos) else 0
+        self._buf = buf[pos:]
         return _merge_text(out)
 
     def flush(self) -> list[str | Frame]:

@@ -147,16 +147,28 @@ def _bai_install(eof_reply, version, tag):
         except Exception:
             return repr(obj)
 
+    unflushed = [0]
+    comm_types = ("comm_open", "comm_msg", "comm_close")
+
     def emit(payload):
         body = base64.b64encode(json.dumps(payload, default=default).encode()).decode("ascii")
         text = head + body + "\x07"
-        try:
-            err.flush()
-        except Exception:
-            pass
+        # A comm message (a widget update: thousands per second from a tqdm loop) rides with
+        # the stream's own 0.05 s flushes; each flush is a round trip to ipykernel's I/O thread.
+        # Everything else is flushed at once, stderr first, as ipykernel does before a display.
+        eager = payload.get("msg_type") not in comm_types
+        if eager:
+            try:
+                err.flush()
+            except Exception:
+                pass
         for i in range(0, len(text), piece):
             out.write(text[i:i + piece])
-            out.flush()
+            unflushed[0] += min(piece, len(text) - i)
+            # The agent cuts stdout records at 10 MiB: never let more than a piece pile up.
+            if eager or unflushed[0] >= piece:
+                out.flush()
+                unflushed[0] = 0
 
     # ipykernel batches stream output for 0.2 s; a shorter interval gets the first output of
     # a cell to the notebook sooner (the runner and the websocket add their own latency).

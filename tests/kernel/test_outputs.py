@@ -381,3 +381,38 @@ def test_parse_traceback_text(text: str, expected: tuple[str, str]) -> None:
 
 def test_strip_ansi() -> None:
     assert strip_ansi("\x1b[1;31mred\x1b[0m") == "red"
+
+
+def test_decoder_split_anywhere_equals_unsplit() -> None:
+    """Thousands of frames in one chunk (a widget update loop) or a stream cut at random points
+    (the runner's records): the same text and frames, in the same order."""
+    import random
+
+    rnd = random.Random(10)
+    frame = encode_frame(NONCE, {"t": "msg", "msg_type": "comm_msg", "content": {"n": 1}})
+    pieces = ["hi\n", "\x1b]BA", "\x1b]BAI;other;eA==\x07", frame, "\r50%", "\x1b]BAI;" + NONCE]
+    for _ in range(300):
+        text = "".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 10)))
+        whole = FrameDecoder(NONCE)
+        expected = whole.feed(text) + whole.flush()
+        split = FrameDecoder(NONCE)
+        got: list[str | Frame] = []
+        i = 0
+        while i < len(text):
+            step = rnd.randint(1, 30)
+            got += split.feed(text[i : i + step])
+            i += step
+        got += split.flush()
+        assert _joined(got) == _joined(expected), text
+    many = FrameDecoder(NONCE).feed(frame * 5000)
+    assert len(many) == 5000 and all(isinstance(p, Frame) for p in many)
+
+
+def _joined(parts: list[str | Frame]) -> list[str | Frame]:
+    out: list[str | Frame] = []
+    for p in parts:
+        if isinstance(p, str) and out and isinstance(out[-1], str):
+            out[-1] += p
+        elif p != "":
+            out.append(p)
+    return out
