@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import glob
 import json
 import logging
 import os
@@ -90,12 +91,15 @@ def bwrap_argv(
     data_dir: Path,
     mounts: Iterable[tuple[Path, str]],
     keep_paths: Iterable[str] = (),
+    devices: Iterable[str] = (),
     info_fd: int | None = None,
 ) -> list[str]:
     """The bubblewrap command line of one session sandbox (pure: paths in, argv out).
 
     ``keep_paths``: host directories the interpreter needs (``sys.path`` entries) that the
     hidden ``/home`` or data directory would otherwise cover; bound back read-only.
+    ``devices``: device nodes the session may use (the NVIDIA ones: which GPU a session uses is
+    chosen by ``CUDA_VISIBLE_DEVICES``, as on the unsandboxed endpoint).
     """
     data = PurePosixPath(data_dir)
     home = PurePosixPath("/home")
@@ -105,6 +109,8 @@ def bwrap_argv(
         "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm",
         "--tmpfs", "/home",
     ]
+    for dev in devices:
+        argv += ["--dev-bind", dev, dev]
     if not _under(data, home):
         argv += ["--tmpfs", str(data)]
     for p in sorted(set(keep_paths)):
@@ -194,9 +200,10 @@ class SessionSandbox:
         exe = _bwrap_path() or "bwrap"
         keep = [p for p in sys.path if p]
         keep += [sys.prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))]
+        devices = sorted(glob.glob("/dev/nvidia*"))
         return cls(lambda fd: bwrap_argv(
             exe, workdir=workdir, runtime_dirs=runtime_dirs, data_dir=data_dir, mounts=mounts,
-            keep_paths=keep, info_fd=fd,
+            keep_paths=keep, devices=devices, info_fd=fd,
         ))
 
     async def start(self, log_path: Path) -> SandboxInfo:

@@ -68,11 +68,14 @@ def test_bwrap_argv(
     binds: list[tuple[str, str]], hidden: list[str],
 ) -> None:
     argv = bwrap_argv("bwrap", workdir=Path("/srv/d/s/1"), runtime_dirs=[Path("/srv/d/s/1.runtime")],
-                      data_dir=Path(data_dir), mounts=mounts, keep_paths=keep, info_fd=5)
+                      data_dir=Path(data_dir), mounts=mounts, keep_paths=keep,
+                      devices=["/dev/nvidiactl", "/dev/nvidia0"], info_fd=5)
     assert argv[0] == "bwrap" and argv[argv.index("--info-fd") + 1] == "5"
     for flag in ("--die-with-parent", "--unshare-pid", "--unshare-ipc", "--new-session"):
         assert flag in argv
     assert ("/", "/") in _pairs(argv, "--ro-bind")
+    assert _pairs(argv, "--dev-bind") == [("/dev/nvidiactl",) * 2, ("/dev/nvidia0",) * 2]
+    assert argv.index("--dev-bind") > argv.index("--dev")  # on top of the private /dev
     assert _pairs(argv, "--bind") == binds
     tmpfs = [argv[i + 1] for i, a in enumerate(argv) if a == "--tmpfs"]
     assert tmpfs == hidden
