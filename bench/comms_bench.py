@@ -93,6 +93,16 @@ def _round_trips(kc: Any, n: int) -> list[float]:
     return times
 
 
+def _pass_cells(kc: Any, n: int) -> list[float]:
+    """Round trips of an empty cell: the floor any remote execution stands on."""
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        kc.execute_interactive("pass", timeout=60, output_hook=lambda m: None)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def _update_loop(kc: Any, n: int) -> tuple[float, int, float]:
     """Wall time of the loop cell, widget updates seen, the bar's last value."""
     _run(kc, "from tqdm.auto import tqdm")
@@ -123,12 +133,14 @@ def main() -> None:
         try:
             _run(kc, "pass")  # the proxy starts its session here
             rt = _round_trips(kc, args.n)
+            cells = _pass_cells(kc, args.n)
             took, seen, last = _update_loop(kc, args.updates)
             if last != args.updates:
                 raise SystemExit(f"{name}: the bar ended at {last}, not {args.updates}")
             results[name] = {
                 "rt_median_ms": statistics.median(rt) * 1000,
                 "rt_p90_ms": statistics.quantiles(rt, n=10)[-1] * 1000,
+                "pass_cell_ms": statistics.median(cells) * 1000,
                 "loop_s": took,
                 "bar_updates": seen,
             }
@@ -145,7 +157,8 @@ def main() -> None:
     print(
         f"comm round trip: median {proxy['rt_median_ms']:.1f} ms, "
         f"p90 {proxy['rt_p90_ms']:.1f} ms (target <= {target} ms); "
-        f"median ratio to reference {rt_ratio:.1f}"
+        f"median ratio to reference {rt_ratio:.1f}; an empty cell through the proxy: "
+        f"{proxy['pass_cell_ms']:.1f} ms"
     )
     print(
         f"{args.updates} widget updates: proxy/reference wall time "

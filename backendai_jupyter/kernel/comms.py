@@ -669,15 +669,30 @@ class CommBridge:
         return {**comms, **remote}
 
 
-def attach(kernel: Any, workspace: Any) -> CommBridge:
+def attach(kernel: Any, workspace: Any, transport: str = "rest") -> CommBridge:
     """The bridge for a proxy kernel and its workspace (whose ``session`` is the remote one and
-    whose loop runs the hidden deliveries, silently: no count, no history remotely)."""
+    whose loop runs the hidden deliveries, silently: no count, no history remotely).
+
+    Deliveries use the REST execute call by default: a callback is short, and one request that
+    returns as soon as the run finishes beats opening a websocket per delivery (cluster, median
+    of ``pass``: ~90 ms vs ~130 ms); a long callback's output then comes in 2 s batches.
+    """
+    from ..workspace import relay
+    from .bootstrap import cell_header
 
     def up() -> bool:
         session = workspace.session
         return bool(session.active and session.rich)
 
+    async def hidden(code: str, sink: _DeliverySink) -> object:
+        session = workspace.session
+        nonce = session.nonce
+        if nonce:
+            code = cell_header(nonce, silent=True, store_history=False, allow_stdin=False) + code
+        run = session.client.sessions.execute(session.session_id, code, transport=transport)
+        return await relay(run, sink, nonce=nonce)
+
     def run_hidden(code: str, sink: _DeliverySink) -> Awaitable[object]:
-        return workspace.call(workspace.session.run_hidden(code, sink))  # type: ignore[no-any-return]
+        return workspace.call(hidden(code, sink))  # type: ignore[no-any-return]
 
     return CommBridge(kernel, up, run_hidden, lambda: workspace.session.nonce)
