@@ -7,15 +7,17 @@ directory: jupyter_server starts a kernel in its notebook's directory.
 
 How the files travel
 --------------------
-Through the execution channel itself: hidden executions (sent with a ``silent`` cell header
-when the rich channel is up, so history and the counter stay untouched) that carry
-zlib-compressed, base64-encoded pieces of at most :data:`PIECE` bytes and write them relative
-to the remote working directory. This works on every server: the in-session upload route
-(``POST /session/{id}/upload``) is capped at 1 MiB per file (protocol.md §5) and is a stub on
-the 26.9.6 harness, and storage folders need a mount decided before the session exists. For
-data sets and anything big, a storage folder (``mounts=`` setting, ``%backendai vfolder
-upload``) is the right tool: it persists, and it does not pass every byte through the run
-queue.
+Through the execution channel itself: a few hidden executions (sent with a ``silent`` cell
+header when the rich channel is up, so history and the counter stay untouched), each running a
+small writer that reads the files' bytes with ``input()`` — zlib-compressed, base64-encoded
+pieces of at most :data:`PIECE` bytes, answered by the proxy like any input request — and
+writes them relative to the remote working directory. Data sent as ``input()`` answers is
+neither tokenized, compiled nor stored in history, unlike data inside the code. This works on
+every server: the in-session upload route (``POST /session/{id}/upload``) is capped at 1 MiB per
+file (protocol.md §5) and is a stub on the 26.9.6 harness, and storage folders need a mount
+decided before the session exists. For data sets and anything big, a storage folder
+(``mounts=`` setting, ``%backendai vfolder upload``) is the right tool: it persists, and it
+does not pass every byte through the run queue.
 
 Bounds: hidden files and folders (``.git``, ``.env``, ``.ipynb_checkpoints``, ...) and caches
 (``__pycache__``, ``node_modules``, virtual environments) are never sent; a file larger than
@@ -23,8 +25,8 @@ Bounds: hidden files and folders (``.git``, ``.env``, ``.ipynb_checkpoints``, ..
 ``upload_max`` (or :data:`MAX_FILES` files) nothing is sent and the summary says why. Symbolic
 links are not followed.
 
-:func:`select` and :func:`pieces` are pure (table-tested); :func:`scan` reads the directory
-tree; :func:`upload` sends a :class:`Plan` and returns the one-line summary.
+:func:`select`, :func:`batches` and :func:`writer_code` are pure (table-tested); :func:`scan`
+reads the directory tree; :func:`upload` sends a :class:`Plan` and returns the one-line summary.
 """
 
 from __future__ import annotations
@@ -42,22 +44,27 @@ from pathlib import Path, PurePosixPath
 from ..client.parsing import format_binary_size
 
 __all__ = [
+    "BATCH",
     "EXCLUDED_NAMES",
     "MAX_FILES",
     "PIECE",
     "Entry",
     "Plan",
-    "pieces",
-    "put_code",
+    "batches",
+    "encode_piece",
+    "human_size",
+    "n_pieces",
     "scan",
     "select",
-    "human_size",
     "summary",
     "upload",
+    "writer_code",
 ]
 
 PIECE = 512 * 1024
-"""Raw bytes per hidden execution (well under the servers' request and websocket limits)."""
+"""Raw bytes per ``input()`` answer (its base64 stays under the servers' message limits)."""
+BATCH = 16 * 2**20
+"""Bytes per hidden execution (whole files)."""
 MAX_FILES = 5000
 EXCLUDED_NAMES = frozenset(
     {"__pycache__", "node_modules", "venv", "env", "site-packages", "dist", "build"}
@@ -159,67 +166,60 @@ def scan(root: Path, *, max_total: int, max_file: int) -> Plan:
     return select(entries + skipped, max_total=max_total, max_file=max_file)
 
 
-Piece = tuple[Entry, int, int]
-"""(file, offset, length): one slice of a file."""
+def n_pieces(size: int, piece: int = PIECE) -> int:
+    """How many ``input()`` answers carry a file of ``size`` bytes (none for an empty file)."""
+    return -(-size // piece)
 
 
-def pieces(files: Iterable[Entry], piece: int = PIECE) -> Iterator[list[Piece]]:
-    """Group files into batches of at most ``piece`` raw bytes; big files span batches.
+def batches(files: Iterable[Entry], limit: int = BATCH) -> Iterator[list[Entry]]:
+    """Whole files grouped into executions of at most ``limit`` bytes (a bigger file alone).
 
-    Every file appears at least once (an empty file as one zero-length slice), slices of one
-    file are in order, and a batch never holds more than ``piece`` bytes.
+    Several executions instead of one keep what an interrupt or a failure can cut short small.
     """
-    batch: list[Piece] = []
-    room = piece
+    batch: list[Entry] = []
+    size = 0
     for f in files:
-        offset = 0
-        while True:
-            if room == 0:
-                yield batch
-                batch, room = [], piece
-            n = min(room, f.size - offset)
-            batch.append((f, offset, n))
-            room -= n
-            offset += n
-            if offset >= f.size:
-                break
+        if batch and size + f.size > limit:
+            yield batch
+            batch, size = [], 0
+        batch.append(f)
+        size += f.size
     if batch:
         yield batch
 
 
-_PUT = r"""
-def _bai_put(items, ok):
+_WRITER = r"""
+def _bai_get(items, ok):
     import base64, os, zlib
-    for rel, first, mode, blob in items:
+    for rel, mode, n in items:
         parts = rel.split("/")
         if rel.startswith("/") or ".." in parts:
             raise ValueError("refusing path " + rel)
         if len(parts) > 1:
             os.makedirs(os.path.join(*parts[:-1]), exist_ok=True)
-        with open(rel, "wb" if first else "ab") as f:
-            f.write(zlib.decompress(base64.b64decode(blob)))
-        if first:
-            os.chmod(rel, mode)
+        with open(rel, "wb") as f:
+            for _ in range(n):
+                f.write(zlib.decompress(base64.b64decode(input())))
+        os.chmod(rel, mode)
     print(ok, len(items))
 """
 
 
-def put_code(items: list[tuple[str, bool, int, bytes]]) -> str:
-    """Remote code writing ``(path, first piece?, mode, data)`` items relative to its cwd."""
-    encoded = [
-        (path, first, mode, base64.b64encode(zlib.compress(data, 6)).decode("ascii"))
-        for path, first, mode, data in items
-    ]
-    return f"{_PUT.strip()}\n_bai_put({encoded!r}, {_OK!r})\ndel _bai_put\n"
+def writer_code(files: list[Entry], piece: int = PIECE) -> str:
+    """Remote code that reads ``files``' pieces with ``input()``, in order, and writes them."""
+    items = [(f.path, f.mode, n_pieces(f.size, piece)) for f in files]
+    return f"{_WRITER.strip()}\n_bai_get({items!r}, {_OK!r})\ndel _bai_get\n"
 
 
-def _read(root: Path, batch: list[Piece]) -> list[tuple[str, bool, int, bytes]]:
-    items = []
-    for f, offset, n in batch:
-        with open(root / f.path, "rb") as fh:
-            fh.seek(offset)
-            items.append((f.path, offset == 0, f.mode, fh.read(n)))
-    return items
+def encode_piece(data: bytes) -> str:
+    """One ``input()`` answer: the bytes compressed and base64-encoded (one line, ASCII)."""
+    return base64.b64encode(zlib.compress(data, 6)).decode("ascii")
+
+
+def _read_piece(root: Path, f: Entry, offset: int, piece: int) -> str:
+    with open(root / f.path, "rb") as fh:
+        fh.seek(offset)
+        return encode_piece(fh.read(piece))
 
 
 def summary(plan: Plan, sent: int, seconds: float) -> str:
@@ -227,10 +227,8 @@ def summary(plan: Plan, sent: int, seconds: float) -> str:
     if plan.refused:
         head = f"notebook folder not sent: {plan.refused}; use a storage folder (mounts=)"
     else:
-        head = (
-            f"sent the notebook folder: {sent} files, {human_size(plan.total)}"
-            f" in {seconds:.1f} s"
-        )
+        size = human_size(plan.total)
+        head = f"sent the notebook folder: {sent} files, {size} in {seconds:.1f} s"
     notes = []
     if plan.large:
         shown = ", ".join(plan.large[:3]) + (" …" if len(plan.large) > 3 else "")
@@ -240,27 +238,58 @@ def summary(plan: Plan, sent: int, seconds: float) -> str:
     return head + (f" ({'; '.join(notes)})" if notes else "")
 
 
-RunHidden = Callable[[str], Awaitable[str]]
-"""Runs code in the session unseen and returns its text output."""
+Answers = Callable[[], Awaitable[str | None]]
+"""Gives the next ``input()`` answer; ``None`` when there is none left."""
+RunWithInput = Callable[[str, Answers], Awaitable[str]]
+"""Runs code in the session unseen, answering its ``input()`` calls; returns its text output."""
+
+
+class _Feeder:
+    """Answers one batch's ``input()`` calls with its pieces, in order, and shows progress."""
+
+    def __init__(
+        self, root: Path, batch: list[Entry], progress: Callable[[str], None], total: int, done: int
+    ) -> None:
+        self.root = root
+        self.todo = iter([(f, off) for f in batch for off in range(0, f.size, PIECE)])
+        self.progress = progress
+        self.total = total
+        self.done = done
+        self.shown = 0.0
+
+    async def __call__(self) -> str | None:
+        nxt = next(self.todo, None)
+        if nxt is None:
+            return None
+        f, offset = nxt
+        text = await asyncio.to_thread(_read_piece, self.root, f, offset, PIECE)
+        self.done += min(PIECE, f.size - offset)
+        if time.monotonic() - self.shown > 0.25:
+            self.shown = time.monotonic()
+            self.progress(
+                "Backend.AI: sending the notebook folder "
+                f"{human_size(self.done)} of {human_size(self.total)} …"
+            )
+        return text
+
+    @property
+    def finished(self) -> bool:
+        return next(self.todo, None) is None
 
 
 async def upload(
-    root: Path, plan: Plan, run_hidden: RunHidden, progress: Callable[[str], None]
+    root: Path, plan: Plan, run: RunWithInput, progress: Callable[[str], None]
 ) -> str:
     """Send ``plan``'s files; return the summary. Raises ``OSError``/``RuntimeError``."""
     t0 = time.monotonic()
     if plan.refused:
         return summary(plan, 0, 0.0)
     done = 0
-    total = plan.total
-    for batch in pieces(plan.files):
-        items = await asyncio.to_thread(_read, root, batch)
-        out = await run_hidden(put_code(items))
-        if _OK not in out:
+    for batch in batches(plan.files):
+        feeder = _Feeder(root, batch, progress, plan.total, done)
+        out = await run(writer_code(batch), feeder)
+        if _OK not in out or not feeder.finished:
             tail = out.strip().splitlines()[-1:] or ["no answer"]
             raise RuntimeError(f"the session did not store the files: {tail[0][:200]}")
-        done += sum(n for _, _, n in batch)
-        progress(
-            f"Backend.AI: sending the notebook folder {human_size(done)} of {human_size(total)} …"
-        )
+        done = feeder.done
     return summary(plan, len(plan.files), time.monotonic() - t0)

@@ -27,7 +27,7 @@ from ..client import Client, ClientConfig, Execution
 from ..client._exceptions import APIError, BackendAIError, NotFoundError, SessionGone
 from ..display.outputs import read_ready
 from ..kernel.bootstrap import bootstrap_code, cell_header, helper_call
-from .folder_upload import scan, upload
+from .folder_upload import Answers, scan, upload
 from .registry import Record, Registry
 from .relay import Outcome, Sink, relay
 from .settings import SessionSettings, keep_name
@@ -88,18 +88,43 @@ class HiddenSink:
         pass
 
 
+class _FeedSink(HiddenSink):
+    """A hidden run whose ``input()`` calls are answered by ``answers``; keeps its stdout."""
+
+    def __init__(self, answers: Answers) -> None:
+        self.answers = answers
+        self.text: list[str] = []
+
+    def publish(
+        self, msg_type: str, content: dict[str, Any], *, metadata: Any = None, buffers: Any = None
+    ) -> None:
+        if msg_type == "stream":
+            self.text.append(str(content.get("text", "")))
+
+    async def ask(self, prompt: str, password: bool) -> str | None:
+        return await self.answers()
+
+
 async def run_hidden(
-    client: Client, session_id: str, code: str, nonce: str | None, sink: Sink | None = None
+    client: Client,
+    session_id: str,
+    code: str,
+    nonce: str | None,
+    sink: Sink | None = None,
+    *,
+    allow_stdin: bool = False,
 ) -> Outcome:
     """Run ``code`` through the one execution path; by default nobody sees its output.
 
     With the rich channel the code goes with a ``silent`` header, so it leaves the remote
     execution count and history alone. Pass a ``sink`` (e.g. the kernel's, with a chosen parent
     header) to show its output somewhere. The returned :class:`Outcome` holds the non-output
-    frames and, without a sink, the plain stdout text.
+    frames and, without a sink, the plain stdout text. ``allow_stdin``: the code may call
+    ``input()``, answered by the sink's ``ask``.
     """
     if nonce:
-        code = cell_header(nonce, silent=True, store_history=False, allow_stdin=False) + code
+        header = cell_header(nonce, silent=True, store_history=False, allow_stdin=allow_stdin)
+        code = header + code
     run = client.sessions.execute(session_id, code)
     return await relay(run, sink or HiddenSink(), nonce=nonce, keep_text=sink is None)
 
@@ -348,17 +373,22 @@ class KernelSession:
         except (OSError, RuntimeError, BackendAIError) as e:
             return f"notebook folder not sent: {e}"
 
-    async def _hidden_text(self, code: str) -> str:
-        outcome = await self.run_hidden(code)
-        text = "".join(outcome.text)
+    async def _hidden_text(self, code: str, answers: Answers) -> str:
+        sink = _FeedSink(answers)
+        outcome = await self.run_hidden(code, sink, allow_stdin=True)
+        text = "".join(sink.text)
         if outcome.error is not None:
             text += f"\n{outcome.error.get('ename')}: {outcome.error.get('evalue')}"
         return text
 
-    async def run_hidden(self, code: str, sink: Sink | None = None) -> Outcome:
+    async def run_hidden(
+        self, code: str, sink: Sink | None = None, *, allow_stdin: bool = False
+    ) -> Outcome:
         """Run code in the live session through the one execution path (see :func:`run_hidden`)."""
         assert self.session_id is not None and self.client is not None
-        return await run_hidden(self.client, self.session_id, code, self.nonce, sink)
+        return await run_hidden(
+            self.client, self.session_id, code, self.nonce, sink, allow_stdin=allow_stdin
+        )
 
     async def helper(self, method: str, *args: str | int) -> dict[str, Any] | None:
         """Ask the remote kernel for a completion/inspection reply over the rich channel."""

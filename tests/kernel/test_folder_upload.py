@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 
 from backendai_jupyter.workspace.folder_upload import (
-    PIECE,
     Entry,
     Plan,
+    batches,
+    encode_piece,
     human_size,
-    pieces,
-    put_code,
+    n_pieces,
     scan,
     select,
     summary,
+    writer_code,
 )
 
 KB = 1024
@@ -74,19 +75,43 @@ def test_select(entries: list[Entry], limits: dict[str, int], expected: Plan) ->
     assert select(entries, **kwargs) == expected
 
 
-def test_pieces_cover_every_byte_in_order_within_the_bound() -> None:
-    files = [Entry("empty", 0), Entry("big", 2 * PIECE + 7), Entry("s1", 5), Entry("s2", PIECE)]
-    batches = list(pieces(files))
-    assert all(sum(n for _, _, n in b) <= PIECE for b in batches)
-    seen: dict[str, list[tuple[int, int]]] = {}
-    for batch in batches:
-        for f, offset, n in batch:
-            seen.setdefault(f.path, []).append((offset, n))
+BATCH_CASES: list[tuple[list[int], int, list[list[int]]]] = [
+    ([], 10, []),
+    ([3, 3, 3], 10, [[3, 3, 3]]),
+    ([6, 5, 4], 10, [[6], [5, 4]]),
+    ([25, 1], 10, [[25], [1]]),  # a file over the limit travels alone
+    ([0, 0, 10, 0], 10, [[0, 0, 10, 0]]),
+]
+
+
+@pytest.mark.parametrize(("sizes", "limit", "expected"), BATCH_CASES)
+def test_batches_keep_files_whole(sizes: list[int], limit: int, expected: list[list[int]]) -> None:
+    files = [Entry(f"f{i}", n) for i, n in enumerate(sizes)]
+    got = list(batches(files, limit))
+    assert [[f.size for f in b] for b in got] == expected
+    assert [f for b in got for f in b] == files
+
+
+@pytest.mark.parametrize(("size", "expected"), [(0, 0), (1, 1), (10, 1), (11, 2), (30, 3)])
+def test_n_pieces(size: int, expected: int) -> None:
+    assert n_pieces(size, 10) == expected
+
+
+def _write_remotely(dest: Path, src: Path, files: list[Entry], piece: int) -> str:
+    """Run the writer as the session would, feeding input() as the proxy does."""
+    answers = []
     for f in files:
-        slices = seen[f.path]
-        assert slices[0][0] == 0 and sum(n for _, n in slices) == f.size
-        assert all(a + n == b for (a, n), (b, _) in zip(slices, slices[1:], strict=False))
-    assert [b for b in pieces([])] == []
+        data = (src / f.path).read_bytes()
+        answers += [encode_piece(data[i : i + piece]) for i in range(0, f.size, piece)]
+    out = subprocess.run(
+        [sys.executable, "-c", writer_code(files, piece)],
+        cwd=dest,
+        input="\n".join(answers) + "\n",
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
 
 
 def test_summary_lines() -> None:
@@ -128,16 +153,8 @@ def test_scan_and_the_remote_writer_round_trip(tmp_path: Path) -> None:
     assert plan.large == ("big.bin",) and plan.excluded == (".git",)
     dest = tmp_path / "session"
     dest.mkdir()
-    for batch in pieces(plan.files, piece=4000):  # several batches; the image spans two
-        items = []
-        for f, offset, n in batch:
-            items.append(
-                (f.path, offset == 0, f.mode, (src / f.path).read_bytes()[offset : offset + n])
-            )
-        out = subprocess.run(
-            [sys.executable, "-c", put_code(items)], cwd=dest, capture_output=True, text=True
-        )
-        assert out.returncode == 0 and "bai-upload-ok" in out.stdout, out.stderr
+    for batch in batches(plan.files, 5000):  # several executions; the image spans pieces
+        assert "bai-upload-ok" in _write_remotely(dest, src, batch, piece=4000)
     for f in plan.files:
         assert (dest / f.path).read_bytes() == (src / f.path).read_bytes()
     assert (dest / "run.sh").stat().st_mode & 0o777 == 0o755
@@ -147,8 +164,9 @@ def test_scan_and_the_remote_writer_round_trip(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", ["/etc/x", "../x", "a/../../x"])
 def test_the_remote_writer_refuses_paths_outside(tmp_path: Path, bad: str) -> None:
     out = subprocess.run(
-        [sys.executable, "-c", put_code([(bad, True, 0o644, b"x")])],
+        [sys.executable, "-c", writer_code([Entry(bad, 1)])],
         cwd=tmp_path,
+        input=encode_piece(b"x") + "\n",
         capture_output=True,
         text=True,
     )
