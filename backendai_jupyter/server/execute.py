@@ -145,18 +145,26 @@ async def execute(request: web.Request) -> web.Response:
     return web.json_response({"result": await next_result(run, REST_FLUSH)})
 
 
+COMPLETE_WAIT = 2.0
+
+
 async def _complete(sess: ComputeSession, code: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Completion through the kernel (stock runners return nothing; the shape is the same)."""
+    """Completion through the kernel (stock runners return nothing; the shape is the same).
+    A kernel busy with a run answers nothing within :data:`COMPLETE_WAIT`: no suggestions."""
     suggestions: list[str] = []
-    kc = sess.process.kc if sess.process is not None else None
+    kc: Any = sess.process.kc if sess.process is not None else None
+
+    async def ask() -> None:
+        msg_id = kc.complete(code, len(code))
+        for _ in range(50):
+            reply = await kc.get_shell_msg(timeout=COMPLETE_WAIT)
+            if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                suggestions.extend(reply["content"].get("matches", []))
+                return
+
     if kc is not None:
         with contextlib.suppress(Exception):
-            msg_id = kc.complete(code, len(code))
-            for _ in range(50):
-                reply = await kc.get_shell_msg(timeout=5)
-                if reply.get("parent_header", {}).get("msg_id") == msg_id:
-                    suggestions = list(reply["content"].get("matches", []))
-                    break
+            await asyncio.wait_for(ask(), COMPLETE_WAIT)
     return {"status": "finished", "error": None, "suggestions": suggestions}
 
 
