@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -87,8 +87,8 @@ def kernel_environ(
     env.update(
         BACKEND_IMAGE=spec.image,
         BACKEND_SESSION_NAME=spec.session_name(case),
-        # The session starts while the kernel starts, not at the first cell.
-        BACKEND_SESSION_START="kernel-start",
+        # At the first cell: a kernel started ahead of its turn holds no session.
+        BACKEND_SESSION_START="first-cell",
         BACKENDAI_JUPYTER_STATE_DIR=state_dir,
     )
     for var, value in (("BACKEND_RESOURCES", spec.resources),
@@ -111,21 +111,52 @@ async def destroy_quietly(client: Client, name: str) -> None:
                 await asyncio.wait_for(client.sessions.destroy(name, forced=True), 60)
 
 
-async def _shutdown(km: AsyncKernelManager) -> None:
+async def _shutdown(km: AsyncKernelManager, *, graceful: bool) -> None:
     with contextlib.suppress(Exception):
         if await km.is_alive():
-            # Graceful first: a kernel interrupted while its session starts abandons it itself.
-            await km.shutdown_kernel(now=False)
+            # Graceful when the kernel may be starting its session: it abandons it itself.
+            await km.shutdown_kernel(now=not graceful)
     with contextlib.suppress(Exception):
         await km.cleanup_resources()
+
+
+class Limits:
+    """``slots``: cases whose session may exist at once (``--max-parallel``). ``kernels``: proxy
+    kernels alive at once, twice that: the next cases' kernels start (without a session) while
+    earlier cases run, so a case that gets a slot only waits for its session."""
+
+    def __init__(self, max_parallel: int, cases: int) -> None:
+        self.slots = asyncio.Semaphore(max_parallel)
+        self.kernels = asyncio.Semaphore(2 * max_parallel)
+        # Slots go to cases in order, whichever kernel is ready first.
+        self._turns = [asyncio.Event() for _ in range(cases)]
+
+    def pass_turn(self, index: int) -> None:
+        self._turns[index].set()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, index: int) -> AsyncIterator[None]:
+        try:
+            if index > 0:
+                await self._turns[index - 1].wait()
+            await self.slots.acquire()
+        finally:
+            self.pass_turn(index)
+        try:
+            yield
+        finally:
+            self.slots.release()
 
 
 async def run_case(
     spec: JobSpec, case: Case, client: Client, progress: Progress, state_dir: str,
     done: Callable[[CaseResult], None], stopping: Callable[[], bool] = lambda: False,
+    limits: Limits | None = None, nb: nbformat.NotebookNode | None = None,
 ) -> None:
     """Run one case; report its result through ``done`` even when cancelled."""
-    nb = await asyncio.to_thread(prepare, spec.notebook, case.params)
+    limits = limits or Limits(1, case.index + 1)
+    if nb is None:
+        nb = await asyncio.to_thread(prepare, spec.notebook, case.params)
     out = spec.output_path(case)
     name = spec.session_name(case)
     code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
@@ -137,27 +168,40 @@ async def run_case(
         nb, km=km, timeout=spec.cell_timeout, allow_errors=False,
         resources={"metadata": {"path": str(spec.notebook.path.parent.resolve())}},
     )
-    started = time.time()
+    started: float | None = None  # the case got its slot: its session is requested now
+    destroyed, ended = False, None
     status, error = "error", None
     log = Path(state_dir) / f"{case.label}.log"
     try:
-        progress.case_started(case, len(code))
-        # The kernel's own chatter (ipykernel warnings, session progress) goes to a log that
-        # is shown when the case fails for a reason other than a cell.
-        with open(log, "ab") as log_file:
-            await km.start_kernel(
-                env=kernel_environ(spec, case, state_dir, client.config),
-                stdout=log_file, stderr=log_file,
-                cwd=str(spec.notebook.path.parent.resolve()),
-            )
-        kc = km.client()
-        kc.start_channels()
-        nbc.km, nbc.kc = km, kc
-        await kc.wait_for_ready(timeout=_KERNEL_START_TIMEOUT)
-        for n, index in enumerate(code):
-            await nbc.async_execute_cell(nb.cells[index], index, execution_count=n + 1)
-            progress.cell_done(case, n + 1)
-        status = "ok"
+        async with limits.kernels:
+            # The kernel's own chatter (ipykernel warnings, session progress) goes to a log
+            # that is shown when the case fails for a reason other than a cell.
+            with open(log, "ab") as log_file:
+                await km.start_kernel(
+                    env=kernel_environ(spec, case, state_dir, client.config),
+                    stdout=log_file, stderr=log_file,
+                    cwd=str(spec.notebook.path.parent.resolve()),
+                )
+            kc = km.client()
+            kc.start_channels()
+            nbc.km, nbc.kc = km, kc
+            await kc.wait_for_ready(timeout=_KERNEL_START_TIMEOUT)
+            async with limits.slot(case.index):
+                started = time.time()
+                progress.case_started(case, len(code))
+                try:
+                    # The first cell starts the session (the kernel's default, first-cell).
+                    for n, index in enumerate(code):
+                        await nbc.async_execute_cell(nb.cells[index], index,
+                                                     execution_count=n + 1)
+                        progress.cell_done(case, n + 1)
+                    status = "ok"
+                finally:
+                    if not stopping():
+                        # The kernel is idle (done, failed or dead): end the session before
+                        # giving the slot to the next case; the kernel goes after.
+                        await asyncio.shield(destroy_quietly(client, name))
+                        destroyed, ended = True, time.time()
     except CellExecutionError:
         status = "failed"
     except asyncio.CancelledError:
@@ -169,22 +213,37 @@ async def run_case(
     except (BackendAIError, RuntimeError, TimeoutError, OSError) as e:
         error = " ".join(str(e).split())[:200] or type(e).__name__
     finally:
+        limits.pass_turn(case.index)  # also when this case never got that far
         # Shielded: a second Ctrl-C must not leave the session or the kernel behind.
-        await asyncio.shield(_finish(km, nbc, client, name))
-        if status == "error":
-            error = f"{error}; kernel log: {_tail(log)}" if _tail(log) else error
-        failure = first_failure(nb.cells)
-        if status == "failed" and failure is not None:
-            error = failure.line
-        out.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, out)  # type: ignore[no-untyped-call]
-        result = CaseResult(
-            case=case, status=status, duration=time.time() - started, output=str(out),
-            records=read_records(nb.cells), error=error, session=name, submitted_at=started,
-            finished_at=time.time(), detail=failure.report() if failure else None,
-        )
+        await asyncio.shield(_finish(km, nbc, client, name,
+                                     session=started is not None and not destroyed))
+        if started is None and status == "cancelled":
+            result = CaseResult(case=case, status="cancelled", error="not started")
+        else:
+            result = _result(spec, case, nb, out, status, error, started, ended, log, name)
         done(result)
-        progress.case_done(result)
+        if started is not None:
+            progress.case_done(result)
+
+
+def _result(
+    spec: JobSpec, case: Case, nb: nbformat.NotebookNode, out: Path, status: str,
+    error: str | None, started: float | None, ended: float | None, log: Path, name: str,
+) -> CaseResult:
+    if status == "error":
+        error = f"{error}; kernel log: {_tail(log)}" if _tail(log) else error
+    failure = first_failure(nb.cells)
+    if status == "failed" and failure is not None:
+        error = failure.line
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out)  # type: ignore[no-untyped-call]
+    now = ended or time.time()  # the session's end, when this case gave its slot back
+    return CaseResult(
+        case=case, status=status, duration=None if started is None else now - started,
+        output=str(out), records=read_records(nb.cells), error=error,
+        session=name if started is not None else None, submitted_at=started, finished_at=now,
+        detail=failure.report() if failure else None,
+    )
 
 
 def _tail(log: Path) -> str:
@@ -195,11 +254,14 @@ def _tail(log: Path) -> str:
     return lines[-1][:200] if lines else ""
 
 
-async def _finish(km: AsyncKernelManager, nbc: NotebookClient, client: Client, name: str) -> None:
+async def _finish(
+    km: AsyncKernelManager, nbc: NotebookClient, client: Client, name: str, *, session: bool
+) -> None:
     if nbc.kc is not None:
         nbc.kc.stop_channels()
-    await _shutdown(km)
-    await destroy_quietly(client, name)
+    await _shutdown(km, graceful=session)
+    if session:  # a kernel that never got a slot never asked for a session
+        await destroy_quietly(client, name)
 
 
 async def run_attached(
@@ -210,18 +272,22 @@ async def run_attached(
     progress = progress or NullProgress()
     stop = stop or asyncio.Event()
     results: dict[int, CaseResult] = {}
-    slots = asyncio.Semaphore(spec.max_parallel)
+    limits = Limits(spec.max_parallel, len(spec.cases))
+    # Prepared up front, so that the cases' tasks ask for their kernels in case order (the
+    # semaphores are first come, first served, and slots go in case order: no deadlock).
+    notebooks = await asyncio.to_thread(
+        lambda: [prepare(spec.notebook, c.params) for c in spec.cases])
     state_dir = tempfile.mkdtemp(prefix="bai-nbjob-")
 
     async def one(case: Case) -> None:
-        async with slots:
-            try:
-                await run_case(spec, case, client, progress, state_dir,
-                               lambda r: results.__setitem__(r.case.index, r), stop.is_set)
-            except Exception as e:  # the case could not even be prepared: say why, go on
-                results[case.index] = CaseResult(
-                    case=case, status="error", error=" ".join(str(e).split())[:200]
-                )
+        try:
+            await run_case(spec, case, client, progress, state_dir,
+                           lambda r: results.__setitem__(r.case.index, r), stop.is_set, limits,
+                           notebooks[case.index])
+        except Exception as e:  # the case could not even be prepared: say why, go on
+            results[case.index] = CaseResult(
+                case=case, status="error", error=" ".join(str(e).split())[:200]
+            )
 
     tasks = [asyncio.ensure_future(one(c)) for c in spec.cases]
     stopper = asyncio.ensure_future(stop.wait())
