@@ -198,6 +198,11 @@ def test_vfolder_roundtrip(bai: OfficialCLI, tmp_path: Path) -> None:
     listing = _ok(bai("vfolder", "ls", name))
     (entry,) = _table_rows(listing, "blob.bin")
     assert entry.split()[1] == str(len(payload))
+    # --dst-dir travels only in the storage-proxy URL; the upload's first request fixes it.
+    (bai.workdir / "small.txt").write_text("small")
+    assert "Done" in _ok(bai("vfolder", "upload", name, "small.txt", "--dst-dir", "nested"))
+    (entry,) = _table_rows(_ok(bai("vfolder", "ls", name, "nested")), "small.txt")
+    assert entry.split()[1] == "5"
 
     dest = tmp_path / "dl"
     dest.mkdir()

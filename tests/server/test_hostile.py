@@ -197,15 +197,28 @@ async def test_tus_body_longer_than_declared_is_refused(
     assert "f.bin" in await _folder_files(local)
 
 
-async def test_dst_dir_must_be_covered_by_the_token(local: Local, folder: str) -> None:
-    url = await _upload_url(local, 3)
+async def test_dst_dir_is_fixed_by_the_token_or_the_first_request(
+    local: Local, folder: str
+) -> None:
     async with aiohttp.ClientSession() as http:
-        elsewhere = url.update_query(dst_dir="elsewhere")
+        # The token names the directory: another one in the URL is refused.
+        covered = await _upload_url(local, 3, dst_dir="sub")
+        elsewhere = covered.update_query(dst_dir="elsewhere")
         async with http.patch(elsewhere, data=b"abc", headers={**TUS, "Upload-Offset": "0"}) as r:
             assert r.status == 400 and "dst_dir" in await r.text()
-        covered = (await _upload_url(local, 3, dst_dir="sub")).update_query(dst_dir="sub")
         async with http.patch(covered, data=b"abc", headers={**TUS, "Upload-Offset": "0"}) as r:
             assert r.status == 204
+        # The official client's way (dst_dir only in the URL): the first request decides.
+        url = (await _upload_url(local, 4)).update_query(dst_dir="first")
+        async with http.patch(url, data=b"ab", headers={**TUS, "Upload-Offset": "0"}) as r:
+            assert r.status == 204
+        moved = url.update_query(dst_dir="second")
+        async with http.patch(moved, data=b"cd", headers={**TUS, "Upload-Offset": "2"}) as r:
+            assert r.status == 400 and "dst_dir" in await r.text()
+        async with http.patch(url, data=b"cd", headers={**TUS, "Upload-Offset": "2"}) as r:
+            assert r.status == 204
+    status, _, body = await _signed(local, "GET", "/folders/hostile/files?path=first")
+    assert [i["name"] for i in body["items"]] == ["f.bin"]
     status, _, info = await _signed(
         local, "POST", "/folders/hostile/request-download", json={"path": "f.bin"}
     )

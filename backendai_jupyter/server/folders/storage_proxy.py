@@ -172,16 +172,41 @@ def _destination(relpath: str, dst_dir: str | None) -> str:
     return str(PurePosixPath(dst_dir) / relpath) if dst_dir else relpath
 
 
+def _same_dir(a: str | None, b: str | None) -> bool:
+    return (a is None and b is None) or (
+        a is not None and b is not None and PurePosixPath(a) == PurePosixPath(b)
+    )
+
+
 def _claimed_dst_dir(request: web.Request, claims: dict[str, Any]) -> str | None:
     """The destination directory the token covers. A ``dst_dir`` query parameter is accepted
     only when it names the same directory: the token, not the URL, decides where bytes go."""
     claimed = claims.get("dst_dir") or None
     asked = request.query.get("dst_dir") or None
-    if asked is not None and (claimed is None or PurePosixPath(asked) != PurePosixPath(claimed)):
-        raise _storage_bad(
-            "dst_dir is not covered by the token (pass it to request-upload/request-download)"
-        )
+    if asked is not None and not _same_dir(asked, claimed):
+        raise _dst_dir_not_covered()
     return str(claimed) if claimed else None
+
+
+def _dst_dir_not_covered() -> Problem:
+    return _storage_bad(
+        "dst_dir is not covered by the token (pass it to request-upload/request-download)"
+    )
+
+
+def _upload_dst_dir(request: web.Request, claims: dict[str, Any], up: Upload) -> str | None:
+    """An upload's destination directory. The token's when it has one; otherwise the official
+    client's way (``dst_dir`` only in the storage-proxy URL, which request-upload never sees)
+    binds the upload to the directory its *first* request names, and every later request of
+    the upload must name the same one."""
+    if claims.get("dst_dir"):
+        return _claimed_dst_dir(request, claims)
+    asked = request.query.get("dst_dir") or None
+    if not up.dst_bound:
+        up.dst_dir, up.dst_bound = asked, True
+    elif not _same_dir(asked, up.dst_dir):
+        raise _dst_dir_not_covered()
+    return up.dst_dir
 
 
 def _upload_of(
@@ -191,7 +216,6 @@ def _upload_of(
     store = _store(request)
     token = request.query.get("token") or request.match_info.get("token", "")
     claims = verify_token(store.secret, token, "upload")
-    dst_dir = _claimed_dst_dir(request, claims)
     f = store.folders.get(str(claims.get("vfid")))
     if f is None or f.status != "ready":
         raise _storage_error(404, "vfolder-not-found", "VFolder not found")
@@ -200,6 +224,9 @@ def _upload_of(
     if up is None:  # after a restart: the token still describes the upload
         up = Upload(session, f.id, str(claims["relpath"]), int(claims["size"]))
         store.uploads[session] = up
+    dst_dir = _upload_dst_dir(request, claims, up)
+    if dst_dir is not None:
+        confine(store.folder_dir(f), _destination(up.relpath, dst_dir), allow_root=False)
     part = store.staging_dir(f.host) / f"{session}.part"
     return store, up, part, store.folder_dir(f), dst_dir
 

@@ -129,6 +129,9 @@ class Upload:
     size: int
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     done: bool = False
+    #: Where the file goes (``dst_dir``), fixed by the token or by the upload's first request.
+    dst_dir: str | None = None
+    dst_bound: bool = False
 
 
 class FolderStore:
