@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import queue
 import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,7 @@ def nbrun(m: BackendAIMagics, args: argparse.Namespace, cell: str | None) -> Job
     future = bg.submit(work())
 
     def pump(timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
                 calls.get(timeout=0.05)()
@@ -81,7 +83,9 @@ def nbrun(m: BackendAIMagics, args: argparse.Namespace, cell: str | None) -> Job
                 if future.done():
                     while not calls.empty():
                         calls.get_nowait()()
-                    return future.result(timeout)
+                    return future.result()
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"the cases did not stop within {timeout:g} s") from None
 
     try:
         result: JobResult = pump()
@@ -91,11 +95,13 @@ def nbrun(m: BackendAIMagics, args: argparse.Namespace, cell: str | None) -> Job
         try:
             partial: JobResult = pump(_CLEANUP_TIMEOUT)
             write_outputs(spec, partial)
+            done = sum(1 for c in partial.cases if c.ok)
+            m._status(f"✗ {PROG} nbrun interrupted: {done}/{len(spec.cases)} cases finished; "
+                      "pending cases were cancelled and every session was destroyed.")
+        except TimeoutError as e:
+            m._status(f"✗ {PROG} nbrun interrupted: {e}")
         finally:
             bars.close()
-        done = sum(1 for c in partial.cases if c.ok)
-        m._status(f"✗ {PROG} nbrun interrupted: {done}/{len(spec.cases)} cases finished; "
-                  "pending cases were cancelled and every session was destroyed.")
         raise
     bars.close()
     for case in result.cases:

@@ -60,3 +60,35 @@ def test_nbrun_bad_input(bai: Any, workdir: Path, line: str, error: type[Excepti
         bai(line)
     assert "\n" not in str(err.value)
     assert sorted(p.name for p in workdir.iterdir()) == ["nb.ipynb"]
+
+
+def test_nbrun_ctrl_c_destroys_the_sessions(bai: Any, magics: Any, workdir: Path) -> None:
+    import _thread
+    import threading
+    import time
+
+    from .conftest import live_sessions
+
+    make_notebook(workdir / "slow.ipynb", "import time\ntime.sleep(30)", parameters="n = 0")
+
+    def interrupt_when_running() -> None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if any(s.startswith("bjob-") for s in live_sessions(magics)):
+                time.sleep(1.0)  # let the cell start
+                _thread.interrupt_main()  # a real KeyboardInterrupt in the magic's thread
+                return
+            time.sleep(0.2)
+
+    timer = threading.Thread(target=interrupt_when_running)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            bai("nbrun slow.ipynb --param-range n=range:3 --max-parallel 1 -o runs -q")
+    finally:
+        timer.join()
+    summary = json.loads((workdir / "runs" / "summary.json").read_text())
+    assert summary["cancelled"] is True
+    assert [c["status"] for c in summary["cases"]] == ["cancelled"] * 3
+    assert [c["error"] for c in summary["cases"]][1:] == ["not started"] * 2
+    assert not [s for s in live_sessions(magics) if s.startswith("bjob-")]
