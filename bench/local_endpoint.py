@@ -201,6 +201,27 @@ async def bench_sessions(server: Server, n: int, tmp: Path) -> dict[str, float]:
     }
 
 
+async def bench_sandbox_start(n: int, tmp: Path) -> list[float]:
+    """Seconds until each of ``n`` concurrently started session sandboxes (bwrap) is ready:
+    the part of a sandboxed session start that an unsandboxed one does not have."""
+    from backendai_jupyter.server.sandbox import SessionSandbox
+
+    async def one(i: int) -> tuple[SessionSandbox, float]:
+        work, runtime = tmp / f"s{i}", tmp / f"s{i}.runtime"
+        work.mkdir(parents=True)
+        runtime.mkdir()
+        sb = SessionSandbox.for_session(workdir=work, runtime_dirs=[runtime], data_dir=tmp,
+                                        mounts=[])
+        t0 = time.perf_counter()
+        await sb.start(tmp / f"s{i}.log")
+        return sb, time.perf_counter() - t0
+
+    started = await asyncio.gather(*(one(i) for i in range(n)))
+    for sb, _ in started:
+        await sb.stop()
+    return [t for _, t in started]
+
+
 # -- (b) execute overhead -----------------------------------------------------------------------
 
 
@@ -416,6 +437,11 @@ async def main() -> None:
                         rows.append(_row(
                             "(a) 1 session alone: sandbox on vs off s", f"{a['solo']:.2f}",
                             f"{p['solo']:.2f}", f"{a['solo'] / p['solo']:.2f}", "", None))
+                        starts = await bench_sandbox_start(n, base / "sandboxes")
+                        rows.append(_row(
+                            f"(a) {n} concurrent bwrap starts: median/max ms",
+                            f"{statistics.median(starts) * 1000:.0f}/{max(starts) * 1000:.0f}",
+                            "", "", "", None))
                 if "b" in only:
                     b = await bench_execute(server, args.repeat, base / "direct-b")
                     ref = statistics.median(b["blocking"]) * 1000

@@ -264,6 +264,29 @@ async def test_jupyter_through_app_proxy(local: Local, client: Client, session: 
     assert out.split()[1] == ("/home/work" if sandboxed else str(entry.sess.workdir))
 
 
+async def test_jupyter_checks_origin_and_host(client: Client, session: str) -> None:
+    """Behind the proxy, Jupyter still refuses a cross-site page and a foreign Host."""
+    async with AppProxy(client, session, "jupyter", port=0) as proxy:
+        base = proxy.url
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{base}/api/kernels", json={}) as resp:
+                assert resp.status == 201, await resp.text()
+                kid = (await resp.json())["id"]
+            with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+                await http.ws_connect(f"{base}/api/kernels/{kid}/channels",
+                                      headers={"Origin": "http://evil.example"})
+            assert e.value.status == 403
+            # A cross-origin request is not granted CORS (no Access-Control-Allow-Origin).
+            async with http.get(f"{base}/api/kernels",
+                                headers={"Origin": "http://evil.example"}) as resp:
+                assert "Access-Control-Allow-Origin" not in resp.headers
+            async with http.get(f"{base}/api/status",
+                                headers={"Host": "evil.example"}) as resp:
+                assert resp.status == 403
+            async with http.delete(f"{base}/api/kernels/{kid}"):
+                pass
+
+
 def _service_address(local: Local, session: str, app: str) -> object:
     entry = next(s for s in local.app[SERVICES].sessions.values() if s.sess.name == session)
     return entry.running[app].address
