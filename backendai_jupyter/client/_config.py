@@ -93,6 +93,8 @@ class ClientConfig:
     hash_type: str = "sha256"
     #: Pin an API version instead of negotiating (e.g. ``"v5.20191215"``).
     api_version: str | None = None
+    #: Seconds a run keeps retrying while the manager is unreachable (``BACKEND_OUTAGE_LIMIT``).
+    outage_limit: float = 300.0
 
     def __post_init__(self) -> None:
         if self.endpoint_type not in ("api", "session"):
@@ -125,6 +127,7 @@ class ClientConfig:
             "skip_ssl_verify": str(self.skip_ssl_verify),
             "connection_timeout": str(self.connection_timeout),
             "read_timeout": str(self.read_timeout),
+            "outage_limit": str(self.outage_limit),
         }
 
     @classmethod
@@ -164,6 +167,8 @@ class ClientConfig:
             "CONNECTION_TIMEOUT", _env(env, "CONNECTION_TIMEOUT"), 10.0
         )
         values["read_timeout"] = _parse_seconds("READ_TIMEOUT", _env(env, "READ_TIMEOUT"), None)
+        limit = _parse_seconds("OUTAGE_LIMIT", _env(env, "OUTAGE_LIMIT"), 300.0)
+        values["outage_limit"] = float("inf") if limit is None else limit  # 0: never give up
         text = _env(env, "API_VERSION")
         if text:
             values["api_version"] = text.strip()

@@ -18,7 +18,8 @@
     │   ├── RequestTimeout              a connect or read timeout
     │   └── ProtocolError               the server said something we cannot understand
     ├── SessionError                    a compute session ended or failed while we used it
-    │   └── SessionGone                 the proxy kernel's session died remotely (variables lost)
+    │   ├── SessionGone                 the proxy kernel's session died remotely (variables lost)
+    │   └── SessionWedged               the session runs no more code (its run queue is stuck)
     └── RemoteError                     user code failed inside the session (carries the traceback)
 
 Every message is one line and never contains a secret key.
@@ -50,6 +51,7 @@ __all__ = [
     "ServerError",
     "SessionError",
     "SessionGone",
+    "SessionWedged",
 ]
 
 
@@ -188,6 +190,14 @@ class SessionGone(SessionError):
             "run the cell again to start a new session.",
             session=name,
         )
+
+
+class SessionWedged(SessionError):
+    """The session is alive but its run queue is stuck: no further code will run in it.
+
+    Raised after a bounded probe (a trivial run that did not start in time). The message says
+    what is lost (the session's in-memory state) and the way out (a new session).
+    """
 
 
 class RemoteError(BackendAIError):

@@ -15,6 +15,9 @@ __all__ = [
     "Finished",
     "FolderInfo",
     "Output",
+    "OutputLost",
+    "Reconnecting",
+    "Resumed",
     "ServicePort",
     "SessionInfo",
     "StepFinished",
@@ -155,4 +158,41 @@ class Finished:
     status: str = "finished"
 
 
-ExecEvent = Output | WaitingInput | StepFinished | Finished
+@dataclass(frozen=True)
+class Reconnecting:
+    """The connection to the manager failed during a run; the client is retrying.
+
+    ``reason`` is one line (``connection refused``, ``503 the manager is restarting``, ...);
+    ``elapsed`` the seconds since the first failure of this outage; ``attempt`` counts from 1;
+    ``delay`` is the wait before the next attempt. Front-ends update one status line with it.
+    """
+
+    reason: str
+    elapsed: float
+    attempt: int
+    delay: float
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """The manager answers again and the run goes on where it was: nothing was lost."""
+
+    elapsed: float
+    attempts: int
+
+
+@dataclass(frozen=True)
+class OutputLost:
+    """The server lost the run: output after what was already delivered will not arrive.
+
+    ``reason`` says why in one line; ``after`` describes the last output delivered (its tail),
+    so that a front-end can say from where output is missing.
+    """
+
+    reason: str
+    after: str
+
+
+ExecEvent = (
+    Output | WaitingInput | StepFinished | Finished | Reconnecting | Resumed | OutputLost
+)

@@ -13,7 +13,14 @@ from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._exceptions import BackendAIError, BadRequestError, ConfigError, ProtocolError
+from ._exceptions import (
+    BackendAIError,
+    BadRequestError,
+    ConfigError,
+    NotFoundError,
+    ProtocolError,
+    RequestTimeout,
+)
 from ._http_wrappers import multipart
 from ._models import ServicePort, SessionInfo
 from .execution import Execution, Mode, Transport, WarmSockets
@@ -94,6 +101,52 @@ class Sessions:
             # A failed drain must not fail the next run; that run reports its own errors.
             with contextlib.suppress(BackendAIError, TimeoutError, asyncio.CancelledError):
                 await task
+
+    async def probe(self, session: str, *, timeout: float = 10.0) -> bool:
+        """Does the session still run code? A bounded trivial run (``pass``) over REST.
+
+        True when it finished within ``timeout`` seconds; False when it did not start in time
+        (the session's run queue is wedged, or a long run occupies it). A probe that did not
+        finish is left queued: it then runs ``pass`` whenever the queue frees.
+        """
+        await self._client.connect()
+        run_id = secrets.token_hex(16)
+        body: dict[str, Any] = {"mode": "query", "code": "pass", "runId": run_id, "run_id": run_id}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            try:
+                data = await self._client.http.json(
+                    "POST", f"/session/{session}", json=body, read_timeout=left
+                )
+            except RequestTimeout:
+                return False
+            result = data.get("result") if isinstance(data, dict) else None
+            status = result.get("status") if isinstance(result, dict) else None
+            if status in ("finished", "exec-timeout"):
+                return True
+            if status not in ("continued", "waiting-input"):
+                raise ProtocolError(f"probe run: unexpected answer {str(data)[:80]!r}")
+            body = {**body, "mode": "input" if status == "waiting-input" else "continue"}
+            body["code"] = ""
+
+    async def gone_reason(self, session: str) -> str | None:
+        """One line saying why the session is gone, or ``None`` while it is alive."""
+        try:
+            info = await self.info(session)
+        except NotFoundError:
+            return (
+                f"the session {session} has ended (the manager no longer knows it): it was "
+                "terminated, or its agent or kernel died. Its variables are lost"
+            )
+        status = str(info.get("status", "")).upper()
+        if status in ("TERMINATING", "TERMINATED", "CANCELLED", "ERROR"):
+            why = info.get("statusInfo") or info.get("status_info") or status.lower()
+            return f"the session {session} has ended ({why}). Its variables are lost"
+        return None
 
     async def create(
         self,
@@ -341,10 +394,21 @@ class Sessions:
         mode: Mode = "query",
         options: dict[str, Any] | None = None,
         transport: Transport = "auto",
+        outage_limit: float | None = None,
     ) -> Execution:
-        """Start running ``code``; iterate the returned :class:`Execution` for its events."""
+        """Start running ``code``; iterate the returned :class:`Execution` for its events.
+
+        ``outage_limit``: seconds to keep retrying while the manager is unreachable (default
+        ``ClientConfig.outage_limit``).
+        """
         return Execution(
-            self._client, session, code, mode=mode, options=options, transport=transport
+            self._client,
+            session,
+            code,
+            mode=mode,
+            options=options,
+            transport=transport,
+            outage_limit=outage_limit,
         )
 
     # -- files inside the session (/home/work) ---------------------------------------------------

@@ -14,18 +14,28 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 
 from backendai_jupyter.client import (
+    BackendAIError,
     Client,
     ClientConfig,
+    ClientError,
+    ConnectError,
     ConsoleItem,
+    ExecEvent,
     Finished,
+    NotFoundError,
     Output,
+    OutputLost,
     ProtocolError,
+    Reconnecting,
+    RequestTimeout,
+    Resumed,
     ServerError,
     StepFinished,
     WaitingInput,
     parse_endpoints,
 )
-from backendai_jupyter.client.execution import events_from_result, split_prompt
+from backendai_jupyter.client.execution import events_from_result, output_tail, split_prompt
+from backendai_jupyter.client.outages import Outage, OutageTooLong, backoff_delay, outage_reason
 
 
 @pytest.mark.parametrize(
@@ -88,6 +98,11 @@ class FakeManager:
         self.close_first_n = 0
         self.codes: list[str] = []
         self.rest_bodies: list[dict[str, Any]] = []
+        #: What the next REST calls do instead of answering: "503" (a manager shutting down) or
+        #: "drop" (the connection is cut after the request was read).
+        self.rest_faults: list[str] = []
+        self.ws_restart = False
+        self.pending: list[str] = []
 
     async def hello(self, request: web.Request) -> web.Response:
         return web.json_response({"version": "v9.20250722", "manager": "fake"})
@@ -110,6 +125,9 @@ class FakeManager:
                                 "options": {"is_password": False}, "exitCode": None})
             answer = await ws.receive_str()
             await ws.send_json({"status": "finished", "console": [["stdout", answer + "\n"]], "exitCode": 0})
+        elif self.ws_restart:
+            await ws.send_json({"status": "continued", "console": [["stdout", "a\n"]], "exitCode": None})
+            await ws.send_json({"status": "server-restarting", "msg": "Please connect again with the same run ID."})
         else:
             await ws.send_json({"status": "continued", "console": [["stdout", "a"]], "exitCode": None})
             await ws.send_json({"status": "finished", "console": [["stdout", "b"]], "exitCode": 0})
@@ -119,10 +137,23 @@ class FakeManager:
     async def rest(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.rest_bodies.append(body)
-        if body["mode"] == "query":
-            return web.json_response({"result": {"status": "continued", "runId": "r1", "console": [["stdout", "a"]]}})
-        return web.json_response({"result": {"status": "finished", "runId": "r1", "exitCode": 0,
-                                             "console": [["stdout", "b"]]}})
+        if body.get("code") == "pass":  # the client's probe of the run queue
+            return web.json_response({"result": {"status": "finished", "exitCode": 0, "console": []}})
+        if body["mode"] == "query":  # the agent takes the code before the answer can fail
+            self.pending = ["a", "b"]
+        if self.rest_faults:
+            fault = self.rest_faults.pop(0)
+            if fault == "drop":
+                assert request.transport is not None
+                request.transport.close()
+            return web.json_response(
+                {"type": "https://api.backend.ai/probs/service-unavailable", "title": "restarting"},
+                status=503,
+            )
+        piece = self.pending.pop(0)
+        status = "continued" if self.pending else "finished"
+        return web.json_response({"result": {"status": status, "runId": "r1", "exitCode": 0 if status == "finished" else None,
+                                             "console": [["stdout", piece]]}})
 
 
 @pytest_asyncio.fixture
@@ -142,7 +173,7 @@ async def fake() -> AsyncIterator[tuple[FakeManager, Client]]:
     await server.close()
 
 
-async def collect(client: Client, code: str, transport: Any = "auto") -> list[object]:
+async def collect(client: Client, code: str, transport: Any = "websocket") -> list[object]:
     run = client.sessions.execute("s1", code, transport=transport)
     events: list[object] = []
     async for ev in run:
@@ -194,3 +225,92 @@ async def test_rest_sends_both_run_id_spellings(fake: tuple[FakeManager, Client]
     # The client picks the run id (managers echo it back) and sends both spellings.
     assert first["mode"] == "query" and first["runId"] == first["run_id"] and first["runId"]
     assert second == {"mode": "continue", "runId": "r1", "run_id": "r1", "code": ""}
+
+
+async def test_rest_run_resumes_after_503_and_a_cut_connection(fake: tuple[FakeManager, Client]) -> None:
+    manager, client = fake
+    manager.rest_faults = ["drop", "503"]
+    events = await collect(client, "print(1)", transport="rest")
+    outputs = [e for e in events if isinstance(e, Output)]
+    assert outputs == [Output(ConsoleItem("stdout", "a")), Output(ConsoleItem("stdout", "b"))]
+    reconnecting = [e for e in events if isinstance(e, Reconnecting)]
+    assert [r.attempt for r in reconnecting] == [1, 2]
+    assert reconnecting[0].reason == "connection lost" and reconnecting[1].reason.startswith("503")
+    assert sum(isinstance(e, Resumed) for e in events) == 1
+    # The cut query may have reached the agent: the code is never sent twice; the same run is
+    # continued with the same run id.
+    first, *rest = manager.rest_bodies
+    assert first["mode"] == "query" and [b["mode"] for b in rest] == ["continue"] * 3
+    assert rest[0]["run_id"] == first["run_id"]
+
+
+async def test_rest_outage_longer_than_the_limit_is_a_clear_error(fake: tuple[FakeManager, Client]) -> None:
+    manager, client = fake
+    manager.rest_faults = ["503"] * 50
+    run = client.sessions.execute("s1", "print(1)", transport="rest", outage_limit=0.3)
+    seen: list[object] = []
+    with pytest.raises(OutageTooLong, match="unreachable for .* gave up waiting. The session is kept"):
+        async for ev in run:
+            seen.append(ev)
+    assert seen and all(isinstance(e, Reconnecting) for e in seen)
+    manager.rest_faults = []  # the manager is back: the abandoned run drains
+
+
+async def test_lost_websocket_run_says_from_where(fake: tuple[FakeManager, Client]) -> None:
+    manager, client = fake
+    manager.ws_restart = True
+    run = client.sessions.execute("s1", "print(1)", transport="websocket")
+    events = [ev async for ev in run]
+    lost = [e for e in events if isinstance(e, OutputLost)]
+    assert len(lost) == 1 and run.lost and not run.finished
+    assert lost[0].after == "after the stdout line 'a'"
+    assert "manager restarted" in lost[0].reason
+    assert manager.rest_bodies[-1]["code"] == "pass"  # the bounded probe found the queue free
+
+
+@pytest.mark.parametrize(
+    "error,reason",
+    [
+        (ConnectError("refused"), "connection refused"),
+        (RequestTimeout("slow"), "no answer in time"),
+        (ClientError("closed"), "connection lost"),
+        (ProtocolError("garbage"), None),
+        (ServerError(503, title="restarting"), "503 restarting"),
+        (ServerError(502), "502 bad gateway"),
+        (ServerError(500, title="boom"), None),
+        (NotFoundError(404), None),
+    ],
+)
+def test_outage_reason(error: BackendAIError, reason: str | None) -> None:
+    assert outage_reason(error) == reason
+
+
+@pytest.mark.parametrize("attempt,delay", [(0, 0.0), (1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (9, 4.0)])
+def test_backoff_delay(attempt: int, delay: float) -> None:
+    assert backoff_delay(attempt) == delay
+
+
+def test_outage_counts_and_gives_up() -> None:
+    now = [100.0]
+    outage = Outage(10.0, clock=lambda: now[0])
+    now[0] = 103.0
+    assert outage.failed("connection refused") == Reconnecting("connection refused", 3.0, 1, 0.5)
+    now[0] = 109.8
+    assert outage.failed("connection refused").delay == pytest.approx(0.2)  # never past the limit
+    now[0] = 110.0
+    with pytest.raises(OutageTooLong, match="unreachable for 10 s"):
+        outage.failed("connection refused")
+
+
+@pytest.mark.parametrize(
+    "events,text",
+    [
+        ([], "before any output arrived"),
+        ([Output(ConsoleItem("stdout", "1\n2\n"))], "after the stdout line '2'"),
+        ([Output(ConsoleItem("stdout", "x\n")), Output(ConsoleItem("stdout", "\n"))], "after the stdout line 'x'"),
+        ([Output(ConsoleItem("media", ("image/png", "")))], "after a media output"),
+        ([Output(ConsoleItem("stderr", "e" * 100))], "after the stderr line '…" + "e" * 59 + "'"),
+    ],
+)
+def test_output_tail(events: list[ExecEvent], text: str) -> None:
+    assert output_tail(events) == text
