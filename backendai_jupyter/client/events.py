@@ -2,7 +2,13 @@
 
 Each stream is an async generator of :class:`~._sse.ServerSentEvent`. A dropped connection is
 re-opened after the server's ``retry`` delay (``Last-Event-ID`` is sent when the stream carried
-ids); an error answer (4xx/5xx) is raised, not retried; ``server_close`` ends the stream.
+ids); an error answer is raised, not retried, except 502/503/504 (a manager restarting);
+``server_close`` ends the stream.
+
+Reconnecting never duplicates: a stream that is re-opened (a manager restart, a cut connection, a
+502/503/504) may replay what was already delivered — a finished background task answers its
+final event again, a progress stream repeats the last progress — so after a reconnect an event
+identical to one already delivered (same name, id and data; :class:`RecentEvents`) is dropped.
 
 ``retry`` units: the SSE spec says milliseconds, but Backend.AI's managers send small numbers
 meant as seconds (``retry: 5`` on background-task events) and the official client sleeps that
@@ -14,16 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import ClientError, ConfigError
+from ._exceptions import APIError, ClientError, ConfigError
 from ._sse import ServerSentEvent, SSEDecoder
+from .outages import outage_reason
 
 if TYPE_CHECKING:
     from ._client import Client
 
-__all__ = ["DEFAULT_RETRY_DELAY", "MAX_RETRY_DELAY", "Events", "retry_delay"]
+__all__ = ["DEFAULT_RETRY_DELAY", "MAX_RETRY_DELAY", "Events", "RecentEvents", "retry_delay"]
 
 DEFAULT_RETRY_DELAY = 5.0
 MAX_RETRY_DELAY = 30.0
@@ -36,6 +44,19 @@ def retry_delay(value: int | None, default: float = DEFAULT_RETRY_DELAY) -> floa
         return default
     seconds = float(value) if value <= _SECONDS_THRESHOLD else value / 1000.0
     return max(0.1, min(seconds, MAX_RETRY_DELAY))
+
+
+class RecentEvents:
+    """The last ``size`` delivered events, to recognise a replay after a reconnect. Pure."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._keys: deque[tuple[str, str | None, str]] = deque(maxlen=size)
+
+    def seen(self, event: ServerSentEvent) -> bool:
+        return (event.event, event.id, event.data) in self._keys
+
+    def add(self, event: ServerSentEvent) -> None:
+        self._keys.append((event.event, event.id, event.data))
 
 
 def _session_matches(event: ServerSentEvent, session_id: str) -> bool:
@@ -125,6 +146,8 @@ class Events:
     ) -> AsyncIterator[ServerSentEvent]:
         decoder = SSEDecoder()
         failures = 0
+        recent = RecentEvents()
+        reconnected = False
         while True:
             headers: dict[str, str] = {}
             if decoder.last_event_id:
@@ -143,9 +166,17 @@ class Events:
                             failures = 0
                             if event.event == "server_close":
                                 return
-                            if keep is None or keep(event):
-                                yield event
-            except ClientError as e:  # APIError (an answer) is not a ClientError: raised as is
+                            if keep is not None and not keep(event):
+                                continue
+                            if reconnected and recent.seen(event):
+                                continue  # replayed after the reconnect: already delivered
+                            recent.add(event)
+                            yield event
+            except ClientError as e:
+                reason = str(e)
+            except APIError as e:  # an answer: raised, unless the manager is restarting
+                if outage_reason(e) is None:
+                    raise
                 reason = str(e)
             decoder.flush()
             failures += 1
@@ -153,4 +184,5 @@ class Events:
                 raise ClientError(
                     f"{path}: gave up after {max_reconnects} reconnects ({reason})"
                 )
+            reconnected = True
             await asyncio.sleep(retry_delay(decoder.retry))

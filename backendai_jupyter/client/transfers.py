@@ -5,6 +5,12 @@ Transfers go through the storage proxy on v6+ managers (``request-upload`` → t
 manager itself on v5 (multipart ``upload`` / ``multipart/mixed`` ``download``). They hold the
 retry and resume logic, which has nothing to do with folder management, hence this module;
 :class:`~.folders.Folders` keeps the public methods and delegates here.
+
+Resume: a cut connection, a refused connect or a 502/503/504 (a storage proxy restarting) is an
+outage (:mod:`.outages`): the transfer waits with backoff for up to ``ClientConfig.outage_limit``
+seconds and goes on from where the server stands — the tus offset ``HEAD`` reports, or the size
+of the ``.part`` file as a ``Range`` — so nothing is sent or written twice. The magics and the
+folder widget transfer through here too.
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ from typing import IO, TYPE_CHECKING, BinaryIO
 
 from yarl import URL
 
-from ._exceptions import APIError, ClientError, ConfigError, ProtocolError
+from ._exceptions import APIError, BackendAIError, ClientError, ConfigError, ProtocolError
 from ._fileio import WRITE_BATCH, BatchedFileWriter
 from ._folder_wire import _V_2203, _remote_join
 from ._http_wrappers import multipart
+from .outages import Outage, outage_reason
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -43,7 +50,6 @@ connection is cut, and the next PATCH starts at the offset ``HEAD`` reports.
 """
 _REPORT_EVERY = 1024 * 1024  # download progress granularity (bytes)
 _TUS_VERSION = "1.0.0"
-_MAX_RETRIES = 5
 
 
 def _split_mixed(body: bytes, content_type: str) -> list[tuple[str, bytes]]:
@@ -162,12 +168,33 @@ class Transfers:
         resp = await self._http.raw("HEAD", url, headers={"Tus-Resumable": _TUS_VERSION})
         return int(resp.headers.get("Upload-Offset", "0"))
 
+    def _outage_limit(self) -> float:
+        return self._client.config.outage_limit
+
+    async def _wait_out(self, error: BackendAIError, outage: Outage | None) -> Outage:
+        """Sleep before the next try if ``error`` is an outage; raise it otherwise."""
+        reason = outage_reason(error)
+        if reason is None:
+            raise error
+        outage = outage or Outage(self._outage_limit())
+        await asyncio.sleep(outage.failed(reason).delay)
+        return outage
+
+    async def _tus_resume_offset(
+        self, url: URL, outage: Outage | None
+    ) -> tuple[int, Outage | None]:
+        """The upload's offset on the server, waiting out an outage (a restarting proxy)."""
+        while True:
+            try:
+                return await self._tus_offset(url), outage
+            except (ClientError, APIError) as e:
+                outage = await self._wait_out(e, outage)
+
     async def _tus_upload(
         self, url: URL, path: Path, size: int, report: Progress, chunk_size: int | None
     ) -> None:
-        offset = await self._tus_offset(url)
+        offset, outage = await self._tus_resume_offset(url, None)
         report(offset, size)
-        failures = 0
         f: BinaryIO = await asyncio.to_thread(path.open, "rb")
         try:
             while True:  # an empty file still takes one (empty) PATCH, which creates it
@@ -188,16 +215,11 @@ class Transfers:
                         content_type="application/offset+octet-stream", on_sent=sent,
                     )
                 except (ClientError, APIError) as e:
-                    # 409 = offset mismatch; connection errors: ask the server where it stands.
-                    if isinstance(e, APIError) and e.status not in (409, 460) and e.status < 500:
-                        raise
-                    failures += 1
-                    if failures > _MAX_RETRIES:
-                        raise
+                    # 409/460 = offset mismatch: ask the server where it stands, at once.
                     if not isinstance(e, APIError) or e.status not in (409, 460):
-                        await asyncio.sleep(min(0.5 * 2**failures, 8.0))
+                        outage = await self._wait_out(e, outage)
                     try:
-                        offset = await self._tus_offset(url)
+                        offset, outage = await self._tus_resume_offset(url, outage)
                     except APIError as head_error:
                         # 26.9.6 forgets a finished upload (HEAD: 404): when the cut PATCH was
                         # the last one, the server may have completed before the cut.
@@ -209,13 +231,13 @@ class Transfers:
                     if offset >= size:  # it completed after all (or nothing was left to send)
                         break
                     continue
+                outage = None
                 new_offset = int(resp.headers.get("Upload-Offset", "-1"))
                 if new_offset != offset + length:
                     raise ProtocolError(
                         f"tus PATCH: server is at offset {new_offset}, expected {offset + length}"
                     )
                 offset = new_offset
-                failures = 0
                 if offset >= size:
                     break
         finally:
@@ -313,7 +335,7 @@ class Transfers:
             raise ProtocolError(f"request-download: unexpected answer {str(info)[:80]!r}")
         url = URL(str(info["url"])).update_query(token=str(info["token"]))
         part = target.with_name(target.name + ".part")
-        failures = 0
+        outage: Outage | None = None
         while True:
             try:
                 await self._get_into(url, part, report, chunk_size)
@@ -322,12 +344,9 @@ class Transfers:
                 if e.status == 416 and part.exists():  # the .part is stale or complete
                     part.unlink()
                     continue
-                raise
-            except ClientError:
-                failures += 1
-                if failures > _MAX_RETRIES:
-                    raise
-                await asyncio.sleep(min(0.5 * 2**failures, 8.0))
+                outage = await self._wait_out(e, outage)
+            except ClientError as e:
+                outage = await self._wait_out(e, outage)
         os.replace(part, target)
 
     async def _get_into(self, url: URL, part: Path, report: Progress, chunk_size: int) -> None:

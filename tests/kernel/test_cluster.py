@@ -67,8 +67,9 @@ def test_print_and_streaming(kernel: Any) -> None:
     for word in ("queued", "scheduled", "started", "ready in"):
         assert word in progress, progress
     assert any(t == "stream" and "hello from the cluster" in c["text"] for _, t, c in outs)
+    # Runs go over REST (resumable), whose answers come every 2 s: 5 s of output span answers.
     reply, outs = run(
-        kc, "import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(1)"
+        kc, "import time\nfor i in range(5):\n    print(i, flush=True)\n    time.sleep(1)"
     )
     times = [at for at, t, c in outs if t == "stream"]
     assert reply["status"] == "ok" and len(times) >= 2
