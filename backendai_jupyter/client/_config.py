@@ -95,11 +95,20 @@ class ClientConfig:
     api_version: str | None = None
     #: Seconds a run keeps retrying while the manager is unreachable (``BACKEND_OUTAGE_LIMIT``).
     outage_limit: float = 300.0
+    #: How ``transport="auto"`` runs code (``BACKEND_EXECUTE_TRANSPORT``): ``rest`` survives a
+    #: manager restart (output in 2 s batches); ``websocket`` streams every 0.2 s but loses the
+    #: run, and the session, when the manager restarts mid-run (see :mod:`.execution`).
+    execute_transport: Literal["rest", "websocket"] = "rest"
 
     def __post_init__(self) -> None:
         if self.endpoint_type not in ("api", "session"):
             raise ConfigError(
                 f"BACKEND_ENDPOINT_TYPE must be 'api' or 'session', got {self.endpoint_type!r}"
+            )
+        if self.execute_transport not in ("rest", "websocket"):
+            raise ConfigError(
+                "BACKEND_EXECUTE_TRANSPORT must be 'rest' or 'websocket', "
+                f"got {self.execute_transport!r}"
             )
         if self.endpoint_type == "api":
             if not self.access_key:
@@ -128,6 +137,7 @@ class ClientConfig:
             "connection_timeout": str(self.connection_timeout),
             "read_timeout": str(self.read_timeout),
             "outage_limit": str(self.outage_limit),
+            "execute_transport": self.execute_transport,
         }
 
     @classmethod
@@ -169,6 +179,9 @@ class ClientConfig:
         values["read_timeout"] = _parse_seconds("READ_TIMEOUT", _env(env, "READ_TIMEOUT"), None)
         limit = _parse_seconds("OUTAGE_LIMIT", _env(env, "OUTAGE_LIMIT"), 300.0)
         values["outage_limit"] = float("inf") if limit is None else limit  # 0: never give up
+        text = _env(env, "EXECUTE_TRANSPORT")
+        if text:
+            values["execute_transport"] = text.strip().lower()
         text = _env(env, "API_VERSION")
         if text:
             values["api_version"] = text.strip()

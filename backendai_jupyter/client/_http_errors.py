@@ -53,7 +53,11 @@ def translate_errors(method: str, url: URL) -> Iterator[None]:
         raise error_class_for(e.status)(
             e.status, title=e.message or "websocket handshake failed", method=method, url=url.path
         ) from None
-    except (aiohttp.ClientPayloadError, aiohttp.ContentTypeError) as e:
+    except aiohttp.ClientPayloadError as e:
+        # A body cut short (the server went away mid-response) is a lost connection, which
+        # callers may retry, not a malformed answer.
+        raise ClientError(f"{method} {url.path}: the response was cut short: {e}") from None
+    except aiohttp.ContentTypeError as e:
         raise ProtocolError(f"{method} {url.path}: malformed response: {e}") from None
     except aiohttp.InvalidURL:
         raise ConnectError(f"invalid URL: {url}") from None

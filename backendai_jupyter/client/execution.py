@@ -28,9 +28,11 @@ apart, ``cluster.sh restart manager`` 4 s in; the manager is unreachable for 13â
   session wait for it: REST runs block, websocket runs die with "No PONG"; interrupt does not
   help. The session is wedged for good. The same happens when a websocket drops for any other
   reason mid-run (the manager interrupts the run and stops reading it). So ``auto`` runs cells
-  over REST (2 s output batches; a run that ends sooner answers at once), and a websocket run
-  that loses its stream ends with :class:`~._models.OutputLost` followed by a bounded probe
-  that either finds the session usable or raises :class:`~._exceptions.SessionWedged`.
+  over REST (2 s output batches; a run that ends sooner answers at once) unless
+  ``ClientConfig.execute_transport`` (``BACKEND_EXECUTE_TRANSPORT=websocket``) says otherwise;
+  a websocket run that loses its stream ends with :class:`~._models.OutputLost` followed by a
+  bounded probe that either finds the session usable or raises
+  :class:`~._exceptions.SessionWedged`.
 """
 
 from __future__ import annotations
@@ -277,7 +279,10 @@ class Execution:
     async def _run(self) -> AsyncIterator[ExecEvent]:
         await self._client.connect()
         await self._client.sessions.wait_drained(self.session)
-        if self.transport == "websocket":
+        transport = self.transport
+        if transport == "auto":
+            transport = self._client.config.execute_transport
+        if transport == "websocket":
             async for event in self._run_websocket_transport():
                 yield event
             return
@@ -473,7 +478,10 @@ class Execution:
             raise ServerError(
                 error.status,
                 type=error.type,
-                title="the server failed while running the code",
+                title=(
+                    "the server failed while running the code; the session's kernel may have "
+                    "died (if the next cell fails too, start a new session)"
+                ),
                 msg=error.msg or error.title,
                 data=error.data,
                 method=error.method,

@@ -79,3 +79,29 @@ def test_secret_never_shown() -> None:
     assert "very-secret-value" not in repr(cfg)
     assert "very-secret-value" not in str(cfg.describe())
     assert cfg.describe()["secret_key"] == "(set)"
+
+
+@pytest.mark.parametrize(
+    "extra,limit,transport",
+    [
+        ({}, 300.0, "rest"),
+        ({"BACKEND_OUTAGE_LIMIT": "30"}, 30.0, "rest"),
+        ({"BACKEND_OUTAGE_LIMIT": "0"}, float("inf"), "rest"),
+        ({"BACKEND_EXECUTE_TRANSPORT": "WebSocket"}, 300.0, "websocket"),
+    ],
+)
+def test_outage_limit_and_execute_transport(extra: dict[str, str], limit: float, transport: str) -> None:
+    cfg = ClientConfig.from_env({**BASE, **extra})
+    assert (cfg.outage_limit, cfg.execute_transport) == (limit, transport)
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ({"BACKEND_OUTAGE_LIMIT": "soon"}, "BACKEND_OUTAGE_LIMIT must be a number of seconds"),
+        ({"BACKEND_EXECUTE_TRANSPORT": "pigeon"}, "BACKEND_EXECUTE_TRANSPORT must be 'rest' or 'websocket'"),
+    ],
+)
+def test_bad_outage_settings(extra: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ClientConfig.from_env({**BASE, **extra})
