@@ -329,8 +329,7 @@ class Execution:
             raise SessionWedged(
                 f"output was lost {lost.after} ({lost.reason}), and the session runs no more "
                 f"code: a trivial run did not start within {PROBE_TIMEOUT:.0f} s. Its variables "
-                "and imports are lost with it; interrupting does not help. Start a new session "
-                "(restart the kernel, or %backendai session new)",
+                "and imports are lost with it; interrupting does not help. Start a new session.",
                 session=self.session,
             )
 
@@ -497,21 +496,23 @@ class Execution:
         code, options = self.code, self.options
         outage: Outage | None = None
         silent_since = time.monotonic()
+        sent = False  # whether the server may have taken the code (else nothing to drain)
         try:
             while True:
                 try:
                     result = await self._rest_call(mode, code, options)
                 except BackendAIError as e:
+                    sent = sent or not isinstance(e, ConnectError)
                     if isinstance(e, RequestTimeout) and mode in ("query", "batch"):
                         # The code was not even taken: the run queue is held by a run whose
                         # results nobody collects (26.9.6 waits for it forever).
                         await self._raise_if_session_gone()
+                        sent = False  # queued behind the stuck run: there is nothing to drain
                         raise SessionWedged(
                             f"the session did not start the code within {_QUERY_READ_TIMEOUT:.0f}"
                             " s: its run queue is stuck behind a run whose results were never "
                             "collected. Its variables and imports are lost with it; "
-                            "interrupting does not help. Start a new session (restart the "
-                            "kernel, or %backendai session new)",
+                            "interrupting does not help. Start a new session.",
                             session=self.session,
                         ) from None
                     reason = await self._outage_or_raise(e)
@@ -524,6 +525,7 @@ class Execution:
                         # reading the run instead.
                         mode, code, options = "continue", "", {}
                     continue
+                sent = True
                 if outage is not None:
                     yield Resumed(elapsed=outage.elapsed, attempts=outage.attempts)
                     outage = None
@@ -545,6 +547,6 @@ class Execution:
                     silent_since = time.monotonic()
                     await self._raise_if_session_gone()
         finally:
-            if not self.finished:
+            if sent and not self.finished:
                 self._client.sessions.track_drain(self.session, self._drain_rest())
 

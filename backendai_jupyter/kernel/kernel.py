@@ -29,7 +29,8 @@ import zmq
 from ipykernel.ipkernel import IPythonKernel
 
 from .. import __version__
-from ..client._exceptions import BackendAIError, SessionGone
+from ..client import Reconnecting, Resumed
+from ..client._exceptions import BackendAIError, SessionGone, SessionWedged
 from ..display.outputs import error_content, parse_traceback_text, remote_reply
 from ..workspace import Outcome, current
 from . import comms
@@ -78,6 +79,12 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
         self._exec_ident: Any = None
         self._running_local = False
         self._startup: asyncio.Future[Any] | None = None
+        #: The manager was unreachable at the last news (a Reconnecting not yet Resumed): an
+        #: interrupt then abandons the cell at once, completion and inspection answer empty.
+        self._outage = False
+        #: A kept session that ended: the next remote cell says so instead of silently starting
+        #: a new one under the same name (its state is gone); the cell after that starts it.
+        self._lost_kept: str | None = None
         self._load_magics()
         self.comms = comms.attach(self, self.workspace)  # front-end comm messages (widgets)
         atexit.register(self.workspace.session.close_sync)
@@ -180,6 +187,7 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
             ident=self._exec_ident,
             loop=self._loop,
             outgoing=self.comms.outgoing,
+            on_event=self._on_run_event,
         )
         cell = {
             "count": count,
@@ -204,6 +212,13 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
 
     # -- remote execution -----------------------------------------------------------------------
 
+    def _on_run_event(self, event: object) -> None:
+        # Called on the workspace's loop thread; a plain flag is enough for what reads it.
+        if isinstance(event, Reconnecting):
+            self._outage = True
+        elif isinstance(event, Resumed):
+            self._outage = False
+
     async def _until_interrupted(self, work: asyncio.Future[Any]) -> bool | None:
         """Wait for ``work``. None: it finished; False: it finished after an interrupt;
         True: it was abandoned after an interrupt."""
@@ -215,6 +230,13 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
             waiter.cancel()
         if work in done:
             return None
+        if self._outage:
+            # The manager is unreachable: the interrupt cannot reach the run, so waiting for
+            # it is pointless. The run is abandoned (the client drains it once it can).
+            work.cancel()
+            with contextlib.suppress(BaseException):
+                await work
+            return True
         with contextlib.suppress(BackendAIError, asyncio.TimeoutError):
             await asyncio.wait_for(self.workspace.call(self.workspace.session.interrupt()), 0.8)
         self._interrupt_sent = True
@@ -232,6 +254,15 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
     ) -> dict[str, Any]:
         ws, remote = self.workspace, self.workspace.session
         count: int = cell["count"]
+        if self._lost_kept is not None:
+            name, self._lost_kept = self._lost_kept, None
+            return self._error_reply(
+                sink,
+                count,
+                "SessionTerminated",
+                f"the kept session {name!r} has ended and its variables are lost; no new "
+                "session was started on its own. Run a cell again to start a new one",
+            )
         self._interrupted = asyncio.Event()
         self._interrupt_sent = False
         try:
@@ -244,25 +275,44 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
             work = asyncio.ensure_future(ws.call(remote.run(code, sink, **cell)))
             interrupted = await self._until_interrupted(work)
             if interrupted:
-                return self._error_reply(
-                    sink,
-                    count,
-                    "KeyboardInterrupt",
-                    "interrupted; the remote code did not stop within "
-                    f"{INTERRUPT_GRACE:.1f} s and was abandoned (it may still be running)",
+                why = (
+                    "the Backend.AI manager is unreachable, so the interrupt could not reach "
+                    "the run; it was abandoned"
+                    if self._outage
+                    else "the remote code did not stop within "
+                    f"{INTERRUPT_GRACE:.1f} s and was abandoned"
                 )
+                text = f"interrupted; {why} (it may still be running)"
+                return self._error_reply(sink, count, "KeyboardInterrupt", text)
             outcome: Outcome = work.result()
+            self._outage = False
         except SessionGone as e:
+            self._note_lost_kept()
             return self._error_reply(sink, count, "SessionTerminated", str(e))
+        except SessionWedged as e:
+            return self._error_reply(
+                sink,
+                count,
+                "SessionWedged",
+                f"{e} To do so: restart the kernel, or run %backendai kernel stop and then "
+                "any cell.",
+            )
         except BackendAIError as e:
             gone = await ws.call(remote.check_gone())
             if gone is not None:
+                self._note_lost_kept()
                 await ws.call(remote.stop())
                 return self._error_reply(sink, count, "SessionTerminated", str(gone))
             return self._error_reply(sink, count, type(e).__name__, str(e))
         finally:
             self._interrupted = None
         return self._finish_reply(sink, count, outcome, interrupted is False)
+
+    def _note_lost_kept(self) -> None:
+        session = self.workspace.session
+        settings = session.settings
+        if settings.keep or settings.name:
+            self._lost_kept = session.session_name or settings.name or "the kept session"
 
     async def stdin_request(
         self, prompt: str, password: bool, parent: dict[str, Any], ident: Any
@@ -316,8 +366,8 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
 
     async def _remote_helper(self, method: str, *args: str | int) -> dict[str, Any] | None:
         remote = self.workspace.session
-        if not remote.active or not remote.rich:
-            return None
+        if not remote.active or not remote.rich or self._outage:
+            return None  # during an outage: answer empty at once rather than wait
         try:
             return await asyncio.wait_for(
                 self.workspace.call(remote.helper(method, *args)), HELPER_TIMEOUT

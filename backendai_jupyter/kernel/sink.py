@@ -41,6 +41,7 @@ class IOPubSink:
         ident: Any = None,
         loop: asyncio.AbstractEventLoop | None = None,
         outgoing: Callable[[IopubMessage, dict[str, Any]], IopubMessage] | None = None,
+        on_event: Callable[[object], None] | None = None,
     ) -> None:
         self.kernel = kernel
         self.outgoing = outgoing  # comm messages pass the comm bridge (:mod:`.comms`)
@@ -49,6 +50,7 @@ class IOPubSink:
         self.allow_stdin = allow_stdin
         self.ident = ident
         self.loop = loop  # the kernel's loop, where stdin requests are made
+        self.on_event = on_event  # outage events, for the kernel's own state (from the loop)
 
     def publish(
         self,
@@ -87,7 +89,10 @@ class IOPubSink:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(request, self.loop))
 
     def notice(self, event: object) -> None:
-        """Client events without output of their own: nothing to show yet."""
+        """Client events the execution path rendered or that have no output: the kernel tracks
+        outages with them."""
+        if self.on_event is not None:
+            self.on_event(event)
 
     def progress(self) -> Progress:
         return Progress(self)

@@ -18,6 +18,10 @@ Seams for what plugs in here:
 * **Events this path does not map itself** (batch steps, and whatever new typed events the
   client grows: retry/outage notices) go to ``Sink.notice``; a sink renders those it knows and
   ignores the rest.
+* **Outages**: while the manager is unreachable the run yields ``Reconnecting`` / ``Resumed``
+  (and ``OutputLost`` when the server lost the run); the path renders them itself as ONE status
+  line updated in place plus a loss note (:mod:`.outage_status`), for kernel cells and
+  magics alike, and also hands them to ``Sink.notice`` (the kernel tracks the outage with them).
 * **input()**: ``Sink.ask`` answers, or returns ``None`` when nobody can (the remote code then
   gets a clear ``EOFError``).
 
@@ -31,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..client import Execution, Finished, Output, WaitingInput
+from ..client import Execution, Finished, Output, OutputLost, Reconnecting, Resumed, WaitingInput
 from ..display.outputs import (
     Frame,
     FrameDecoder,
@@ -40,6 +44,7 @@ from ..display.outputs import (
     frame_message,
 )
 from ..kernel.bootstrap import EOF_REPLY
+from .outage_status import OutageStatus
 
 __all__ = ["Outcome", "Sink", "relay"]
 
@@ -158,6 +163,7 @@ async def relay(
     :attr:`Outcome.text` instead of publishing it (hidden runs).
     """
     r = _Relay(sink, nonce, execution_count, keep_text)
+    status = OutageStatus()
     try:
         async for ev in run:
             if isinstance(ev, Output):
@@ -173,6 +179,10 @@ async def relay(
             elif isinstance(ev, Finished):
                 r.outcome.exit_code = ev.exit_code
             else:
+                if isinstance(ev, (Reconnecting, Resumed, OutputLost)):
+                    r.flush()  # output received before the outage comes first
+                    for msg_type, content in status.messages(ev):
+                        sink.publish(msg_type, content)
                 sink.notice(ev)
     finally:
         r.flush()

@@ -7,8 +7,9 @@ Server behaviours the kernel works around here (protocol.md §12):
   queue can stay wedged. Through the rich channel these never reach the runner's mapping.
 * The runner keeps one MIME type per output and drops markdown/LaTeX/JSON; errors arrive as ANSI
   text on stderr with no ename/evalue — the rich channel carries the full messages instead.
-* REST continuation needs ``run_id`` on 26.9.6 (the client sends both spellings; the kernel uses
-  the websocket stream, which flushes every 0.2 s).
+* REST continuation needs ``run_id`` on 26.9.6 (the client sends both spellings). Cells run
+  over REST with the client's run id, so that they survive a manager restart
+  (``test_cluster_outage.py``); output arrives in 2 s batches.
 """
 
 from __future__ import annotations

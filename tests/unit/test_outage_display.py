@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backendai_jupyter.client import Finished, OutputLost, Reconnecting, Resumed
-from backendai_jupyter.display.outages import (
+from backendai_jupyter.workspace.outage_status import (
     OutageStatus,
     lost_text,
     reconnecting_text,

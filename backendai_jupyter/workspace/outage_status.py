@@ -13,7 +13,7 @@ import secrets
 from typing import Any
 
 from ..client import OutputLost, Reconnecting, Resumed
-from .outputs import Message
+from ..display.outputs import Message
 
 __all__ = ["OutageStatus", "lost_text", "reconnecting_text", "resumed_text"]
 
