@@ -63,7 +63,7 @@ def _cell(kc: Any, code: str) -> str:
     return "".join(out)
 
 
-def kernel_cycle(i: int, kill: bool) -> float:
+def kernel_cycle(i: int, kill: bool, state_dir: Path, names: set[str]) -> float:
     started = time.perf_counter()
     km: KernelManager
     km, kc = start_new_kernel(kernel_name=KERNEL, startup_timeout=120)
@@ -72,6 +72,7 @@ def kernel_cycle(i: int, kill: bool) -> float:
         if text != f"cycle {i}\n":
             raise RuntimeError(f"cycle {i}: unexpected output {text!r}")
     finally:
+        names.update(p.stem for p in state_dir.glob("*.json"))  # the session this kernel made
         kc.stop_channels()
         if kill:
             pid = km.provisioner.pid if km.provisioner is not None else None  # type: ignore[attr-defined]
@@ -127,18 +128,16 @@ def main() -> int:
     for i in range(args.n):
         kill = args.kill_every > 0 and (i + 1) % args.kill_every == 0
         try:
-            elapsed = kernel_cycle(i, kill)
+            elapsed = kernel_cycle(i, kill, state_dir, names)
         except Exception as e:  # a failed cycle is reported and counted; the soak goes on
             failures += 1
             print(f"cycle {i + 1:3d}/{args.n}  FAILED: {e}", flush=True)
             continue
-        names.update(p.stem for p in state_dir.glob("*.json"))
         times.append(elapsed)
         tag = "  (kernel SIGKILLed)" if kill else ""
         print(f"cycle {i + 1:3d}/{args.n}  {elapsed:6.2f} s{tag}", flush=True)
 
     # One more kernel start runs the orphan cleanup for the last killed kernels.
-    names.update(p.stem for p in state_dir.glob("*.json"))
     km, kc = start_new_kernel(kernel_name=KERNEL, startup_timeout=120)
     time.sleep(5)  # the cleanup runs as the kernel's loop starts
     kc.stop_channels()

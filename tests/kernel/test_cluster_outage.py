@@ -99,6 +99,8 @@ def test_manager_restart_mid_cell_keeps_output_and_state(kernel: Any) -> None:
 
 def test_manager_down_interrupt_completion_and_the_outage_limit(kernel: Any) -> None:
     km, kc = kernel
+    reply, _ = run(kc, "STATE = 'kept'")  # the session exists before the manager goes away
+    assert reply["status"] == "ok"
     cluster("stop")
     try:
         msg_id = kc.execute("print(STATE)")
@@ -142,6 +144,7 @@ def test_manager_down_interrupt_completion_and_the_outage_limit(kernel: Any) -> 
 def test_session_destroyed_by_someone_else_mid_cell(kernel: Any) -> None:
     # Last in the module: it ends the module's session.
     km, kc = kernel
+    assert run(kc, "pass")[0]["status"] == "ok"  # the session exists
     state = Path(os.environ["BACKENDAI_JUPYTER_STATE_DIR"])
     records = [json.loads(p.read_text()) for p in state.glob("*.json")]
     ours = [r for r in records if r.get("pid") == km.provisioner.pid]  # type: ignore[union-attr]
