@@ -78,7 +78,8 @@ def kernel_cycle(i: int, kill: bool, state_dir: Path, names: set[str]) -> float:
             pid = km.provisioner.pid if km.provisioner is not None else None  # type: ignore[attr-defined]
             if pid:
                 os.kill(pid, signal.SIGKILL)
-            km.cleanup_resources()
+            # Reap it (as a notebook server would), so that its pid is really gone.
+            km.shutdown_kernel(now=True)
         else:
             km.shutdown_kernel(now=False)
     return time.perf_counter() - started
@@ -118,6 +119,7 @@ def main() -> int:
     config = ClientConfig.from_env(env)
     state_dir = Path(tempfile.mkdtemp(prefix="bjup-soak-"))
     _setup_env(env, state_dir)
+    os.environ.setdefault("JUPYTER_RUNTIME_DIR", str(state_dir / "runtime"))
 
     ref = [asyncio.run(client_cycle(config, env["BAI_IMAGE"], i)) for i in range(args.reference)]
     print(f"reference (client create → execute → destroy): median {statistics.median(ref):.2f} s")
@@ -139,7 +141,9 @@ def main() -> int:
 
     # One more kernel start runs the orphan cleanup for the last killed kernels.
     km, kc = start_new_kernel(kernel_name=KERNEL, startup_timeout=120)
-    time.sleep(5)  # the cleanup runs as the kernel's loop starts
+    deadline = time.monotonic() + 60  # the cleanup runs as the kernel's loop starts
+    while any(state_dir.glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.5)
     kc.stop_channels()
     km.shutdown_kernel(now=False)
     left = asyncio.run(sessions_left(config, names))

@@ -302,7 +302,23 @@ class Execution:
                     return
                 except _StaleSocket:
                     pass  # the pre-opened socket died unused: nothing ran, use a fresh one
-            ws = await self._client.http.ws_connect(f"/stream/session/{self.session}/execute")
+            outage: Outage | None = None
+            while True:  # nothing was sent yet: an outage is simply waited out
+                try:
+                    ws = await self._client.http.ws_connect(
+                        f"/stream/session/{self.session}/execute"
+                    )
+                    break
+                except BackendAIError as e:
+                    reason = outage_reason(e)
+                    if reason is None:
+                        raise
+                    outage = outage or Outage(self.outage_limit)
+                    reconnecting = outage.failed(reason)
+                    yield reconnecting
+                    await asyncio.sleep(reconnecting.delay)
+            if outage is not None:
+                yield Resumed(elapsed=outage.elapsed, attempts=outage.attempts)
             async for event in self._run_websocket(ws):
                 yield event
             warm.prepare(self.session)
