@@ -412,10 +412,11 @@ class Execution:
                 self._client.sessions.track_drain(self.session, self._drain_websocket(ws))
 
     async def _raise_if_session_gone(self) -> None:
-        with contextlib.suppress(BackendAIError):
+        reason = None
+        with contextlib.suppress(BackendAIError):  # unknown (manager unreachable): not gone
             reason = await self._client.sessions.gone_reason(self.session)
-            if reason is not None:
-                raise SessionError(reason, session=self.session)
+        if reason is not None:
+            raise SessionError(reason, session=self.session)
 
     async def _drain_websocket(self, ws: WebSocket) -> None:
         async def read_to_end() -> None:
