@@ -25,7 +25,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from backendai_jupyter.client import Client, ClientConfig, parse_endpoints
 from backendai_jupyter.server import ServerConfig, create_app
-from backendai_jupyter.server.state import KEYPAIRS
+from backendai_jupyter.server.state import DEFAULT_API_VERSION, KEYPAIRS
 
 # Hypothesis keeps caches in ./.hypothesis by default; the working directory must stay untouched.
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "backendai-jupyter-hypothesis")
@@ -48,6 +48,7 @@ class Fuzzed:
     session_name: str = ""
     folder_name: str = "fuzz-folder"
     folder_id: str = ""
+    api_version: str = DEFAULT_API_VERSION
     requests: int = 0
     unsigned: int = 0
     #: The working directory's entries before the run (nothing may appear there).
@@ -66,9 +67,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(f"fuzz: {COUNTS['requests']} requests sent to the endpoint")
 
 
-@pytest.fixture(scope="session")
-def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
-    root = tmp_path_factory.mktemp("fuzz")
+def _endpoint(root: Path, api_version: str, with_session: bool) -> Iterator[Fuzzed]:
     cwd_entries = set(os.listdir(Path.cwd()))
     data_dir = root / "data"
     loop = asyncio.new_event_loop()
@@ -76,7 +75,10 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
     thread.start()
 
     async def start() -> tuple[web.AppRunner, Fuzzed]:
-        app = create_app(ServerConfig(data_dir=data_dir, capacity={"cpu": "1", "mem": "4g"}))
+        config = ServerConfig(
+            data_dir=data_dir, capacity={"cpu": "1", "mem": "4g"}, api_version=api_version
+        )
+        app = create_app(config)
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -92,6 +94,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
             kp.secret_key,
             data_dir,
             aiohttp.ClientSession(),
+            api_version=api_version,
         )
         client = Client(
             ClientConfig(
@@ -99,9 +102,10 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
             )
         )
         try:
-            info = await client.sessions.create(IMAGE, resources={"cpu": "1", "mem": "1g"})
-            assert info.status == "RUNNING", info
-            f.session_name = info.name
+            if with_session:
+                info = await client.sessions.create(IMAGE, resources={"cpu": "1", "mem": "1g"})
+                assert info.status == "RUNNING", info
+                f.session_name = info.name
             folder = await client.folders.create(f.folder_name)
             f.folder_id = folder.id
         finally:
@@ -123,3 +127,15 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+@pytest.fixture(scope="session")
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
+    """The newest API version, with one running session and one folder."""
+    yield from _endpoint(tmp_path_factory.mktemp("fuzz"), DEFAULT_API_VERSION, True)
+
+
+@pytest.fixture(scope="session")
+def fuzzed_v5(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
+    """A 20.03 (v5) emulation for the routes only that version has (one folder, no session)."""
+    yield from _endpoint(tmp_path_factory.mktemp("fuzz-v5"), "v5.20191215", False)

@@ -32,10 +32,9 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from backendai_jupyter.client._auth import sign_request
-from backendai_jupyter.client._versioning import API_VERSION, features_for
+from backendai_jupyter.client._versioning import API_VERSION, MIN_API_VERSION, features_for
 from backendai_jupyter.server.auth import ANON_LIMIT
 from backendai_jupyter.server.routes import ROUTES, Route
-from backendai_jupyter.server.state import DEFAULT_API_VERSION
 
 from .conftest import Fuzzed
 
@@ -43,6 +42,7 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
 ANSWER_WITHIN = 5.0
 FEATURES = features_for(API_VERSION)
 LIVE = [r for r in ROUTES if r.exists(FEATURES)]
+V5_ONLY = [r for r in ROUTES if r.exists(features_for(MIN_API_VERSION)) and not r.exists(FEATURES)]
 WEBSOCKETS = {"execute", "pty"}
 # Routes that would end or restart the one session every other route needs, or hand it to a
 # real service (jupyter_server start-up is slow and not what is fuzzed here): fuzzed with
@@ -167,7 +167,7 @@ def _headers(fz: Fuzzed, method: str, rel: str, how: str, extra: dict[str, str])
             date=datetime.now(timezone.utc),
             host=fz.host,
             content_type=ctype.split(";")[0].strip().lower() or "application/octet-stream",
-            api_version=DEFAULT_API_VERSION,
+            api_version=fz.api_version,
             access_key=fz.access_key,
             secret_key=fz.secret_key if how == "signed" else "not-the-secret",
         )
@@ -251,6 +251,11 @@ def test_route(fuzzed: Fuzzed, route: Route) -> None:
         _send(fuzzed, route, data)
 
     fuzz()
+
+
+@pytest.mark.parametrize("route", V5_ONLY, ids=lambda r: f"v5 {r.method} {r.path}")
+def test_route_only_in_v5(fuzzed_v5: Fuzzed, route: Route) -> None:
+    test_route(fuzzed_v5, route)
 
 
 # -- websocket frames ---------------------------------------------------------------------------
