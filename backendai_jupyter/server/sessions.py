@@ -314,23 +314,30 @@ async def upload(request: web.Request) -> web.Response:
         reader = await request.multipart()
     except (AssertionError, ValueError, KeyError):
         raise invalid_api_params("multipart/form-data body expected") from None
-    count = 0
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader) or not part.filename:
-            continue
-        count += 1
-        if count > MAX_UPLOAD_PARTS:
-            raise invalid_api_params("Too many files")
-        data = await part.read()
-        if len(data) >= MAX_UPLOAD_SIZE:
-            raise invalid_api_params("Too large file")
-        # aiohttp's client percent-quotes "/" in multipart filenames (sub%2Fa.txt).
-        target = _inside(s, unquote(part.filename))
+    files: list[tuple[Path, bytes]] = []
+    try:
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or not part.filename:
+                continue
+            if len(files) >= MAX_UPLOAD_PARTS:
+                raise invalid_api_params("Too many files")
+            # aiohttp's client percent-quotes "/" in multipart filenames (sub%2Fa.txt).
+            target = _inside(s, unquote(part.filename))
+            data = bytearray()
+            while chunk := await part.read_chunk():
+                data += chunk
+                if len(data) >= MAX_UPLOAD_SIZE:
+                    raise invalid_api_params("Too large file")
+            files.append((target, bytes(data)))
+    except (AssertionError, ValueError) as e:  # a broken multipart body
+        raise invalid_api_params(f"malformed multipart body: {e}") from None
+    # Every part was read and checked: only now is anything written.
+    for target, content in files:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+            target.write_bytes(content)
         except OSError as e:
-            raise invalid_api_params(f"cannot write {part.filename}: {e.strerror}") from None
+            raise invalid_api_params(f"cannot write {target.name}: {e.strerror}") from None
     return web.Response(status=204)
 
 

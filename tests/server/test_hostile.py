@@ -128,9 +128,13 @@ async def test_session_file_routes_refuse_bad_names(local: Local, session: str) 
         )
         assert status == 400, name
     form = aiohttp.FormData()
+    form.add_field("src", b"fine", filename="good.txt")
     form.add_field("src", b"data", filename="n" * 300)
     status, headers, _ = await _signed(local, "POST", f"/session/{session}/upload", data=form)
     assert status == 400 and _is_problem(headers, status)
+    # all or nothing: the good part before the bad one was not written either
+    status, _, listing = await _signed(local, "GET", f"/session/{session}/files", json={})
+    assert status == 200 and "good.txt" not in str(listing["files"])
     await _still_answers(local)
 
 
