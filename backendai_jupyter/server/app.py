@@ -22,7 +22,7 @@ from aiohttp import web
 
 from ..client._problem import problem_body
 from . import auth
-from .errors import Problem
+from .errors import SCHEMA_TITLE, Problem
 from .events import EventBus
 from .folders import FOLDER_STORE, FolderStore
 from .routes import register_routes
@@ -49,7 +49,7 @@ _ERROR_CODES = {
     "auth-failed": "user_auth_unauthorized",
     "invalid-auth-params": "user_auth_invalid-parameters",
     "generic-bad-request": "backendai_generic_bad-request",
-    "invalid-api-params": "api_parsing_invalid-parameters",
+    "invalid-api-params": "api_generic_invalid-parameters",  # as 26.9.6 (config errors)
     "entity-not-found": "session_read_not-found",
     "url-not-found": "api_read_not-found",
     "method-not-allowed": "api_generic_method-not-allowed",
@@ -67,6 +67,8 @@ def _problem(p: Problem) -> web.Response:
     code = _ERROR_CODES.get(p.slug)
     if p.title == _TAKES_BODY_ERR:
         code = "api_parsing_bad-request"
+    elif p.title == SCHEMA_TITLE:
+        code = "api_parsing_invalid-parameters"
     if code:
         body["error_code"] = code
     body.update({k: v for k, v in base.items() if k in ("msg", "data")})

@@ -25,6 +25,7 @@ __all__ = [
     "not_found",
     "problem_response",
     "read_json",
+    "schema_invalid",
 ]
 
 
@@ -56,6 +57,16 @@ def bad_request(msg: str | None = None) -> Problem:
 
 def invalid_api_params(msg: str, data: Any = None) -> Problem:
     return Problem(400, "invalid-api-params", "Missing or invalid API parameters.", msg, data)
+
+
+#: 26.9.6's title for a request body that fails its schema (pydantic) check.
+SCHEMA_TITLE = "Invalid or Missing API Parameters."
+
+
+def schema_invalid(field: str, why: str) -> Problem:
+    """What 26.9.6 answers when a top-level field of a request body has the wrong type."""
+    msg = f"Schema validation failed. ({field}: {why})"
+    return Problem(400, "generic-bad-request", SCHEMA_TITLE, msg)
 
 
 def not_found(what: str, msg: str | None = None) -> Problem:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Problem, invalid_api_params
+from .errors import Problem, invalid_api_params, schema_invalid
 
 __all__ = ["NAME_RE", "CreateParams", "check_name", "parse_create"]
 
@@ -41,8 +41,15 @@ class CreateParams:
     service_config: dict[str, Any] = field(default_factory=dict)
 
 
+_CONFIG_KEYS = {"config", "resources", "mounts", "mount_map", "environ"}
+
+
 def _invalid(key: str, why: str) -> Problem:
-    return invalid_api_params("Input validation error", {key: why})
+    """26.9.6's two shapes: a schema error for top-level fields, "Input validation error" with
+    ``data.config`` for what is inside ``config``."""
+    if key in _CONFIG_KEYS:
+        return invalid_api_params("Input validation error", {"config": f"{key}: {why}"})
+    return schema_invalid(key, why)
 
 
 def _pick(d: dict[str, Any], *names: str) -> tuple[str, Any]:

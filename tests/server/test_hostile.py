@@ -301,3 +301,25 @@ async def test_pty_survives_an_absurd_resize(client: Client, session: str) -> No
             text += base64.b64decode(msg.json()["data"]).decode(errors="replace")
     finally:
         await ws.close()
+
+
+@pytest.mark.parametrize(
+    "extra,kind,code",
+    [
+        # the two shapes a 26.9.6 manager answers (observed on the test cluster)
+        ({"maxWaitSeconds": "abc"}, "generic-bad-request", "api_parsing_invalid-parameters"),
+        ({"type": "batch", "startupCommand": 5}, "generic-bad-request", "api_parsing_invalid-parameters"),
+        ({"config": {"mounts": [1]}}, "invalid-api-params", "api_generic_invalid-parameters"),
+    ],
+)
+async def test_create_validation_answers_like_26_9_6(
+    local: Local, extra: dict[str, Any], kind: str, code: str | None
+) -> None:
+    body = {"image": IMAGE, "name": "valid-name", **extra}
+    status, _, problem = await _signed(local, "POST", "/session", json=body)
+    assert status == 400 and str(problem["type"]).endswith("/" + kind)
+    assert problem["error_code"] == code
+    if kind == "generic-bad-request":
+        assert problem["title"] == "Invalid or Missing API Parameters."
+    else:
+        assert problem["msg"] == "Input validation error" and "config" in problem["data"]
