@@ -91,12 +91,12 @@ def kernel_environ(
         BACKEND_SESSION_START="first-cell",
         BACKENDAI_JUPYTER_STATE_DIR=state_dir,
     )
-    for var, value in (("BACKEND_RESOURCES", spec.resources),
-                       ("BACKEND_VFOLDER_MOUNTS", spec.mounts)):
-        if value:
-            env[var] = value
-        else:
-            env.pop(var, None)
+    if spec.resources_text:
+        env["BACKEND_RESOURCES"] = spec.resources_text
+    if spec.mounts:  # added to the ones the user mounts everywhere (-m wins for a name)
+        given = [m.strip() for m in env.get("BACKEND_VFOLDER_MOUNTS", "").split(",")]
+        kept = [m for m in given if m and m.split(":")[0].split("=")[0] not in spec.mounts]
+        env["BACKEND_VFOLDER_MOUNTS"] = ",".join([*kept, spec.mounts_text])
     return env
 
 

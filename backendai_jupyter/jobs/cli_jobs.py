@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..client import Client
     from .results import CaseResult
-    from .state import JobRecord
+    from .state import JobRecord, JobStore
 
 __all__ = ["add_arguments", "run"]
 
@@ -85,14 +85,12 @@ async def _main(args: argparse.Namespace) -> int:
 
 async def _dispatch(
     command: str, args: argparse.Namespace, client: Client, jobs: list[JobRecord],
-    store: object,
+    store: JobStore,
 ) -> int:
     from pathlib import Path
 
     from . import detached
-    from .state import JobStore
 
-    assert isinstance(store, JobStore)
     if command == "list":
         for job in jobs:
             if job.endpoint != str(client.config.endpoint):

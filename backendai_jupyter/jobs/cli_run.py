@@ -125,7 +125,7 @@ async def open_client() -> Client:
 async def _main(spec: JobSpec, args: argparse.Namespace) -> int:
     client = await open_client()
     try:
-        await check_folders(client, spec.mount_names)
+        await check_folders(client, spec.mounts)
         if args.detach:
             from .detached import print_submitted, submit
 

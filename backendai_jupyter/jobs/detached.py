@@ -78,29 +78,19 @@ async def submit(spec: JobSpec, client: Client, *, folder: str | None = None,
                  store: JobStore | None = None) -> JobRecord:
     """Upload the job and enqueue its batch sessions; return its local record."""
     folder = await ensure_folder(client, folder)
-    if folder in spec.mount_names:
+    if folder in spec.mounts:
         raise ConfigError(f"the job folder {folder} is mounted already; do not pass it with -m")
     with tempfile.TemporaryDirectory(prefix="bai-nbjob-") as tmp:
         await asyncio.to_thread(_stage, spec, Path(tmp))
         await client.folders.upload(folder, Path(tmp) / spec.job_id, spec.job_id)
-    names, mount_map = list(spec.mount_names), {}
-    for item in spec.mounts.split(","):
-        name, sep, path = item.partition(":")
-        if sep:
-            mount_map[name] = path
-    resources: dict[str, str] = {}
-    opts: dict[str, str] = {}
-    for item in filter(None, spec.resources.split(",")):
-        key, _, value = item.partition("=")
-        (opts if key == "shmem" else resources)[key] = value
     created: list[str] = []
     try:
         for case in spec.cases:
             name = spec.session_name(case)
             await client.sessions.create(
-                spec.image, name=name, type="batch", resources=resources,
-                resource_opts=opts or None, mounts=[folder, *names],
-                mount_map=mount_map or None, enqueue_only=True, reuse_if_exists=False,
+                spec.image, name=name, type="batch", resources=dict(spec.resources),
+                resource_opts=dict(spec.resource_opts) or None, mounts=[folder, *spec.mounts],
+                mount_map=dict(spec.mount_map) or None, enqueue_only=True, reuse_if_exists=False,
                 startup_command=startup_command(folder, spec.job_id, case.label),
             )
             created.append(name)

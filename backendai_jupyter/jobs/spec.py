@@ -6,6 +6,7 @@ input before anything starts; the attached and detached runners only read it.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -37,16 +38,28 @@ class JobSpec:
     notebook: Notebook
     cases: tuple[Case, ...]
     image: str
-    #: ``-r`` flags and ``-m`` mounts as the kernel settings spell them (``cpu=1,mem=1g``,
-    #: ``data,models:/mnt/models``): the attached kernel reads them from its environment.
-    resources: str = ""
-    mounts: str = ""
-    mount_names: tuple[str, ...] = ()
+    #: ``-r`` slots and options (else ``$BACKEND_RESOURCES``); ``-m`` folders and their paths
+    #: (``$BACKEND_VFOLDER_MOUNTS`` are added by the client to every session anyway).
+    resources: Mapping[str, str] = field(default_factory=dict)
+    resource_opts: Mapping[str, str] = field(default_factory=dict)
+    mounts: tuple[str, ...] = ()
+    mount_map: Mapping[str, str] = field(default_factory=dict)
     output: Path | None = None
     max_parallel: int = 1
     cell_timeout: float | None = None
     job_id: str = field(default_factory=new_job_id)
     warnings: tuple[str, ...] = ()
+
+    @property
+    def resources_text(self) -> str:
+        """As the kernel settings spell them (``BACKEND_RESOURCES``): ``cpu=1,mem=1g``."""
+        return ",".join(f"{k}={v}" for k, v in {**self.resources, **self.resource_opts}.items())
+
+    @property
+    def mounts_text(self) -> str:
+        """As ``BACKEND_VFOLDER_MOUNTS`` spells them: ``data,models:/mnt/models``."""
+        return ",".join(f"{n}:{self.mount_map[n]}" if n in self.mount_map else n
+                        for n in self.mounts)
 
     @property
     def sweep(self) -> bool:
@@ -106,13 +119,14 @@ def build_spec(
     ranges = parse_param_ranges(param_ranges)
     cases = expand_cases(fixed, ranges)
     warnings = nb.check([*fixed, *ranges])
-    res = parse_resource_flags(resources)
+    # No -r: the kernel's default sizing ($BACKEND_RESOURCES), attached and detached alike.
+    res = parse_resource_flags(resources or [
+        r.strip() for r in os.environ.get("BACKEND_RESOURCES", "").split(",") if r.strip()])
     names, mount_map = parse_mounts(mounts)
-    res_text = ",".join(f"{k}={v}" for k, v in {**res.resources, **res.resource_opts}.items())
-    mount_text = ",".join(f"{n}:{mount_map[n]}" if n in mount_map else n for n in names)
     return JobSpec(
-        notebook=nb, cases=tuple(cases), image=image or default_image(), resources=res_text,
-        mounts=mount_text, mount_names=tuple(names),
+        notebook=nb, cases=tuple(cases), image=image or default_image(),
+        resources=res.resources, resource_opts=res.resource_opts, mounts=tuple(names),
+        mount_map=mount_map,
         output=Path(output) if output is not None else None, max_parallel=max_parallel,
         cell_timeout=cell_timeout, warnings=tuple(warnings),
     )

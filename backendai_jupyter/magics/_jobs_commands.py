@@ -53,7 +53,7 @@ def nbrun(m: BackendAIMagics, args: argparse.Namespace, cell: str | None) -> Job
     for warning in spec.warnings:
         print(f"{PROG} nbrun: warning: {warning}", file=sys.stderr)
     client = m.client
-    m._call(check_folders(client, spec.mount_names))
+    m._call(check_folders(client, spec.mounts))
     if args.detach:
         from ..jobs.detached import print_submitted, submit
 

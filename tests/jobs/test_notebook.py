@@ -75,7 +75,8 @@ def test_spec_from_a_params_file_and_ranges(tmp_path: Path) -> None:
                       mounts=["data", "models:/mnt/m"], output=tmp_path / "runs")
     assert [c.params for c in spec.cases] == [{"opt": "sgd", "bs": 8, "lr": 0.1},
                                               {"opt": "sgd", "bs": 8, "lr": 0.2}]
-    assert spec.resources == "cpu=1,mem=1g" and spec.mounts == "data,models:/mnt/m"
+    assert spec.resources_text == "cpu=1,mem=1g" and spec.mounts_text == "data,models:/mnt/m"
+    assert spec.mounts == ("data", "models") and spec.mount_map == {"models": "/mnt/m"}
     assert spec.sweep and spec.output_path(spec.cases[1]) == tmp_path / "runs/nb-001-lr-0.2.ipynb"
     assert spec.session_name(spec.cases[1]).endswith("-001")
 
@@ -178,3 +179,29 @@ def test_executor_runs_a_prepared_notebook_on_a_local_ipykernel(tmp_path: Path) 
     assert out.cells[5].outputs[0]["ename"] == "ValueError"
     assert out.cells[6].outputs == [] and out.cells[6].execution_count is None
     assert json.loads((case_dir / "status.json").read_text())["state"] == "done"
+
+
+@pytest.mark.parametrize(("env", "mounts", "resources", "expected"), [
+    ({}, [], [], {}),
+    ({"BACKEND_VFOLDER_MOUNTS": "data,logs:/mnt/l"}, ["logs", "m:/x"], ["cpu=2"],
+     {"BACKEND_VFOLDER_MOUNTS": "data,logs,m:/x", "BACKEND_RESOURCES": "cpu=2"}),
+    ({"BACKEND_RESOURCES": "cpu=3"}, [], [], {"BACKEND_RESOURCES": "cpu=3"}),
+])
+def test_kernel_environ_carries_the_case_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], mounts: list[str],
+    resources: list[str], expected: dict[str, str],
+) -> None:
+    from backendai_jupyter.jobs.attached import kernel_environ
+
+    for key in ("BACKEND_VFOLDER_MOUNTS", "BACKEND_RESOURCES", "BACKEND_SECRET_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    path = make_notebook(tmp_path / "nb.ipynb", "x = 1")
+    spec = build_spec(path, mounts=mounts, resources=resources, image="img")
+    got = kernel_environ(spec, spec.cases[0], "/state")
+    assert got["BACKEND_SESSION_NAME"] == spec.session_name(spec.cases[0])
+    assert got["BACKEND_IMAGE"] == "img" and got["BACKENDAI_JUPYTER_STATE_DIR"] == "/state"
+    for key in ("BACKEND_VFOLDER_MOUNTS", "BACKEND_RESOURCES"):
+        assert got.get(key) == expected.get(key)
+    assert "BACKEND_SECRET_KEY" not in got  # only what this process already has
