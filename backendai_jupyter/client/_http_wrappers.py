@@ -14,6 +14,7 @@ from typing import IO, Any, BinaryIO, Literal
 import aiohttp
 import aiohttp.abc
 import aiohttp.payload
+import orjson
 from yarl import URL
 
 from ._exceptions import ClientError, ProtocolError
@@ -175,8 +176,8 @@ class WSMessage:
 
     def json(self) -> Any:
         try:
-            return jsonlib.loads(self.data)
-        except ValueError:
+            return orjson.loads(self.data)
+        except ValueError:  # orjson.JSONDecodeError is a ValueError
             raise ProtocolError(
                 f"websocket: expected a JSON frame, got {self.data!r:.80}"
             ) from None
