@@ -11,8 +11,9 @@ the ``limits.py`` launcher for everything else). The sandbox has
   ``/home/work`` (the working directory and ``HOME``) and the storage folders at
   ``/home/work/<name>`` (or their ``mount_map`` path), a private ``/tmp`` and ``/dev/shm``, a
   private IPC namespace (System V shared memory), and the endpoint's data directory (keypair,
-  other sessions, logs) replaced by an empty directory — only this session's runtime directory
-  (the kernel's connection file, the services' sockets) is bound back at its own path;
+  other sessions, logs) and its user's home replaced by empty directories — only this
+  session's runtime directories (the kernel's connection file, the services' sockets) and the
+  interpreter's own directories are bound back at their own paths;
 * the network of the endpoint (the kernel and the services listen on loopback for it).
 
 Why join namespaces instead of running the kernel *as* bwrap's command: the fork server
@@ -91,31 +92,35 @@ def bwrap_argv(
     data_dir: Path,
     mounts: Iterable[tuple[Path, str]],
     keep_paths: Iterable[str] = (),
+    hide: Iterable[str] = (),
     devices: Iterable[str] = (),
     info_fd: int | None = None,
 ) -> list[str]:
     """The bubblewrap command line of one session sandbox (pure: paths in, argv out).
 
-    ``keep_paths``: host directories the interpreter needs (``sys.path`` entries) that the
-    hidden ``/home`` or data directory would otherwise cover; bound back read-only.
+    Hidden (an empty tmpfs on top): ``/tmp``, ``/home``, the directories in ``hide`` (the
+    endpoint user's home when it is not under ``/home``, e.g. ``/root``) and the data directory.
+    ``keep_paths``: host directories the interpreter needs (``sys.path`` entries, the
+    interpreter's prefixes) that a hidden directory would otherwise cover; bound back read-only
+    (never one that holds the data directory).
     ``devices``: device nodes the session may use (the NVIDIA ones: which GPU a session uses is
     chosen by ``CUDA_VISIBLE_DEVICES``, as on the unsandboxed endpoint).
     """
     data = PurePosixPath(data_dir)
-    home = PurePosixPath("/home")
     argv = [
         bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--new-session",
-        "--ro-bind", "/", "/",
-        "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm",
-        "--tmpfs", "/home",
+        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/dev/shm",
     ]
     for dev in devices:
         argv += ["--dev-bind", dev, dev]
-    if not _under(data, home):
-        argv += ["--tmpfs", str(data)]
+    hidden: list[PurePosixPath] = []
+    for h in (PurePosixPath("/tmp"), PurePosixPath("/home"), *map(PurePosixPath, hide), data):
+        if str(h) != "/" and not any(_under(h, done) for done in hidden):
+            hidden.append(h)
+            argv += ["--tmpfs", str(h)]
     for p in sorted(set(keep_paths)):
         pp = PurePosixPath(p)
-        if (_under(pp, home) or _under(pp, data)) and os.path.isdir(p):
+        if any(_under(pp, h) for h in hidden) and not _under(data, pp):
             argv += ["--ro-bind", p, p]
     argv += ["--bind", str(workdir), HOME]
     for rt in runtime_dirs:
@@ -199,11 +204,13 @@ class SessionSandbox:
     ) -> SessionSandbox:
         exe = _bwrap_path() or "bwrap"
         keep = [p for p in sys.path if p]
-        keep += [sys.prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))]
+        keep += [sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix,
+                 os.path.dirname(os.path.realpath(sys.executable))]
+        keep = [p for p in keep if os.path.isdir(p)]
         devices = sorted(glob.glob("/dev/nvidia*"))
         return cls(lambda fd: bwrap_argv(
             exe, workdir=workdir, runtime_dirs=runtime_dirs, data_dir=data_dir, mounts=mounts,
-            keep_paths=keep, devices=devices, info_fd=fd,
+            keep_paths=keep, hide=[str(Path.home())], devices=devices, info_fd=fd,
         ))
 
     async def start(self, log_path: Path) -> SandboxInfo:

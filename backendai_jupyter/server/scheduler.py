@@ -291,6 +291,11 @@ class Scheduler:
         # An allow-list of the endpoint's own environment (never its credentials or anything
         # else it happens to have): the session's own ``environ`` is added on top.
         env = session_base_env(os.environ)
+        # Every image runs with this machine's Python: make it the session's python3, as an
+        # image's own interpreter is in its container (batch startup commands need it). Here,
+        # not per session: the zygote's environment must match the sessions' (``zygote.py``).
+        env["PATH"] = os.pathsep.join(p for p in (os.path.dirname(sys.executable),
+                                                  env.get("PATH", "")) if p)
         # HOME moves to the workdir; keep a --user-installed ipykernel importable anyway.
         extra = [p for p in sys.path if p == site.getusersitepackages()]
         if extra:
@@ -323,10 +328,6 @@ class Scheduler:
             BACKENDAI_CLUSTER_MODE="single-node",
             BACKENDAI_SESSION_TYPE=sess.type,
         )
-        # Every image runs with this machine's Python: make it the session's python3, as an
-        # image's own interpreter is in its container (batch startup commands need it).
-        env["PATH"] = os.pathsep.join(p for p in (os.path.dirname(sys.executable),
-                                                  env.get("PATH", "")) if p)
         env.update(sess.environ)
         return env
 

@@ -51,29 +51,36 @@ def _pairs(argv: list[str], flag: str) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(
-    ("data_dir", "mounts", "keep", "binds", "hidden"),
+    ("data_dir", "hide", "mounts", "keep", "binds", "ro_binds", "hidden"),
     [
         # data dir outside /home: its own tmpfs; storage folders under /home/work
-        ("/srv/d", [(Path("/srv/d/vf/1"), "/home/work/data")], ["/usr/lib/python3"],
+        ("/srv/d", [], [(Path("/srv/d/vf/1"), "/home/work/data")], ["/usr/lib/python3"],
          [("/srv/d/s/1", "/home/work"), ("/srv/d/s/1.runtime", "/srv/d/s/1.runtime"),
-          ("/srv/d/vf/1", "/home/work/data")], ["/tmp", "/dev/shm", "/home", "/srv/d"]),
-        # data dir under /home (hidden with /home); a venv under /home is bound back read-only
-        ("/home/u/.local/share/bj", [(Path("/x/vf"), "/mnt/vf")], ["/home"],
+          ("/srv/d/vf/1", "/home/work/data")], [], ["/dev/shm", "/tmp", "/home", "/srv/d"]),
+        # data dir under /home (hidden with /home); a venv under /home is bound back read-only,
+        # but not a path that holds the data directory
+        ("/home/u/.local/share/bj", ["/home/u"], [(Path("/x/vf"), "/mnt/vf")],
+         ["/home/u/venv/lib", "/home/u", "/usr/lib"],
          [("/srv/d/s/1", "/home/work"), ("/srv/d/s/1.runtime", "/srv/d/s/1.runtime"),
-          ("/x/vf", "/mnt/vf")], ["/tmp", "/dev/shm", "/home"]),
+          ("/x/vf", "/mnt/vf")], [("/home/u/venv/lib",) * 2], ["/dev/shm", "/tmp", "/home"]),
+        # root: its home is hidden too; the interpreter's prefix there is bound back
+        ("/root/.local/share/bj", ["/root"], [], ["/root/.pyenv/versions/3.11", "/tmp/venv"],
+         [("/srv/d/s/1", "/home/work"), ("/srv/d/s/1.runtime", "/srv/d/s/1.runtime")],
+         [("/root/.pyenv/versions/3.11",) * 2, ("/tmp/venv",) * 2],
+         ["/dev/shm", "/tmp", "/home", "/root"]),
     ],
 )
 def test_bwrap_argv(
-    data_dir: str, mounts: list[tuple[Path, str]], keep: list[str],
-    binds: list[tuple[str, str]], hidden: list[str],
+    data_dir: str, hide: list[str], mounts: list[tuple[Path, str]], keep: list[str],
+    binds: list[tuple[str, str]], ro_binds: list[tuple[str, str]], hidden: list[str],
 ) -> None:
     argv = bwrap_argv("bwrap", workdir=Path("/srv/d/s/1"), runtime_dirs=[Path("/srv/d/s/1.runtime")],
-                      data_dir=Path(data_dir), mounts=mounts, keep_paths=keep,
+                      data_dir=Path(data_dir), mounts=mounts, keep_paths=keep, hide=hide,
                       devices=["/dev/nvidiactl", "/dev/nvidia0"], info_fd=5)
     assert argv[0] == "bwrap" and argv[argv.index("--info-fd") + 1] == "5"
     for flag in ("--die-with-parent", "--unshare-pid", "--unshare-ipc", "--new-session"):
         assert flag in argv
-    assert ("/", "/") in _pairs(argv, "--ro-bind")
+    assert _pairs(argv, "--ro-bind") == [("/", "/"), *ro_binds]
     assert _pairs(argv, "--dev-bind") == [("/dev/nvidiactl",) * 2, ("/dev/nvidia0",) * 2]
     assert argv.index("--dev-bind") > argv.index("--dev")  # on top of the private /dev
     assert _pairs(argv, "--bind") == binds
