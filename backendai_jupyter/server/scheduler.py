@@ -409,7 +409,11 @@ class Scheduler:
             publish_session_event(app, "session_started", sess, "triggered-by-scheduler")
         except Exception as e:  # a start failure is the session's ERROR, not the server's
             log.warning("session %s failed to start: %s", sess.name, e)
-            sess.set_status("ERROR", f"failed to start: {e}")
+            why = str(e)
+            if sess.process is not None and sess.process.oom_killed():
+                why = (f"it ran out of memory while starting (mem="
+                       f"{int(sess.resources['mem']) // 2**20} MiB is too little); ask for more")
+            sess.set_status("ERROR", f"failed to start: {why}")
             self.ready[sess.id].set()
             await self.terminate(sess, "failed-to-start", error=True)
             return

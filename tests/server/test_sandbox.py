@@ -229,7 +229,7 @@ async def test_memory_limit_covers_the_whole_session(
                 done.set()
                 return
 
-    info = await client.sessions.create(IMAGE, resources={"cpu": "1", "mem": "160m"})
+    info = await client.sessions.create(IMAGE, resources={"cpu": "1", "mem": "192m"})
     task = asyncio.create_task(listen())
     await asyncio.sleep(0.2)
     text, exit_code = await _out(client, info.id, code)
@@ -250,9 +250,9 @@ async def test_memory_limit_covers_the_whole_session(
 async def test_oom_kill_of_the_kernel_is_told_in_plain_words(make_local: Any) -> None:
     local: Local = await make_local()
     client = local.client()
-    info = await client.sessions.create(IMAGE, resources={"cpu": "1", "mem": "128m"})
-    text, exit_code = await _out(client, info.id, "b = bytearray(400 * 2**20)")
-    assert exit_code == 137 and "ran out of memory" in text and "128 MiB" in text, text
+    info = await client.sessions.create(IMAGE, resources={"cpu": "1", "mem": "256m"})
+    text, exit_code = await _out(client, info.id, "b = bytearray(600 * 2**20)")
+    assert exit_code == 137 and "ran out of memory" in text and "256 MiB" in text, text
     for _ in range(60):
         if local.app[REGISTRY].sessions[info.id].status == "TERMINATED":
             break
