@@ -29,10 +29,16 @@ kernel instance only (nothing on disk, no class patched), it replaces:
   ``user_expressions`` and ``allow_stdin``. The header is stripped before IPython sees the
   cell, so history, ``In[n]``, ``_n``, ``Cell In[n]`` and line numbers match the front-end's.
   Without stdin, ipykernel itself raises ``StdinNotImplementedError``.
+  (The stock runner always sends ``silent=False, store_history=True, allow_stdin=True`` and
+  no ``user_expressions``: 26.9.6 ``BaseRunner.query``.)
 * ``shell.ask_exit``: ``exit``/``quit`` only write the ``ask_exit`` payload; the remote kernel
   keeps running (it is the session) and the proxy acts on the payload.
 * ``kernel.raw_input`` / ``kernel.getpass``: the input reply :data:`EOF_REPLY` raises
   ``StdinNotImplementedError`` (for cells sent without a header).
+
+Because ``error`` messages no longer reach the runner, which derives ``finished.exitCode`` from
+them, a rich-channel run reports exit code 0 even when the cell failed: the ``error`` and
+``execute_reply`` frames are where a failure shows.
 
 Frames
 ------

@@ -18,6 +18,7 @@ from backendai_jupyter.workspace.folder_upload import (
     n_pieces,
     scan,
     select,
+    stream_pieces,
     summary,
     writer_code,
 )
@@ -99,12 +100,10 @@ def test_n_pieces(size: int, expected: int) -> None:
 
 def _write_remotely(dest: Path, src: Path, files: list[Entry], piece: int) -> str:
     """Run the writer as the session would, feeding input() as the proxy does."""
-    answers = []
-    for f in files:
-        data = (src / f.path).read_bytes()
-        answers += [encode_piece(data[i : i + piece]) for i in range(0, f.size, piece)]
+    answers = [encode_piece(p) for p in stream_pieces(src, files, piece)]
+    assert len(answers) == n_pieces(sum(f.size for f in files), piece)
     out = subprocess.run(
-        [sys.executable, "-c", writer_code(files, piece)],
+        [sys.executable, "-c", writer_code(files)],
         cwd=dest,
         input="\n".join(answers) + "\n",
         capture_output=True,
@@ -112,6 +111,17 @@ def _write_remotely(dest: Path, src: Path, files: list[Entry], piece: int) -> st
     )
     assert out.returncode == 0, out.stderr
     return out.stdout
+
+
+def test_stream_pieces_cut_across_files(tmp_path: Path) -> None:
+    for name, data in (("a", b"12345"), ("b", b""), ("c", b"678"), ("d", b"9")):
+        (tmp_path / name).write_bytes(data)
+    files = [Entry("a", 5), Entry("b", 0), Entry("c", 3), Entry("d", 1)]
+    assert list(stream_pieces(tmp_path, files, 4)) == [b"1234", b"5678", b"9"]
+    assert list(stream_pieces(tmp_path, [Entry("b", 0)], 4)) == []
+    (tmp_path / "c").write_bytes(b"67")  # changed since the scan
+    with pytest.raises(OSError, match="changed while"):
+        list(stream_pieces(tmp_path, files, 4))
 
 
 def test_summary_lines() -> None:
