@@ -282,7 +282,7 @@ def test_kernel_info_before_the_session_is_ours(local_endpoint: None) -> None:
         km.shutdown_kernel(now=True)
 
 
-def test_exit_stops_the_kernel_and_its_session(local_endpoint: None) -> None:
+def test_exit_stops_the_kernel_as_a_local_one_does(local_endpoint: None) -> None:
     km, kc = start_new_kernel(kernel_name="backendai-python")
     try:
         assert run(kc, "print(1)")[0]["status"] == "ok"

@@ -173,6 +173,18 @@ def test_kept_session_is_found_again_after_restart() -> None:
             output_hook=lambda m: texts.append(str(m["content"].get("text", ""))),
         )
         assert reply["content"]["status"] == "ok" and "7\n" in texts
+        # The restarted kernel counts from 1 again; so does the kept session's In/Out (issue 14).
+        assert reply["content"]["execution_count"] == 1
+        reply = kc.execute_interactive("len(In), Out.get(1, 'none')", timeout=60)
+        assert reply["content"]["execution_count"] == 2
+        results: list[str] = []
+        got = kc.execute_interactive(
+            "_2",
+            timeout=60,
+            output_hook=lambda m: m["msg_type"] == "execute_result"
+            and results.append(m["content"]["data"]["text/plain"]),
+        )
+        assert got["content"]["status"] == "ok" and results == ["(3, 'none')"]
     finally:
         kc.execute_interactive("%backendai kernel stop", timeout=30)
         time.sleep(1)
