@@ -46,8 +46,9 @@ class Response:
         if not self.body:
             return None
         try:
-            return jsonlib.loads(self.body)
-        except ValueError:
+            # orjson: an execute answer can carry tens of MB of output.
+            return orjson.loads(self.body)
+        except ValueError:  # orjson.JSONDecodeError is a ValueError
             raise ProtocolError(f"{self.url.path}: expected JSON, got {self.body[:80]!r}") from None
 
     def text(self) -> str:

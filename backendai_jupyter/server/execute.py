@@ -153,7 +153,7 @@ async def execute(request: web.Request) -> web.Response:
         run = await start_run(
             sess, mode, run_id, code, options if isinstance(options, dict) else {}
         )
-    return web.json_response({"result": await next_result(run, REST_FLUSH)})
+    return web.json_response({"result": await next_result(run, REST_FLUSH)}, dumps=_dumps)
 
 
 COMPLETE_WAIT = 2.0
