@@ -34,6 +34,7 @@ from ._models import (
     Resumed,
     ServicePort,
     SessionInfo,
+    SessionRecord,
     StepFinished,
     WaitingInput,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "SessionGone",
     "SessionWedged",
     "SessionInfo",
+    "SessionRecord",
     "StepFinished",
     "WaitingInput",
     "parse_endpoints",

@@ -6,6 +6,7 @@ Each model keeps the raw JSON in ``raw`` so that callers can reach fields a newe
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,6 +21,7 @@ __all__ = [
     "Resumed",
     "ServicePort",
     "SessionInfo",
+    "SessionRecord",
     "StepFinished",
     "WaitingInput",
 ]
@@ -69,6 +71,73 @@ class SessionInfo:
             service_ports=tuple(ServicePort.from_json(p) for p in ports if isinstance(p, dict)),
             raw=d,
         )
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+@dataclass(frozen=True, eq=False)
+class SessionRecord(Mapping[str, Any]):
+    """One session as ``sessions.list`` (GraphQL) or ``sessions.info`` (REST) reports it.
+
+    The fields every caller needs are typed (``""`` when the server did not send them, e.g. a
+    field ``list`` was not asked for); the server's whole record stays readable by key
+    (``record["occupied_slots"]``, ``record.get("tag")``), so a field a newer server added is
+    never out of reach. Compares equal to a mapping with the same record.
+    """
+
+    id: str
+    name: str
+    status: str
+    status_info: str = ""
+    image: str = ""
+    type: str = ""
+    created_at: str = ""
+    terminated_at: str = ""
+    result: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_list(cls, d: dict[str, Any]) -> SessionRecord:
+        """A ``compute_session_list`` item (snake_case fields)."""
+        return cls(
+            id=_text(d.get("id") or d.get("session_id")),
+            name=_text(d.get("name") or d.get("session_name")),
+            status=_text(d.get("status")),
+            status_info=_text(d.get("status_info")),
+            image=_text(d.get("image")),
+            type=_text(d.get("type") or d.get("session_type")),
+            created_at=_text(d.get("created_at")),
+            terminated_at=_text(d.get("terminated_at")),
+            result=_text(d.get("result")),
+            raw=d,
+        )
+
+    @classmethod
+    def from_info(cls, d: dict[str, Any], session: str) -> SessionRecord:
+        """A ``GET /session/{id}`` answer (camelCase fields; it names no id or name)."""
+        return cls(
+            id=_text(d.get("sessionId") or d.get("id") or session),
+            name=_text(d.get("sessionName") or d.get("name") or session),
+            status=_text(d.get("status")),
+            status_info=_text(d.get("statusInfo") or d.get("status_info")),
+            image=_text(d.get("image") or d.get("lang")),
+            type=_text(d.get("sessionType") or d.get("type")),
+            created_at=_text(d.get("creationTime") or d.get("created_at")),
+            terminated_at=_text(d.get("terminationTime") or d.get("terminated_at")),
+            result=_text(d.get("result")),
+            raw=d,
+        )
+
+    def __getitem__(self, key: str) -> Any:
+        return self.raw[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from ._exceptions import (
     RequestTimeout,
 )
 from ._http_wrappers import multipart
-from ._models import ServicePort, SessionInfo
+from ._models import ServicePort, SessionInfo, SessionRecord
 from .execution import Execution, Mode, Transport, WarmSockets
 from .parsing import parse_mounts
 
@@ -269,10 +269,11 @@ class Sessions:
         )
         return SessionInfo.from_create(data, name)
 
-    async def info(self, session: str) -> dict[str, Any]:
+    async def info(self, session: str) -> SessionRecord:
+        """``GET /session/{id}``: the session's status and details."""
         await self._client.connect()
         data = await self._client.http.json("GET", f"/session/{session}")
-        return data if isinstance(data, dict) else {}
+        return SessionRecord.from_info(data if isinstance(data, dict) else {}, session)
 
     async def destroy(
         self, session: str, *, forced: bool = False, recursive: bool = False
@@ -333,7 +334,7 @@ class Sessions:
         fields: Sequence[str] = DEFAULT_LIST_FIELDS,
         page_size: int = 50,
         limit: int | None = None,
-    ) -> builtins.list[dict[str, Any]]:
+    ) -> builtins.list[SessionRecord]:
         """List sessions through GraphQL ``compute_session_list``, following every page."""
         if not 1 <= page_size <= 100:
             raise ConfigError("page_size must be between 1 and 100")
@@ -365,7 +366,7 @@ class Sessions:
             offset += len(batch)
             if not batch or offset >= int(page.get("total_count") or 0):
                 break
-        return items
+        return [SessionRecord.from_list(d) for d in items if isinstance(d, dict)]
 
     async def _gql_statuses(self, query: str, variables: dict[str, Any]) -> Any:
         """Run a listing query, dropping status names this server does not know.

@@ -218,8 +218,8 @@ async def _wait_batch(client: Client, sid: str, poll: float = 0.5) -> tuple[int 
         except BackendAIError:
             items = []
         for item in items:
-            if str(item.get("id")) == sid:
-                result = str(item.get("result") or "").upper()
+            if item.id == sid:
+                result = item.result.upper()
                 return (0 if result == "SUCCESS" else 1 if result == "FAILURE" else None), logs
         await asyncio.sleep(poll)
 

@@ -444,10 +444,10 @@ class KernelSession:
             return SessionGone(name, self.terminated_reason)
         except BackendAIError:
             return None
-        status = str(info.get("status", "")).upper()
+        status = info.status.upper()
         if status in _DEAD:
-            reason = info.get("statusInfo") or info.get("status_info") or self.terminated_reason
-            return SessionGone(name, str(reason) if reason else status.lower())
+            reason = info.status_info or self.terminated_reason
+            return SessionGone(name, reason or status.lower())
         return None
 
     def forget(self) -> None:
