@@ -39,6 +39,8 @@ CLIENT_KEYS: Mapping[str, str] = {
     "vfolder_mounts": "BACKEND_VFOLDER_MOUNTS",
     "skip_ssl_verify": "BACKEND_SKIP_SSLCERT_VALIDATION",
     "api_version": "BACKEND_API_VERSION",
+    "outage_limit": "BACKEND_OUTAGE_LIMIT",
+    "execute_transport": "BACKEND_EXECUTE_TRANSPORT",
 }
 
 

@@ -1,10 +1,11 @@
 """Faults of the real 26.9.6 cluster: components restarted or stopped in the middle of work.
 
 Each test stops or restarts one component with ``cluster.sh`` and always brings it back up in a
-``finally``. A manager restart takes 12–20 s on the harness; the whole module takes about 3–4
-minutes. What it asserts: complete output (every line, once, in order) where the server kept the
-run, an explicit loss message where it did not, and that the session's state survived when the
-session did.
+``finally``. A manager restart takes 12–20 s on an idle harness; the whole module takes about
+5 minutes. The agent-stop test ends every session on the cluster, so it runs only with
+``BAI_FAULT_AGENT=1``. What the tests assert: complete output (every line, once, in order) where
+the server kept the run, an explicit loss message where it did not, and that the session's state
+survived when the session did.
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ if not os.access(os.environ.get("BAI_CLUSTER_ENV", "/tmp/backendai-cluster/user.
     if os.environ.get("BAI_REQUIRE_CLUSTER") != "1":
         pytest.skip("no real cluster (user.env not readable)", allow_module_level=True)
 
-pytestmark = [pytest.mark.cluster, pytest.mark.asyncio(loop_scope="session")]
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.asyncio(loop_scope="session"),
+    pytest.mark.timeout(300),  # each test is bounded by its own asyncio timeouts below
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SH = Path(os.environ.get("BAI_CLUSTER_DIR", ROOT.parent / "shared" / "backendai-cluster"))
@@ -94,8 +99,9 @@ async def destroy(client: Client, session: str) -> None:
             await asyncio.sleep(1)
 
 
-@pytest_asyncio.fixture(loop_scope="session")
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def session(client: Client, image: str) -> AsyncIterator[str]:
+    """One session for the faults it survives (manager and redis restarts)."""
     sid = await new_session(client, image)
     try:
         yield sid
@@ -158,6 +164,12 @@ async def test_manager_restart_mid_cell_over_websocket(client: Client, image: st
         last = seen.rstrip("\n").rsplit("\n", 1)[-1]
         assert lost[0].after == f"after the stdout line {last!r}"
         assert "Start a new session" in str(info.value) and "\n" not in str(info.value)
+        # A plain (REST) cell on the wedged session ends too, after a bounded wait, not a hang.
+        started = time.monotonic()
+        with pytest.raises(SessionWedged, match="did not start the code within"):
+            async with asyncio.timeout(90):
+                await collect(client, sid, "print('never')")
+        assert time.monotonic() - started < 60
     finally:
         await destroy(client, sid)
 
@@ -270,5 +282,31 @@ async def test_runner_killed_mid_cell_ends_the_cell_with_the_reason(
         text = str(info.value)
         assert "\n" not in text
         assert "has ended" in text or "kernel may have died" in text
+    finally:
+        await destroy(client, sid)
+
+
+@pytest.mark.skipif(
+    os.environ.get("BAI_FAULT_AGENT") != "1",
+    reason="stopping the agent ends every session on the cluster: opt in with BAI_FAULT_AGENT=1",
+)
+async def test_agent_stop_mid_cell_ends_the_cell_with_the_reason(client: Client, image: str) -> None:
+    sid = await new_session(client, image)
+    try:
+        run = client.sessions.execute(sid, "import time\nwhile True:\n    print('.', flush=True)\n    time.sleep(0.5)")
+        stopped_at = 0.0
+        try:
+            with pytest.raises(SessionError) as info:
+                async with asyncio.timeout(180):
+                    async for ev in run:
+                        if isinstance(ev, Output) and not stopped_at:
+                            stopped_at = time.monotonic()
+                            await cluster("stop", "agent")
+        finally:
+            await cluster("start", "agent")
+        # The continuation in flight gets no answer (20 s), the next one "agent connection
+        # unavailable": the cell ends with that reason instead of hanging.
+        assert time.monotonic() - stopped_at < 150
+        assert "agent" in str(info.value) and "\n" not in str(info.value)
     finally:
         await destroy(client, sid)

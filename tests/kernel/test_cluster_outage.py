@@ -1,8 +1,8 @@
 """The proxy kernel while the real cluster's manager restarts or is down (issue 12).
 
-One kernel for the module, with ``BACKEND_OUTAGE_LIMIT=45`` so that the limit can be reached in a
-bounded test. The manager is always started again in a ``finally``; the module takes about two
-minutes (a restart is 12–20 s on the harness).
+One kernel for the module, with ``BACKEND_OUTAGE_LIMIT=75`` so that the limit can be reached in a
+bounded test. The manager is always started again in a ``finally``; the module takes about four
+minutes (a restart is 12–20 s on an idle harness, up to 50 s on a loaded one).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SH = Path(os.environ.get("BAI_CLUSTER_DIR", ROOT.parent / "shared" / "backendai-cluster"))
 FORTY_LINES = "import time\nfor i in range(40):\n    print(i, flush=True)\n    time.sleep(0.5)\n"
-OUTAGE_LIMIT = 45
+OUTAGE_LIMIT = 75  # above a manager restart on a loaded machine (12–50 s seen)
 
 
 def cluster(action: str, component: str = "manager") -> None:

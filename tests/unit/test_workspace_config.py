@@ -25,6 +25,8 @@ ENV = {"BACKEND_ENDPOINT": "http://127.0.0.1:1", "BACKEND_ACCESS_KEY": "AKIA0", 
         (["skip_ssl_verify=true", "keep=yes"], {"BACKEND_SKIP_SSLCERT_VALIDATION": "true"},
          {"keep": "yes"}),
         (["vfolder_mounts=a", "mounts=b"], {"BACKEND_VFOLDER_MOUNTS": "a"}, {"mounts": "b"}),
+        (["outage-limit=60", "execute_transport=websocket"],
+         {"BACKEND_OUTAGE_LIMIT": "60", "BACKEND_EXECUTE_TRANSPORT": "websocket"}, {}),
     ],
 )
 def test_split_items(items: list[str], client: dict[str, str], session: dict[str, str]) -> None:
