@@ -25,6 +25,7 @@ from typing import Any
 
 from ..client import Client, ClientConfig, Execution
 from ..client._exceptions import APIError, BackendAIError, NotFoundError, SessionGone
+from ..client.outages import Outage, outage_reason
 from ..display.outputs import read_ready
 from ..kernel.bootstrap import bootstrap_code, cell_header, helper_call
 from .folder_upload import Answers, scan, upload
@@ -141,6 +142,21 @@ async def install_rich(client: Client, session_id: str) -> tuple[str, dict[str, 
         return None
     nonce, ready = found
     return nonce, ready.payload
+
+
+async def _destroy_through_outages(client: Client, session_id: str) -> None:
+    """Destroy a session, waiting out a manager outage (a restart) instead of leaking it."""
+    outage: Outage | None = None
+    while True:
+        try:
+            await client.sessions.destroy(session_id, forced=True)
+            return
+        except BackendAIError as e:
+            reason = outage_reason(e)
+            if reason is None:
+                raise
+            outage = outage or Outage(client.config.outage_limit)
+            await asyncio.sleep(outage.failed(reason).delay)
 
 
 def with_header(
@@ -502,10 +518,11 @@ class KernelSession:
             )
             return
         try:
-            await asyncio.wait_for(client.sessions.destroy(self.session_id, forced=True), 20)
+            await asyncio.wait_for(_destroy_through_outages(client, self.session_id), 20)
         except NotFoundError:
             pass
         except (BackendAIError, asyncio.TimeoutError) as e:
+            # The record stays: the next kernel start destroys the orphan.
             log.warning("could not destroy session %s: %s", self.session_name, e)
             return
         self.registry.remove(self.session_name)

@@ -56,7 +56,10 @@ def kernel() -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
 
 def run(kc: BlockingKernelClient, code: str, timeout: float = 150) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     outputs: list[dict[str, Any]] = []
-    reply = kc.execute_interactive(code, timeout=timeout, output_hook=outputs.append)
+    # stop_on_error=False: a cell that ends in an error must not abort the next one.
+    reply = kc.execute_interactive(
+        code, timeout=timeout, output_hook=outputs.append, stop_on_error=False
+    )
     return reply["content"], outputs
 
 
@@ -103,7 +106,7 @@ def test_manager_down_interrupt_completion_and_the_outage_limit(kernel: Any) -> 
     assert reply["status"] == "ok"
     cluster("stop")
     try:
-        msg_id = kc.execute("print(STATE)")
+        msg_id = kc.execute("print(STATE)", stop_on_error=False)
         seen: queue.Queue[dict[str, Any]] = queue.Queue()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -149,7 +152,10 @@ def test_session_destroyed_by_someone_else_mid_cell(kernel: Any) -> None:
     records = [json.loads(p.read_text()) for p in state.glob("*.json")]
     ours = [r for r in records if r.get("pid") == km.provisioner.pid]  # type: ignore[union-attr]
     assert len(ours) == 1, records
-    msg_id = kc.execute("import time\nwhile True:\n    print('.', flush=True)\n    time.sleep(0.5)")
+    msg_id = kc.execute(
+        "import time\nwhile True:\n    print('.', flush=True)\n    time.sleep(0.5)",
+        stop_on_error=False,
+    )
 
     async def destroy(session_id: str) -> None:
         async with Client(ClientConfig.from_env(cluster_env())) as client:

@@ -27,6 +27,7 @@ def run(kc: BlockingKernelClient, code: str) -> tuple[dict[str, Any], str]:
     reply = kc.execute_interactive(
         code,
         timeout=90,
+        stop_on_error=False,  # a cell that ends in an error must not abort the next one
         output_hook=lambda m: texts.append(str(m["content"].get("text", "")))
         if m["msg_type"] == "stream"
         else None,
@@ -50,7 +51,10 @@ def test_kept_session_destroyed_mid_cell_is_not_recreated_silently() -> None:
         records = [json.loads(p.read_text()) for p in state.glob("*.json")]
         ours = [r for r in records if r.get("pid") == km.provisioner.pid]  # type: ignore[union-attr]
         assert len(ours) == 1 and ours[0]["keep"], records
-        msg_id = kc.execute("import time\nwhile True:\n    print('.', flush=True)\n    time.sleep(0.2)")
+        msg_id = kc.execute(
+            "import time\nwhile True:\n    print('.', flush=True)\n    time.sleep(0.2)",
+            stop_on_error=False,
+        )
         time.sleep(1)
         destroyed_at = time.monotonic()
         asyncio.run(destroy(ours[0]["id"]))
