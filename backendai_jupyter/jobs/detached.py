@@ -29,7 +29,7 @@ from typing import Any
 import nbformat
 
 from ..client import Client
-from ..client._exceptions import APIError, ConfigError
+from ..client._exceptions import APIError, ClientError, ConfigError, QuotaError, ServerError
 from ..client.sessions import LIVE_STATUSES
 from .attached import destroy_quietly
 from .notebook import prepare
@@ -178,11 +178,16 @@ async def wait(client: Client, job: JobRecord, *, timeout: float | None = None,
                interval: float = 2.0, progress: Any = None) -> list[CaseResult]:
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        results = await job_status(client, job)
-        if progress is not None:
-            progress(results)
-        if finished(results):
-            return results
+        try:
+            results = await job_status(client, job)
+        except (ClientError, ServerError, QuotaError):
+            # The manager or storage proxy restarting: the batch sessions go on; ask again.
+            results = None
+        if results is not None:
+            if progress is not None:
+                progress(results)
+            if finished(results):
+                return results
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"job {job.job_id} is not finished after {timeout:g} s")
         await asyncio.sleep(interval)
