@@ -408,7 +408,11 @@ async def main() -> None:
             print(f"# sessions in a sandbox: {sandboxed}", flush=True)
             try:
                 if "a" in only:
-                    a = await bench_sessions(server, args.sessions, base / "direct")
+                    try:
+                        a = await bench_sessions(server, args.sessions, base / "direct")
+                    except AssertionError:
+                        print((base / "srv-ab" / "serve.err").read_text()[-3000:], flush=True)
+                        raise
                     n = args.sessions
                     rows.append(_row(
                         "(a) 1 session alone: create->RUNNING s", f"{a['solo']:.2f}",

@@ -226,7 +226,7 @@ class SessionSandbox:
         finally:
             os.close(info_w)
         try:
-            info = await asyncio.wait_for(asyncio.to_thread(_read_all, info_r), 20)
+            info = await asyncio.wait_for(_read_all(info_r), 20)
             assert self.proc.stdout is not None
             line = await asyncio.wait_for(self.proc.stdout.readline(), 20)
         except asyncio.TimeoutError:
@@ -266,12 +266,14 @@ class SessionSandbox:
                 await asyncio.wait_for(self.proc.wait(), 5)
 
 
-def _read_all(fd: int) -> bytes:
-    chunks = []
+async def _read_all(fd: int) -> bytes:
+    """Everything bwrap writes on its info pipe (on the loop: no thread per sandbox start)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
     try:
-        while chunk := os.read(fd, 4096):
-            chunks.append(chunk)
+        return await reader.read()
     finally:
-        os.close(fd)
-    return b"".join(chunks)
-
+        transport.close()

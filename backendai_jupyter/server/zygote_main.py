@@ -111,9 +111,14 @@ def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+_LIMITS: Any = None  # limits.py, loaded once before the first fork (``_serve``)
+
+
 def _limits_module() -> Any:
     # limits.py is stdlib-only; load it under a private name (no top-level ``limits`` module
     # appears in the kernels' ``sys.modules``).
+    if _LIMITS is not None:
+        return _LIMITS
     import importlib.util
 
     path = os.path.join(_HERE, "limits.py")
@@ -199,14 +204,12 @@ def _become_kernel(
 
 
 def _read_kernel_pid(fd: int) -> int | None:
-    """The pid a sandboxed child's relay reports (its own child: the kernel), or None at EOF."""
-    import select
-
+    """The pid a sandboxed child's relay reports (its own child: the kernel), or None at EOF.
+    Called once the pipe is readable; the line is written at once, so this does not block."""
     data = b""
     try:
         while not data.endswith(b"\n"):
-            ready, _, _ = select.select([fd], [], [], 30)
-            chunk = os.read(fd, 64) if ready else b""
+            chunk = os.read(fd, 64)
             if not chunk:
                 return None
             data += chunk
@@ -217,7 +220,12 @@ def _read_kernel_pid(fd: int) -> int | None:
         os.close(fd)
 
 
-def _reap(sock: socket.socket, stdin_w: dict[int, int], relays: dict[int, int]) -> None:
+def _reap(
+    sock: socket.socket,
+    stdin_w: dict[int, int],
+    relays: dict[int, int],
+    waiting: dict[int, int | None],
+) -> None:
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -228,6 +236,9 @@ def _reap(sock: socket.socket, stdin_w: dict[int, int], relays: dict[int, int]) 
         w = stdin_w.pop(pid, None)
         if w is not None:
             os.close(w)
+        if pid in waiting:  # a relay whose kernel pid is not known yet: report it with that
+            waiting[pid] = status
+            continue
         pid = relays.pop(pid, pid)  # a sandboxed kernel's relay exits as the kernel did
         try:
             _send(sock, {"exit": pid, "status": os.waitstatus_to_exitcode(status)})
@@ -239,7 +250,11 @@ def _serve(sock: socket.socket) -> _Child | None:
     """The zygote's loop. Returns only in a forked child (the request to run) or at EOF (None)."""
     import selectors
 
+    global _LIMITS
     env_read, env_changes = _preload()
+    # What every sandboxed start needs, loaded once here rather than after each fork.
+    _LIMITS = _limits_module()
+    import ctypes  # noqa: F401 - setns/prctl/capset in limits.py
     if _threads() != 1:  # never fork a process with threads
         _send(sock, {"fatal": f"the preload started threads ({_threads()})"})
         return None
@@ -250,6 +265,7 @@ def _serve(sock: socket.socket) -> _Child | None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     stdin_w: dict[int, int] = {}
     relays: dict[int, int] = {}  # relay pid -> the sandboxed kernel's pid
+    waiting: dict[int, int | None] = {}  # relays not reported yet -> their exit status if any
     me = os.getpid()
     _send(sock, {"hello": me, "env_read": env_read})
     sel = selectors.DefaultSelector()
@@ -265,7 +281,21 @@ def _serve(sock: socket.socket) -> _Child | None:
                             break
                     except BlockingIOError:
                         break
-                _reap(sock, stdin_w, relays)
+                _reap(sock, stdin_w, relays, waiting)
+                continue
+            if isinstance(key.data, tuple):  # a sandboxed child's report: its kernel's pid
+                req_id, relay = key.data
+                sel.unregister(key.fileobj)
+                kernel = _read_kernel_pid(int(key.fd))
+                status = waiting.pop(relay, None)
+                if kernel is None:  # the child failed before forking: it exits by itself
+                    _send(sock, {"id": req_id, "error": "could not enter the sandbox"})
+                    continue
+                relays[relay] = kernel
+                _send(sock, {"id": req_id, "pid": kernel})
+                if status is not None:
+                    _send(sock, {"exit": kernel, "status": os.waitstatus_to_exitcode(status)})
+                    relays.pop(relay, None)
                 continue
             try:
                 chunk = sock.recv(65536)
@@ -309,15 +339,14 @@ def _serve(sock: socket.socket) -> _Child | None:
                         os._exit(127)
                 os.close(stdin_r)
                 stdin_w[pid] = w
-                kernel: int | None = pid
                 if report_r is not None and report_w is not None:
+                    # Answered when the child reports its kernel's pid (the loop goes on
+                    # forking meanwhile: sandboxed starts do not queue behind each other).
                     os.close(report_w)
-                    kernel = _read_kernel_pid(report_r)
-                    if kernel is None:  # the child failed before forking: it exits by itself
-                        _send(sock, {"id": req.get("id"), "error": "could not enter the sandbox"})
-                        continue
-                    relays[pid] = kernel
-                _send(sock, {"id": req.get("id"), "pid": kernel})
+                    waiting[pid] = None
+                    sel.register(report_r, selectors.EVENT_READ, (req.get("id"), pid))
+                    continue
+                _send(sock, {"id": req.get("id"), "pid": pid})
 
 
 def main(argv: list[str] | None = None) -> int:
