@@ -129,13 +129,13 @@ def _endpoint(root: Path, api_version: str, with_session: bool) -> Iterator[Fuzz
         loop.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
     """The newest API version, with one running session and one folder."""
     yield from _endpoint(tmp_path_factory.mktemp("fuzz"), DEFAULT_API_VERSION, True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def fuzzed_v5(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
     """A 20.03 (v5) emulation for the routes only that version has (one folder, no session)."""
     yield from _endpoint(tmp_path_factory.mktemp("fuzz-v5"), "v5.20191215", False)
