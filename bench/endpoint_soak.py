@@ -65,15 +65,18 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def leftovers() -> tuple[int, int]:
-    """Session cgroups and service-socket directories that exist right now."""
-    cgroups = glob.glob("/sys/fs/cgroup/memory/**/bjup-*", recursive=True)
-    cgroups += glob.glob("/sys/fs/cgroup/bjup-*") + glob.glob("/sys/fs/cgroup/*/bjup-*")
+def leftovers(session_ids: list[str]) -> tuple[int, int]:
+    """Memory cgroups and service-socket directories left by these (destroyed) sessions."""
+    cgroups = set(glob.glob("/sys/fs/cgroup/memory/**/bjup-*", recursive=True))
+    cgroups |= set(glob.glob("/sys/fs/cgroup/**/bjup-*", recursive=True))
     sockdirs = glob.glob(os.path.join(tempfile.gettempdir(), "bjup-????????-*"))
-    return len(set(cgroups)), len(sockdirs)
+    ours_cg = {c for c in cgroups if any(c.endswith(f"bjup-{sid}") for sid in session_ids)}
+    prefixes = {f"bjup-{sid[:8]}-" for sid in session_ids}
+    ours_sock = {d for d in sockdirs if os.path.basename(d)[:14] in prefixes}
+    return len(ours_cg), len(ours_sock)
 
 
-async def cycle(client: Client, i: int) -> None:
+async def cycle(client: Client, i: int) -> str:
     info = await client.sessions.create(IMAGE, name=f"soak-{i}",
                                         resources={"cpu": "1", "mem": "256m"})
     text = ""
@@ -84,6 +87,7 @@ async def cycle(client: Client, i: int) -> None:
             assert ev.exit_code == 0, text
     assert text.strip() == str(i * 2), text
     await client.sessions.destroy(info.id)
+    return info.id
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -110,10 +114,11 @@ async def run(args: argparse.Namespace) -> int:
                 await cycle(client, i)
             await asyncio.sleep(1.0)  # let the last destroy's stragglers exit
             procs0 = descendants(proc.pid)
-            fds0, rss0, left0 = open_fds(proc.pid), rss(proc.pid), leftovers()
+            fds0, rss0 = open_fds(proc.pid), rss(proc.pid)
+            ids: list[str] = []
             t0 = time.perf_counter()
             for i in range(args.cycles):
-                await cycle(client, args.warmup + i)
+                ids.append(await cycle(client, args.warmup + i))
                 if (i + 1) % 50 == 0:
                     print(f"# {i + 1} cycles: {time.perf_counter() - t0:.0f} s, "
                           f"RSS {rss(proc.pid) / MiB:.1f} MiB, fds {open_fds(proc.pid)}",
@@ -121,7 +126,7 @@ async def run(args: argparse.Namespace) -> int:
             elapsed = time.perf_counter() - t0
             await asyncio.sleep(1.0)
             procs1 = descendants(proc.pid)
-            fds1, rss1, left1 = open_fds(proc.pid), rss(proc.pid), leftovers()
+            fds1, rss1, left1 = open_fds(proc.pid), rss(proc.pid), leftovers(ids)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -139,8 +144,8 @@ async def run(args: argparse.Namespace) -> int:
          f"{elapsed / args.cycles * 1000:.0f} ms each", "", None),
         ("endpoint descendants before/after", f"{len(procs0)}/{len(procs1)}",
          f"new: {len(leaked)}", "no new", not leaked),
-        ("session cgroups / socket dirs left", f"{left1[0]}/{left1[1]}",
-         f"before: {left0[0]}/{left0[1]}", "none left", left1 <= left0),
+        ("their cgroups / socket dirs left", f"{left1[0]}/{left1[1]}", "", "none left",
+         left1 == (0, 0)),
         ("open files before/after", f"{fds0}/{fds1}", f"{fds1 - fds0:+d}", "±10",
          abs(fds1 - fds0) <= 10),
         ("endpoint RSS before/after MiB", f"{rss0 / MiB:.1f}/{rss1 / MiB:.1f}",
