@@ -76,12 +76,20 @@ class Endpoint:
 
         asyncio.run(create())
 
+    def delete_files(self, folder: str, path: str) -> None:
+        async def delete() -> None:
+            async with Client(ClientConfig.from_env(self.env)) as client:
+                await client.folders.delete_files(folder, [path], recursive=True)
+
+        asyncio.run(delete())
+
     def sessions(self, prefix: str = "bjob-") -> list[dict[str, Any]]:
-        """Live sessions whose name starts with ``prefix``."""
+        """Live sessions whose name starts with ``prefix`` (TERMINATING: destroy was asked)."""
         async def ls() -> list[dict[str, Any]]:
             async with Client(ClientConfig.from_env(self.env)) as client:
                 found = await client.sessions.list(fields=("name", "status"))
-                return [s for s in found if str(s.get("name", "")).startswith(prefix)]
+                return [s for s in found if str(s.get("name", "")).startswith(prefix)
+                        and s.get("status") != "TERMINATING"]
 
         return asyncio.run(ls())
 
