@@ -49,7 +49,8 @@ import logging
 import secrets
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -176,6 +177,10 @@ class Pending:
     msg: Mapping[str, Any]
     stream: Any = None
     ident: Any = None
+    status: bool = False
+    """Publish busy/idle for it: ipykernel dispatched it concurrently (during another request)
+    and published none, but front-ends wait for that idle (ipywidgets' send throttle, and
+    JupyterLab keeps an Output widget's capture hook only until then)."""
 
     @property
     def msg_type(self) -> str:
@@ -430,9 +435,21 @@ class _DeliverySink:
         self.bridge = bridge
         self.rid = rid
         self.batch = batch
-        self.current = batch[0] if batch else None
+        self.current: Pending | None = None
         self.missing: list[int] | None = None
         self.comms: dict[str, dict[str, str]] | None = None
+        if batch:
+            self.switch(batch[0])
+
+    def switch(self, to: Pending | None) -> None:
+        """Output from now on belongs to ``to``: close the previous message, open this one."""
+        if to is self.current:
+            return
+        if self.current is not None and self.current.status:
+            self.bridge.status("idle", self.current.msg)
+        self.current = to
+        if to is not None and to.status:
+            self.bridge.status("busy", to.msg)
 
     def publish(
         self,
@@ -454,7 +471,7 @@ class _DeliverySink:
         if msg_type == MARK_PARENT:
             i = content.get("i")
             if isinstance(i, int) and 0 <= i < len(self.batch):
-                self.current = self.batch[i]
+                self.switch(self.batch[i])
         elif msg_type == MARK_DONE:
             got = content.get("missing")
             self.missing = [i for i in got if isinstance(i, int)] if isinstance(got, list) else []
@@ -480,6 +497,10 @@ class _RemoteLookups(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.msg == "No such comm: %s" and self.remote_up())
 
+
+DISPATCH_CONCURRENT: ContextVar[bool] = ContextVar("DISPATCH_CONCURRENT", default=False)
+"""Set by the kernel's ``dispatch_shell`` for messages ipykernel (>= 7) dispatches while another
+request runs; it publishes no busy/idle for those (see :attr:`Pending.status`)."""
 
 RunHidden = Callable[[str, _DeliverySink], Awaitable[object]]
 """Runs code in the remote session unseen, its output into the sink; returns when it is done."""
@@ -510,7 +531,8 @@ class CommBridge:
         logging.getLogger("Comm").addFilter(_RemoteLookups(remote_up))
         self._lock = threading.Lock()  # the tracker: kernel thread and workspace thread
         self._local = {t: kernel.shell_handlers[t] for t in COMM_MSG_TYPES}
-        self._queue: list[Pending] = []
+        self._queue: list[tuple[Pending, asyncio.Future[None]]] = []
+        self._cells = 0
         self._worker: asyncio.Future[None] | None = None
         self._nonce: str | None = None
         for t in COMM_MSG_TYPES:
@@ -522,19 +544,42 @@ class CommBridge:
         comms = getattr(self.kernel.comm_manager, "comms", {})
         return set(comms) if isinstance(comms, Mapping) else set()
 
-    def handle(self, stream: Any, ident: Any, msg: Mapping[str, Any]) -> Any:
-        """The shell handler for comm_open/comm_msg/comm_close."""
+    async def handle(self, stream: Any, ident: Any, msg: Mapping[str, Any]) -> None:
+        """The shell handler for comm_open/comm_msg/comm_close.
+
+        Returns once the message is delivered, so that ipykernel's idle follows what its
+        callbacks published, as for a local kernel.
+        """
         msg_type = str(msg["header"]["msg_type"])
         content = msg.get("content") or {}
         where = route_comm(
             msg_type, content, local_comms=self._local_comm_ids(), remote_up=self.remote_up()
         )
         if where == "local":
-            return self._local[msg_type](stream, ident, msg)
-        self._queue.append(Pending(msg, stream, ident))
-        if self._worker is None or self._worker.done():
+            self._local[msg_type](stream, ident, msg)
+            return
+        pending = Pending(msg, stream, ident, status=DISPATCH_CONCURRENT.get())
+        done = asyncio.get_running_loop().create_future()
+        self._queue.append((pending, done))
+        self._kick()
+        await done
+
+    def _kick(self) -> None:
+        if self._queue and not self._cells and (self._worker is None or self._worker.done()):
             self._worker = asyncio.ensure_future(self._deliver_queue())
-        return None
+
+    @contextlib.asynccontextmanager
+    async def remote_cell(self) -> AsyncIterator[None]:
+        """Around a remote cell: what came first is delivered first; what comes meanwhile
+        waits until it ends (the remote kernel runs one thing at a time, and a stock server's
+        run queue makes a second run wait, up to its 30 s RPC timeout)."""
+        await self.drain()
+        self._cells += 1
+        try:
+            yield
+        finally:
+            self._cells -= 1
+            self._kick()
 
     async def drain(self) -> None:
         """Wait until every queued front-end message has been delivered (or dropped)."""
@@ -544,8 +589,8 @@ class CommBridge:
 
     async def _deliver_queue(self) -> None:
         while self._queue:
-            pending, self._queue = self._queue, []
-            for batch in split_batches(pending):
+            queued, self._queue = self._queue, []
+            for batch in split_batches([p for p, _ in queued]):
                 try:
                     await asyncio.wait_for(self._deliver(batch), DELIVERY_TIMEOUT)
                 except Exception as e:  # never out of here: nobody awaits a shell handler's work
@@ -555,6 +600,12 @@ class CommBridge:
                         len(batch),
                         why,
                     )
+                    for p in batch:
+                        if p.status:
+                            self.status("idle", p.msg)
+            for _, done in queued:
+                if not done.done():
+                    done.set_result(None)
 
     def _check_session(self) -> None:
         nonce = self.nonce()
@@ -574,7 +625,10 @@ class CommBridge:
                 if p.msg_type == "comm_open":
                     self.tracker.seen(p.msg_type, p.content)
         sink = _DeliverySink(self, rid, batch)
-        await self.run_hidden(dispatch_code(rid, (p.msg for p in batch)), sink)
+        try:
+            await self.run_hidden(dispatch_code(rid, (p.msg for p in batch)), sink)
+        finally:
+            sink.switch(None)
         if sink.missing is None:  # the remote side could not even start (restarted, no bootstrap)
             self._fallback(batch, "the remote kernel did not take them")
             return
@@ -596,6 +650,8 @@ class CommBridge:
                 local = content.get("target_name") in getattr(manager, "targets", {})
             else:
                 local = comm_id in self._local_comm_ids()
+            if p.status:
+                self.status("busy", p.msg)
             if local:
                 self._local[p.msg_type](p.stream, p.ident, p.msg)
             else:
@@ -606,6 +662,8 @@ class CommBridge:
                     content.get("target_name") or self.tracker.remote.get(comm_id, "unknown"),
                     why,
                 )
+            if p.status:
+                self.status("idle", p.msg)
 
     # -- remote → front-end ---------------------------------------------------------------------
 
@@ -638,6 +696,10 @@ class CommBridge:
             list(msg.buffers) or None,
             metadata=msg.metadata,
         )
+
+    def status(self, state: str, parent: Mapping[str, Any]) -> None:
+        k = self.kernel
+        k.session.send(k.iopub_socket, "status", {"execution_state": state}, parent)
 
     # -- comm_info ------------------------------------------------------------------------------
 

@@ -135,6 +135,15 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
         self._exec_ident = ident
         await super().execute_request(stream, ident, parent)
 
+    async def dispatch_shell(self, *args: Any, **kwargs: Any) -> None:
+        # ipykernel 7 dispatches comm messages "concurrently" (no busy/idle) while another
+        # request runs; the comm bridge publishes that status itself (see comms.Pending).
+        token = comms.DISPATCH_CONCURRENT.set(bool(kwargs.get("concurrent")))
+        try:
+            await super().dispatch_shell(*args, **kwargs)
+        finally:
+            comms.DISPATCH_CONCURRENT.reset(token)
+
     async def comm_info_request(self, stream: Any, ident: Any, parent: Any) -> None:
         found = await self.comms.comm_info(parent["content"].get("target_name"))
         self.session.send(
@@ -177,7 +186,6 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
                 return reply
             finally:
                 self._running_local = False
-        await self.comms.drain()  # front-end comm messages that came first go first
         count = self.shell.execution_count
         sink = IOPubSink(
             self,
@@ -202,7 +210,9 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
             # up-arrow, %history in a %%local cell) see the same numbers as the remote.
             self.shell.history_manager.store_inputs(count, code)
         try:
-            reply = await self._execute_remote(code, cell, sink)
+            # Front-end comm messages that came first go first; those that come meanwhile wait.
+            async with self.comms.remote_cell():
+                reply = await self._execute_remote(code, cell, sink)
         finally:
             if stored:
                 self.shell.execution_count += 1

@@ -71,11 +71,19 @@ class SessionRuns:
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no run executes; ``False`` when ``timeout`` passed first."""
-        busy = {r.task for r in self._runs.values() if r.task is not None and not r.task.done()}
-        if not busy:
-            return True
-        _, pending = await asyncio.wait(busy, timeout=timeout)
-        return not pending
+        # Look again after every wake-up: two requests queued behind the same run both wake
+        # when it ends, and the first one's new run must make the second wait (two runs on one
+        # kernel client split its iopub messages between them, and one never sees its end).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            busy = {r.task for r in self._runs.values() if r.task is not None and not r.task.done()}
+            if not busy:
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            await asyncio.wait(busy, timeout=left)
 
     def add(self, run: Run) -> None:
         """Register a new run; forget runs whose final result was read, and the oldest unread

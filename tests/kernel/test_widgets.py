@@ -7,6 +7,7 @@ runner has ipywidgets, tqdm and ipympl).
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import time
 import uuid
@@ -256,6 +257,46 @@ def test_front_end_update_runs_the_remote_observer(frontend: Frontend) -> None:
     assert "\n" + stdout(execute(kc, "print(sl.value, lab.value)")) == "\n9 got 9\n"
 
 
+def test_updates_during_a_running_cell_come_after_it(frontend: Frontend) -> None:
+    """As with a busy local kernel: delivered when the cell ends, in order, each answered
+    with busy ... idle (ipykernel 7 dispatched them concurrently and published neither)."""
+    kc = frontend.kc
+    msgs = execute(
+        kc,
+        "import ipywidgets as w\nbusy = w.IntSlider(0)\nseen = []\n"
+        "busy.observe(lambda ch: seen.append(ch['new']), 'value')\nbusy",
+    )
+    (slider,) = comm_ids(msgs, "IntSliderModel")
+    cell = kc.execute("import time\ntime.sleep(3)\nprint('during the cell', seen)")
+    time.sleep(1)
+    sent = [
+        send_comm(
+            kc,
+            "comm_msg",
+            {
+                "comm_id": slider,
+                "data": {"method": "update", "state": {"value": v}, "buffer_paths": []},
+            },
+        )
+        for v in (1, 2)
+    ]
+    answers: dict[str, list[str]] = {sent[0]: [], sent[1]: [], cell: []}
+    deadline = time.monotonic() + 60
+    while "idle" not in answers[sent[1]] or "idle" not in answers[cell]:
+        assert time.monotonic() < deadline, answers
+        with contextlib.suppress(queue.Empty):
+            msg = kc.get_iopub_msg(timeout=1)
+            parent = msg["parent_header"].get("msg_id")
+            if parent in answers:
+                c = msg["content"]
+                answers[parent].append(c.get("execution_state") or c.get("text") or msg["msg_type"])
+    # the cell did not see the updates; each update got its own busy ... idle
+    assert "during the cell []\n" in answers[cell], answers
+    for msg_id in sent:
+        assert answers[msg_id][0] == "busy" and answers[msg_id][-1] == "idle", answers
+    assert stdout(execute(kc, "print(seen)")) == "[1, 2]\n"
+
+
 def test_front_end_comm_open_and_buffers_both_ways(frontend: Frontend) -> None:
     kc = frontend.kc
     execute(
@@ -330,6 +371,13 @@ def test_reloaded_page_gets_the_remote_widgets_back(frontend: Frontend) -> None:
     states = replies_to(kc, sent, lambda m: m["msg_type"] == "comm_msg")[-1]["content"]["data"]
     assert states["method"] == "update_states"
     assert states["states"][slider]["state"]["value"] == 33
+    # the page closes the control comm and goes on talking to the restored widgets
+    send_comm(kc, "comm_close", {"comm_id": control, "data": {}})
+    update = {"method": "update", "state": {"value": 34}, "buffer_paths": []}
+    sent = send_comm(kc, "comm_msg", {"comm_id": slider, "data": update})
+    echo = replies_to(kc, sent, lambda m: m["msg_type"] == "comm_msg")[-1]["content"]["data"]
+    assert echo["state"]["value"] == 34
+    assert stdout(execute(kc, "print(reload_me.value)")) == "34\n"
 
 
 def test_messages_for_lost_comms_are_dropped(frontend: Frontend) -> None:

@@ -148,3 +148,17 @@ async def test_restart_keeps_files(client: Client, session: str) -> None:
     )
     assert _stdout(items).startswith("True\n")
     assert code == 1  # NameError: the kernel is fresh
+
+
+async def test_runs_queued_behind_one_run_take_turns(client: Client, session: str) -> None:
+    """Two runs waiting for the same busy run both wake when it ends; only one may start (two
+    runs at once on one kernel client split its messages, and one would never finish)."""
+    first = asyncio.ensure_future(_run(client, session, "import time\ntime.sleep(1)", "rest"))
+    await asyncio.sleep(0.3)
+    waiting = [
+        asyncio.ensure_future(_run(client, session, f"print('queued', {i})", "rest"))
+        for i in range(3)
+    ]
+    results = await asyncio.wait_for(asyncio.gather(first, *waiting), 60)
+    assert [_stdout(items) for items, _ in results[1:]] == [f"queued {i}\n" for i in range(3)]
+    assert all(code == 0 for _, code in results)
