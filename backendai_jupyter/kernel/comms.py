@@ -16,6 +16,12 @@ What
   widgets, anything made by a ``%%local`` cell) stays local. Every other message goes to the
   remote kernel. A ``comm_open`` goes remote while a session is up and falls back to the local
   manager when the remote one has no such target; without a session everything is local.
+* **One loop.** ipykernel 7 runs a comm message's handler on the thread of the (sub)shell it came
+  on, each with its own event loop, and JupyterLab sends widget messages on a subshell of its
+  page, which is deleted (its loop stopped) when the page goes. So the queue and its worker live
+  on the workspace's loop, which outlives them all; a handler only hands its message over and
+  waits, thread-safely, for the outcome. (A worker started on a subshell's loop died with the
+  reloaded page and every later message waited behind it.)
 * **Delivery.** Remote-bound messages are queued and delivered by one hidden execution per batch
   that hands them, binary buffers included, to the remote kernel's own comm manager (the
   function :data:`REMOTE_SOURCE` defines, added to the bootstrap's module on first use). Shell
@@ -43,13 +49,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import json
 import logging
 import secrets
 import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -93,8 +108,10 @@ BATCH_MESSAGES = 64
 BATCH_BYTES = 8 << 20
 """One delivery carries at most this many messages / bytes of buffers (base64 grows them 4/3)."""
 
-DELIVERY_TIMEOUT = 120.0
-"""A callback that runs longer than this is abandoned (its messages are logged as dropped)."""
+DELIVERY_TIMEOUT = 30.0
+"""A delivery that takes longer is abandoned: its messages are logged as dropped, the remote run
+is interrupted and read to its end (the client's drain), and later messages go on. A stock
+server makes the next run wait at most its 30 s RPC timeout for this one anyway."""
 
 # Runs in the remote kernel (any Python >= 3.8), once per remote process: adds ``comms`` and
 # ``comm_info`` to the bootstrap's module ``mod``. Its markers and answers are iopub messages of
@@ -503,7 +520,11 @@ DISPATCH_CONCURRENT: ContextVar[bool] = ContextVar("DISPATCH_CONCURRENT", defaul
 request runs; it publishes no busy/idle for those (see :attr:`Pending.status`)."""
 
 RunHidden = Callable[[str, _DeliverySink], Awaitable[object]]
-"""Runs code in the remote session unseen, its output into the sink; returns when it is done."""
+"""Runs code in the remote session unseen, its output into the sink; returns when it is done.
+Called on the bridge's own loop (see ``submit``)."""
+
+Submit = Callable[[Coroutine[Any, Any, Any]], "concurrent.futures.Future[Any]"]
+"""Starts a coroutine on the bridge's own loop (the workspace's), from any thread."""
 
 
 class CommBridge:
@@ -512,7 +533,9 @@ class CommBridge:
     ``kernel`` is the ipykernel instance (its ``comm_manager``, ``session``, ``iopub_socket``,
     ``shell_handlers``); ``remote_up`` says whether a session with a rich channel is there;
     ``run_hidden`` executes code in it; ``nonce`` names the remote process (a new one means
-    new comms). The handlers run on the kernel's loop; :meth:`publish` also on the workspace's.
+    new comms); ``submit`` runs a coroutine on the bridge's loop. The handlers run on whichever
+    (sub)shell loop ipykernel calls them on; the queue, its worker, ``_cells`` and
+    ``run_hidden`` only on the bridge's loop; :meth:`publish` on the bridge's loop.
     """
 
     def __init__(
@@ -521,17 +544,19 @@ class CommBridge:
         remote_up: Callable[[], bool],
         run_hidden: RunHidden,
         nonce: Callable[[], str | None],
+        submit: Submit,
     ) -> None:
         self.kernel = kernel
         self.remote_up = remote_up
         self.run_hidden = run_hidden
         self.nonce = nonce
+        self.submit = submit
         self.tracker = CommTracker()
         self.log: logging.Logger = getattr(kernel, "log", None) or log
         logging.getLogger("Comm").addFilter(_RemoteLookups(remote_up))
         self._lock = threading.Lock()  # the tracker: kernel thread and workspace thread
         self._local = {t: kernel.shell_handlers[t] for t in COMM_MSG_TYPES}
-        self._queue: list[tuple[Pending, asyncio.Future[None]]] = []
+        self._queue: list[tuple[Pending, asyncio.Future[str | None]]] = []
         self._cells = 0
         self._worker: asyncio.Future[None] | None = None
         self._nonce: str | None = None
@@ -559,10 +584,21 @@ class CommBridge:
             self._local[msg_type](stream, ident, msg)
             return
         pending = Pending(msg, stream, ident, status=DISPATCH_CONCURRENT.get())
-        done = asyncio.get_running_loop().create_future()
+        why = await self._call(self._queued(pending))
+        if why is not None:
+            self._fallback([pending], why)
+
+    async def _call(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Await ``coro`` on the bridge's loop from any other loop (thread-safe both ways)."""
+        return await asyncio.wrap_future(self.submit(coro))
+
+    async def _queued(self, pending: Pending) -> str | None:
+        """(Bridge loop) Queue one message; once it is delivered: why the remote kernel did not
+        take it (the handler then falls back to the local comm manager), else ``None``."""
+        done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._queue.append((pending, done))
         self._kick()
-        await done
+        return await done
 
     def _kick(self) -> None:
         if self._queue and not self._cells and (self._worker is None or self._worker.done()):
@@ -573,16 +609,25 @@ class CommBridge:
         """Around a remote cell: what came first is delivered first; what comes meanwhile
         waits until it ends (the remote kernel runs one thing at a time, and a stock server's
         run queue makes a second run wait, up to its 30 s RPC timeout)."""
-        await self.drain()
-        self._cells += 1
+        # Held first, then drained: no new delivery starts meanwhile, and the running worker
+        # delivers everything queued before it stops. Both steps are queued on the bridge's loop
+        # in this order; the release is never awaited, so a cancelled cell still releases.
+        self.submit(self._hold(1))
         try:
+            await self.drain()
             yield
         finally:
-            self._cells -= 1
-            self._kick()
+            self.submit(self._hold(-1))
+
+    async def _hold(self, delta: int) -> None:
+        self._cells += delta
+        self._kick()
 
     async def drain(self) -> None:
         """Wait until every queued front-end message has been delivered (or dropped)."""
+        await self._call(self._drain())
+
+    async def _drain(self) -> None:
         while self._worker is not None and not self._worker.done():
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._worker)
@@ -590,22 +635,24 @@ class CommBridge:
     async def _deliver_queue(self) -> None:
         while self._queue:
             queued, self._queue = self._queue, []
+            fallback: dict[int, str] = {}
             for batch in split_batches([p for p, _ in queued]):
                 try:
-                    await asyncio.wait_for(self._deliver(batch), DELIVERY_TIMEOUT)
+                    fallback.update(await asyncio.wait_for(self._deliver(batch), DELIVERY_TIMEOUT))
                 except Exception as e:  # never out of here: nobody awaits a shell handler's work
-                    why = "timed out" if isinstance(e, asyncio.TimeoutError) else str(e)
-                    self.log.warning(
-                        "dropped %d front-end comm message(s): delivery failed: %s",
-                        len(batch),
-                        why,
+                    why = (
+                        f"the remote kernel did not finish them within {DELIVERY_TIMEOUT:.0f} s "
+                        "(its run was interrupted)"
+                        if isinstance(e, asyncio.TimeoutError)
+                        else f"delivery failed: {e}"
                     )
+                    self.log.warning("dropped %d front-end comm message(s): %s", len(batch), why)
                     for p in batch:
                         if p.status:
                             self.status("idle", p.msg)
-            for _, done in queued:
+            for p, done in queued:
                 if not done.done():
-                    done.set_result(None)
+                    done.set_result(fallback.get(id(p)))
 
     def _check_session(self) -> None:
         nonce = self.nonce()
@@ -614,11 +661,12 @@ class CommBridge:
                 self.tracker.reset()
                 self._nonce = nonce
 
-    async def _deliver(self, batch: list[Pending]) -> None:
+    async def _deliver(self, batch: list[Pending]) -> dict[int, str]:
+        """(Bridge loop) One hidden run; the messages the remote kernel did not take (by
+        ``id``), with why."""
         self._check_session()
         if not self.remote_up():
-            self._fallback(batch, "no remote session")
-            return
+            return {id(p): "no remote session" for p in batch}
         rid = secrets.token_hex(8)
         with self._lock:
             for p in batch:
@@ -630,16 +678,16 @@ class CommBridge:
         finally:
             sink.switch(None)
         if sink.missing is None:  # the remote side could not even start (restarted, no bootstrap)
-            self._fallback(batch, "the remote kernel did not take them")
-            return
+            return {id(p): "the remote kernel did not take them" for p in batch}
         with self._lock:
             for i, p in enumerate(batch):
                 if p.msg_type == "comm_close" and i not in sink.missing:
                     self.tracker.seen(p.msg_type, p.content)
-        self._fallback([batch[i] for i in sink.missing if 0 <= i < len(batch)], "no such comm")
+        return {id(batch[i]): "no such comm" for i in sink.missing if 0 <= i < len(batch)}
 
     def _fallback(self, pending: Sequence[Pending], why: str) -> None:
-        """Messages the remote kernel did not take: local if the proxy has them, else dropped."""
+        """Messages the remote kernel did not take: local if the proxy has them, else dropped.
+        Called by the message's own handler, on its (sub)shell's thread."""
         manager = self.kernel.comm_manager
         for p in pending:
             content = p.content
@@ -712,15 +760,7 @@ class CommBridge:
         }
         if not self.remote_up():
             return comms
-        await self.drain()
-        self._check_session()
-        rid = secrets.token_hex(8)
-        sink = _DeliverySink(self, rid, [])
-        try:
-            await asyncio.wait_for(self.run_hidden(comm_info_code(rid, target_name), sink), 30)
-        except Exception as e:
-            self.log.warning("remote comm_info failed: %s", e)
-        remote = sink.comms
+        remote = await self._call(self._remote_comm_info(target_name))
         if remote is None:
             with self._lock:
                 remote = {
@@ -729,6 +769,24 @@ class CommBridge:
                     if target_name is None or t == target_name
                 }
         return {**comms, **remote}
+
+    async def _remote_comm_info(self, target_name: str | None) -> dict[str, dict[str, str]] | None:
+        """(Bridge loop) Ask the remote kernel, after the queued deliveries and before new ones
+        (one run at a time on the session)."""
+        self._cells += 1
+        try:
+            await self._drain()
+            self._check_session()
+            rid = secrets.token_hex(8)
+            sink = _DeliverySink(self, rid, [])
+            try:
+                await asyncio.wait_for(self.run_hidden(comm_info_code(rid, target_name), sink), 30)
+            except Exception as e:
+                self.log.warning("remote comm_info failed: %s", e)
+            return sink.comms
+        finally:
+            self._cells -= 1
+            self._kick()
 
 
 def attach(kernel: Any, workspace: Any, transport: str = "rest") -> CommBridge:
@@ -754,7 +812,4 @@ def attach(kernel: Any, workspace: Any, transport: str = "rest") -> CommBridge:
         run = session.client.sessions.execute(session.session_id, code, transport=transport)
         return await relay(run, sink, nonce=nonce)
 
-    def run_hidden(code: str, sink: _DeliverySink) -> Awaitable[object]:
-        return workspace.call(hidden(code, sink))  # type: ignore[no-any-return]
-
-    return CommBridge(kernel, up, run_hidden, lambda: workspace.session.nonce)
+    return CommBridge(kernel, up, hidden, lambda: workspace.session.nonce, workspace.submit)

@@ -104,3 +104,6 @@ def test_reload_keeps_the_widgets(remote_page: Any) -> None:
     wait_text(cell(page, 2), r"30/30")
     assert "model not found" not in page.locator(".jp-Notebook").inner_text().lower()
     shot(page, "14-remote-widgets-after-reload")
+    # and they still talk to the remote kernel
+    set_readout(cell(page, 0).locator(".widget-slider"), "42")
+    wait_text(cell(page, 0).locator("div.widget-label"), "remote saw 42")

@@ -380,6 +380,58 @@ def test_reloaded_page_gets_the_remote_widgets_back(frontend: Frontend) -> None:
     assert stdout(execute(kc, "print(reload_me.value)")) == "34\n"
 
 
+def control_request(kc: BlockingKernelClient, msg_type: str, **content: Any) -> dict[str, Any]:
+    """A control-channel request (subshells); its reply's content."""
+    msg = kc.session.msg(msg_type, content)
+    kc.control_channel.send(msg)
+    while True:
+        reply = kc.get_control_msg(timeout=60)
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            assert reply["content"]["status"] == "ok", reply["content"]
+            return dict(reply["content"])
+
+
+def test_comms_keep_flowing_when_a_subshell_goes(frontend: Frontend) -> None:
+    """JupyterLab sends widget messages on a subshell of its page and deletes it when the page
+    goes (a reload); ipykernel 7 runs their handlers on that subshell's own thread and loop.
+    A delivery under way when it goes must not take later messages, on other shells, with it."""
+    kc = frontend.kc
+    msgs = execute(
+        kc,
+        "import time, ipywidgets as w\nslow = w.IntSlider(0)\nslow_seen = []\n"
+        "def _slow(ch):\n    time.sleep(2)\n    slow_seen.append(ch['new'])\n"
+        "slow.observe(_slow, 'value')\nslow",
+    )
+    (slider,) = comm_ids(msgs, "IntSliderModel")
+    subshell = control_request(kc, "create_subshell_request")["subshell_id"]
+
+    def update(value: int, subshell_id: str | None = None) -> str:
+        msg = kc.session.msg(
+            "comm_msg",
+            {
+                "comm_id": slider,
+                "data": {"method": "update", "state": {"value": value}, "buffer_paths": []},
+            },
+        )
+        if subshell_id is not None:
+            msg["header"]["subshell_id"] = subshell_id
+        kc.session.send(kc.shell_channel.socket, msg)
+        return str(msg["header"]["msg_id"])
+
+    update(1, subshell)  # its delivery runs for 2 s (the remote observer sleeps)
+    time.sleep(0.5)
+    control_request(kc, "delete_subshell_request", subshell_id=subshell)  # the page went
+    sent = update(2)  # the reloaded page, on the main shell
+    got = replies_to(
+        kc,
+        sent,
+        lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "idle",
+        timeout=60,
+    )
+    assert got[0]["content"].get("execution_state") == "busy"
+    assert stdout(execute(kc, "print(slow_seen)")) == "[1, 2]\n"
+
+
 def test_messages_for_lost_comms_are_dropped(frontend: Frontend) -> None:
     """A comm of a remote session that was replaced: one log line, nothing in any cell."""
     kc = frontend.kc
