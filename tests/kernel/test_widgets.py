@@ -22,6 +22,8 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
 
+from backendai_jupyter.kernel import comms
+
 from .conftest import CLUSTER_ENV, LOCAL, cluster_values, kernel_env
 
 pytestmark = [
@@ -430,6 +432,31 @@ def test_comms_keep_flowing_when_a_subshell_goes(frontend: Frontend) -> None:
     )
     assert got[0]["content"].get("execution_state") == "busy"
     assert stdout(execute(kc, "print(slow_seen)")) == "[1, 2]\n"
+
+
+def test_a_stuck_delivery_is_abandoned_and_later_messages_go_on(frontend: Frontend) -> None:
+    """A widget callback that never returns: one log line after the delivery timeout, the
+    remote run is interrupted (the session's run queue goes on), later messages are delivered."""
+    kc = frontend.kc
+    msgs = execute(
+        kc,
+        "import time, ipywidgets as w\nstuck = w.IntSlider(0)\nstuck_seen = []\n"
+        "def _stuck(ch):\n    stuck_seen.append(ch['new'])\n"
+        "    if ch['new'] == 1:\n        time.sleep(3600)\n"
+        "stuck.observe(_stuck, 'value')\nstuck",
+    )
+    (slider,) = comm_ids(msgs, "IntSliderModel")
+
+    def idle(m: dict[str, Any]) -> bool:
+        return m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+
+    for value in (1, 2):
+        update = {"method": "update", "state": {"value": value}, "buffer_paths": []}
+        sent = send_comm(kc, "comm_msg", {"comm_id": slider, "data": update})
+        replies_to(kc, sent, idle, timeout=comms.DELIVERY_TIMEOUT + 60)
+    assert stdout(execute(kc, "print(stuck_seen)")) == "[1, 2]\n"
+    lines = [ln for ln in frontend.log.read_text().splitlines() if "did not finish" in ln]
+    assert len(lines) == 1 and "dropped 1 front-end comm message(s)" in lines[0], lines
 
 
 def test_messages_for_lost_comms_are_dropped(frontend: Frontend) -> None:
