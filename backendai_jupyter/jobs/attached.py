@@ -75,6 +75,7 @@ def connection_environ(config: ClientConfig) -> dict[str, str]:
         "BACKEND_DOMAIN": config.domain,
         "BACKEND_GROUP": config.group,
         "BACKEND_SKIP_SSLCERT_VALIDATION": "true" if config.skip_ssl_verify else "false",
+        "BACKEND_EXECUTE_TRANSPORT": config.execute_transport,
     }
 
 

@@ -96,6 +96,10 @@ def load_config(
                 f"{e}"
             ) from e
         values.update(local)
+        # The embedded endpoint's sessions end with it (crash safety reaps them), so a run has
+        # nothing to resume across its restart: stream over the websocket, which flushes every
+        # 0.2 s, instead of REST's 2 s long polls. An explicit choice still wins.
+        values.setdefault("BACKEND_EXECUTE_TRANSPORT", "websocket")
         if announce and not _announced.is_set():
             _announced.set()
             print(

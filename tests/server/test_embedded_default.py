@@ -26,6 +26,13 @@ async def test_client_falls_back_to_the_local_endpoint(
         announced = capfd.readouterr().err
         assert "using the embedded local endpoint" in announced
         assert config.secret_key not in announced
+        # Its sessions end with it, so runs stream over the websocket (0.2 s flushes)...
+        assert config.execute_transport == "websocket"
+        # ...unless the user chose otherwise.
+        monkeypatch.setenv("BACKEND_EXECUTE_TRANSPORT", "rest")
+        assert load_config(announce=False).execute_transport == "rest"
+        monkeypatch.delenv("BACKEND_EXECUTE_TRANSPORT")
+        capfd.readouterr()
         # A second call reuses the running server and says nothing more.
         again = load_config()
         assert again.endpoint == config.endpoint
