@@ -60,6 +60,10 @@ fi
 trap '"$CLUSTER_DIR/cluster.sh" down || true' EXIT
 BAI_REQUIRE_CLUSTER=1 .venv/bin/pytest -m cluster tests || cluster_rc=$?
 [ "$cluster_rc" = 5 ] && cluster_rc=0
+# Last, because stopping the agent ends every session on the cluster.
+echo "== real-cluster tier: agent stop mid-cell"
+BAI_FAULT_AGENT=1 BAI_REQUIRE_CLUSTER=1 .venv/bin/pytest -m cluster \
+  tests/integration/test_cluster_faults.py -k agent_stop || cluster_rc=1
 if [ "$rc" != 0 ] || [ "$cluster_rc" != 0 ]; then
   echo "FAILED: fast tier rc=$rc, cluster tier rc=$cluster_rc"
   exit 1

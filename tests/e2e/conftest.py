@@ -108,6 +108,18 @@ class Lab:
         return f"{self.url}/lab/tree/{path}?token={self.token}"
 
 
+def _wait_ready(proc: subprocess.Popen[Any], status_url: str, timeout: float) -> bool:
+    """True once ``status_url`` answers; False if the process exits or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(status_url, timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.25)
+    return False
+
+
 @pytest.fixture(scope="session")
 def lab(endpoint_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """``jupyter lab`` on a free port, with the endpoint's ``BACKEND_*`` in its environment."""
@@ -119,7 +131,7 @@ def lab(endpoint_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
     (config / "labconfig" / "page_config.json").write_text(
         json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
     )
-    token, port = secrets.token_hex(16), _free_port()
+    token = secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKEND_")}
     env.update(endpoint_env)
     env.update(
@@ -129,26 +141,27 @@ def lab(endpoint_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
         IPYTHONDIR=str(base / "ipython"),
         PYTHONWARNINGS="ignore",  # the kernels must not turn library warnings into errors
     )
-    cmd = [
-        sys.executable, "-m", "jupyter", "lab", "--no-browser",
-        f"--IdentityProvider.token={token}", "--ip", "127.0.0.1", "--port", str(port),
-        f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
-    ]  # fmt: skip
-    if os.geteuid() == 0:  # CI containers
-        cmd.append("--allow-root")
     log = (base / "jupyter.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    # The free port can be taken by another process between the probe and the server's bind
+    # (a busy CI machine): start again on a new port when the server exits early.
+    for attempt in range(3):
+        port = _free_port()
+        cmd = [
+            sys.executable, "-m", "jupyter", "lab", "--no-browser",
+            f"--IdentityProvider.token={token}", "--ip", "127.0.0.1", "--port", str(port),
+            f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
+        ]  # fmt: skip
+        if os.geteuid() == 0:  # CI containers
+            cmd.append("--allow-root")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
+        url = f"http://127.0.0.1:{port}"
+        ready = _wait_ready(proc, f"{url}/api/status?token={token}", 60)
+        if ready or attempt == 2:
+            break
+        _stop(proc)
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"jupyter lab did not start; see {base / 'jupyter.log'}")
-                time.sleep(0.25)
+        if not ready:
+            pytest.fail(f"jupyter lab did not start; see {base / 'jupyter.log'}")
         yield Lab(url, token, root)
     finally:
         _stop(proc)
