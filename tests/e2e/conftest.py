@@ -69,6 +69,13 @@ def _stop(proc: subprocess.Popen[Any], timeout: float = 30) -> None:
             stream.close()
 
 
+class _Secretive(dict[str, str]):
+    """``BACKEND_*`` values whose repr (in a failing test's traceback) hides the secret key."""
+
+    def __repr__(self) -> str:
+        return repr({k: "***" if "SECRET" in k else v for k, v in self.items()})
+
+
 @pytest.fixture(scope="session")
 def endpoint_env(
     e2e_ready: None, tmp_path_factory: pytest.TempPathFactory
@@ -82,7 +89,7 @@ def endpoint_env(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
     )
     assert proc.stdout is not None
-    values: dict[str, str] = {}
+    values: dict[str, str] = _Secretive()
     for line in proc.stdout:
         if line.startswith("export "):
             key, _, value = line[len("export ") :].strip().partition("=")
