@@ -211,8 +211,13 @@ class WebSocket:
             await self._ws.send_bytes(data)
 
     async def receive(self, timeout: float | None = None) -> WSMessage:
+        """The next message; :class:`RequestTimeout` when none came within ``timeout`` s.
+
+        The deadline is ours, not aiohttp's: aiohttp restarts its receive timeout at every
+        ping and pong it answers itself, so a silent stream with a heartbeat never times out.
+        """
         with _translate("WS", self.url):
-            msg = await self._ws.receive(timeout=timeout)
+            msg = await asyncio.wait_for(self._ws.receive(), timeout)
         if msg.type == aiohttp.WSMsgType.TEXT:
             return WSMessage("text", msg.data)
         if msg.type == aiohttp.WSMsgType.BINARY:

@@ -363,6 +363,7 @@ class Execution:
     ) -> AsyncIterator[ExecEvent]:
         self.used_transport = "websocket"
         received = False
+        silent_since = time.monotonic()
         try:
             try:
                 await ws.send_json({"code": self.code, "mode": self.mode, "options": self.options})
@@ -372,7 +373,14 @@ class Execution:
                 raise
             while True:
                 try:
-                    msg = await ws.receive()
+                    # A run whose kernel died (destroyed, OOM, runner killed) may leave the
+                    # stream open and silent while the server keeps answering pings: check the
+                    # session after every silent stretch, as the REST loop does.
+                    msg = await ws.receive(timeout=_LIVENESS_EVERY)
+                except RequestTimeout:
+                    silent_since = time.monotonic()
+                    await self._raise_if_session_gone()
+                    continue
                 except ClientError as e:
                     if stale_ok and not received:
                         raise _StaleSocket from None
@@ -396,12 +404,19 @@ class Execution:
                         "the manager restarted during the run, and a websocket run cannot be "
                         "continued (the manager never tells its run id)"
                     )
-                for event in events_from_result(frame):
+                events = events_from_result(frame)
+                for event in events:
                     yield self._deliver(event)
                     if isinstance(event, WaitingInput):
                         await ws.send_str(await self._next_input())
                 if self.finished:
                     return
+                if events:
+                    silent_since = time.monotonic()
+                elif time.monotonic() - silent_since >= _LIVENESS_EVERY:
+                    # Empty frames only, as from a run whose kernel died: is the session there?
+                    silent_since = time.monotonic()
+                    await self._raise_if_session_gone()
         finally:
             if self.finished or not received:
                 await ws.close()
