@@ -111,8 +111,10 @@ class Lab:
     token: str
     root: Path
 
-    def open_url(self, path: str) -> str:
-        return f"{self.url}/lab/tree/{path}?token={self.token}"
+    def open_url(self, path: str, workspace: str | None = None) -> str:
+        """The page for ``path``; in a workspace of its own (no other notebook's tabs) if named."""
+        where = f"workspaces/{workspace}/tree" if workspace else "tree"
+        return f"{self.url}/lab/{where}/{path}?token={self.token}"
 
 
 def _wait_ready(proc: subprocess.Popen[Any], status_url: str, timeout: float) -> bool:

@@ -43,7 +43,9 @@ CELLS = [
 @pytest.fixture(scope="module")
 def remote_page(page: Any, lab: Any) -> Any:
     write_notebook(lab.root / "remote_widgets.ipynb", CELLS, "backendai-python", KERNEL)
-    open_notebook(page, lab.open_url("remote_widgets.ipynb"), KERNEL)
+    # A workspace of its own: with the earlier tests' notebooks open, the status bar can show
+    # another tab's kernel of the same name as idle before this notebook's kernel is ready.
+    open_notebook(page, lab.open_url("remote_widgets.ipynb", workspace="remote"), KERNEL)
     return page
 
 
