@@ -9,10 +9,11 @@ import io
 import json
 import secrets
 import tarfile
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import scheduling
 from ._exceptions import (
     BackendAIError,
     BadRequestError,
@@ -50,8 +51,7 @@ LIVE_STATUSES = (
 DEAD_STATUSES = ("TERMINATED", "CANCELLED")
 
 DEFAULT_LIST_FIELDS = (
-    "name",
-    "id",
+    "name", "id",
     "image",
     "type",
     "status",
@@ -178,12 +178,14 @@ class Sessions:
         architecture: str | None = None,
         batch_timeout: int | None = None,
         priority: int | None = None,
+        precheck: bool = True,
+        on_wait: Callable[[str], None] | None = None,
     ) -> SessionInfo:
         """Get or create a compute session (``POST /session``).
 
         Blocks until the session runs unless ``enqueue_only``; ``max_wait`` (seconds, 0 = forever)
         bounds the wait, after which the answer's status is ``TIMEOUT`` and the session keeps
-        queueing.
+        queueing. ``precheck``, ``on_wait``: see :func:`.scheduling.post_session`.
         """
         await self._client.connect()
         if type == "batch" and not startup_command:
@@ -245,11 +247,9 @@ class Sessions:
                 body["batch_timeout"] = batch_timeout
             if priority is not None:
                 body["priority"] = priority
-        # The request blocks server-side until the session starts (or max_wait passes).
         read_timeout = None if max_wait == 0 or enqueue_only else max_wait + 60.0
-        data = await self._client.http.json(
-            "POST", "/session", json=body, read_timeout=read_timeout
-        )
+        report = None if enqueue_only else on_wait
+        data = await scheduling.post_session(self._client, body, read_timeout, precheck, report)
         if not isinstance(data, dict):
             raise ProtocolError(f"create session: unexpected answer {str(data)[:80]!r}")
         return SessionInfo.from_create(data, name)
