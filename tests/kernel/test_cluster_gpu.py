@@ -1,0 +1,70 @@
+"""The proxy kernel asking the real 26.9.6 cluster for a GPU (mock devices, ``BAI_MOCK_GPUS=2``).
+
+The first cell's banner names the allocation; a request no agent can hold fails the cell at once,
+naming the slot and what is possible, instead of queueing forever.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+from .conftest import CLUSTER_ENV, cluster_env, cluster_values, kernel_env
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(not CLUSTER_ENV.exists(), reason="no Backend.AI test cluster"),
+]
+
+
+def _gpu_slot() -> str:
+    # The cluster's mode decides the slot: read from the agent config cluster.sh rendered.
+    env = cluster_env()
+    mode = env.get("BAI_MOCK_GPU_MODE", "")
+    return "cuda.device" if mode == "device" else "cuda.shares"
+
+
+def _first_cell(resources: str, code: str) -> tuple[dict[str, Any], str, float]:
+    values = {**cluster_values(), "BACKEND_RESOURCES": resources}
+    with kernel_env(values):
+        km, kc = start_new_kernel(kernel_name="backendai-python")
+    texts: list[str] = []
+
+    def hook(msg: dict[str, Any]) -> None:
+        content = msg["content"]
+        if msg["msg_type"] in ("display_data", "update_display_data"):
+            texts.append(str(content.get("data", {}).get("text/plain", "")))
+        elif msg["msg_type"] == "stream":
+            texts.append(content["text"])
+        elif msg["msg_type"] == "error":
+            texts.append(f"{content['ename']}: {content['evalue']}")
+
+    t0 = time.monotonic()
+    try:
+        reply = kc.execute_interactive(code, timeout=180, output_hook=hook)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+    return reply["content"], "\n".join(texts), time.monotonic() - t0
+
+
+def test_banner_names_the_gpu_allocation() -> None:
+    slot = _gpu_slot()
+    amount = "0.5" if slot == "cuda.shares" else "1"
+    reply, text, _ = _first_cell(f"cpu=1,mem=1g,{slot}={amount}", "print('ok')")
+    assert reply["status"] == "ok", text
+    memory = "8 GiB" if amount == "0.5" else "16 GiB"
+    assert f"GPU: {slot} {amount} (1 device, CUDA GPU, {memory})" in text, text
+
+
+def test_impossible_gpu_request_fails_the_cell_at_once() -> None:
+    slot = _gpu_slot()
+    reply, text, took = _first_cell(f"cpu=1,mem=1g,{slot}=3", "print('never')")
+    assert reply["status"] == "error"
+    assert f"{slot}=3 can never run" in text and "has 2" in text, text
+    assert "never" not in text.replace("can never run", "")
+    assert took < 60
