@@ -27,12 +27,22 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import BackendAIError, NotFoundError, ResourceRefused
-from .capacity import Capacity, Refusal, parse_slot_map, refusal, request_amounts, wait_reason
+from .capacity import (
+    Capacity,
+    Refusal,
+    accelerator_slots,
+    parallel_fit,
+    parse_slot_map,
+    refusal,
+    request_amounts,
+    wait_reason,
+)
 
 if TYPE_CHECKING:
     from ._client import Client
 
 __all__ = [
+    "default_parallel",
     "fetch_capacity",
     "post_session",
     "precheck",
@@ -95,6 +105,26 @@ async def fetch_capacity(client: Client, scaling_group: str | None = None) -> Ca
     check = await client.resources.check_presets(scaling_group=scaling_group)
     infos = await _group_infos(client)
     return Capacity.build(slots, check, _pick(infos, scaling_group), scaling_group)
+
+
+async def default_parallel(
+    client: Client,
+    resources: Mapping[str, Any],
+    cases: int,
+    fallback: int,
+    scaling_group: str | None = None,
+) -> int:
+    """Cases to run at once when the user did not say: as many as the free GPU capacity holds
+    when the cases ask for a GPU (:func:`.capacity.parallel_fit`), else ``fallback``."""
+    request = request_amounts(resources)
+    if not accelerator_slots(request):
+        return fallback
+    try:
+        cap = await fetch_capacity(client, scaling_group)
+    except BackendAIError as e:
+        log.debug("no capacity for --max-parallel: %s", e)
+        return fallback
+    return parallel_fit(request, cap, cases)
 
 
 def raise_refusal(found: Refusal) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -29,6 +30,8 @@ from nbclient.exceptions import CellExecutionError, DeadKernelError
 
 from ..client import Client, ClientConfig
 from ..client._exceptions import BackendAIError, NotFoundError
+from ..client.capacity import describe_slots, parse_slot_map
+from ..client.scheduling import default_parallel
 from .notebook import first_failure, prepare
 from .params import Case
 from .record import read_records
@@ -38,6 +41,7 @@ from .spec import KERNEL_NAME, JobSpec
 __all__ = ["NullProgress", "Progress", "run_attached"]
 
 _KERNEL_START_TIMEOUT = 120.0
+DEFAULT_PARALLEL = 2  # --max-parallel when the cases ask for no GPU
 
 
 class Progress(Protocol):
@@ -170,7 +174,7 @@ async def run_case(
         resources={"metadata": {"path": str(spec.notebook.path.parent.resolve())}},
     )
     started: float | None = None  # the case got its slot: its session is requested now
-    destroyed, ended = False, None
+    destroyed, ended, gpu = False, None, ""
     status, error = "error", None
     log = Path(state_dir) / f"{case.label}.log"
     try:
@@ -199,6 +203,7 @@ async def run_case(
                     status = "ok"
                 finally:
                     if not stopping():
+                        gpu = await gpu_allocation(client, name)
                         # The kernel is idle (done, failed or dead): end the session before
                         # giving the slot to the next case; the kernel goes after.
                         await asyncio.shield(destroy_quietly(client, name))
@@ -222,6 +227,7 @@ async def run_case(
             result = CaseResult(case=case, status="cancelled", error="not started")
         else:
             result = _result(spec, case, nb, out, status, error, started, ended, log, name)
+            result = dataclasses.replace(result, gpu=gpu)
         done(result)
         if started is not None:
             progress.case_done(result)
@@ -255,6 +261,16 @@ def _tail(log: Path) -> str:
     return lines[-1][:200] if lines else ""
 
 
+async def gpu_allocation(client: Client, name: str) -> str:
+    """The accelerator slots the case's session occupies (``"cuda.shares 0.5"``), or ``""``."""
+    try:
+        info = await client.sessions.info(name)
+    except BackendAIError:
+        return ""
+    slots = parse_slot_map(info.get("occupiedSlots") or info.get("occupied_slots"))
+    return describe_slots(slots, accelerators_only=True)
+
+
 async def _finish(
     km: AsyncKernelManager, nbc: NotebookClient, client: Client, name: str, *, session: bool
 ) -> None:
@@ -273,7 +289,9 @@ async def run_attached(
     progress = progress or NullProgress()
     stop = stop or asyncio.Event()
     results: dict[int, CaseResult] = {}
-    limits = Limits(spec.max_parallel, len(spec.cases))
+    parallel = spec.max_parallel or await default_parallel(
+        client, spec.resources, len(spec.cases), fallback=DEFAULT_PARALLEL)
+    limits = Limits(parallel, len(spec.cases))
     # Prepared up front, so that the cases' tasks ask for their kernels in case order (the
     # semaphores are first come, first served, and slots go in case order: no deadlock).
     notebooks = await asyncio.to_thread(

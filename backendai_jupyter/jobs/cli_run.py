@@ -43,9 +43,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="output notebook (default NOTEBOOK-output.ipynb); for a sweep, the "
                         "directory for one notebook per case and summary.csv/json "
                         "(default NOTEBOOK-runs)")
-    p.add_argument("--max-parallel", type=int, default=2, metavar="N",
-                   help="sessions at the same time in a sweep (default 2; detached cases "
-                        "queue on the manager instead)")
+    p.add_argument("--max-parallel", type=int, default=None, metavar="N",
+                   help="sessions at the same time in a sweep (default: as many GPU cases as "
+                        "the free GPU capacity holds, else 2; detached cases queue on the "
+                        "manager instead)")
     p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
                    help="fail a cell that runs longer (default: no limit)")
     p.add_argument("--detach", action="store_true",

@@ -45,7 +45,8 @@ class JobSpec:
     mounts: tuple[str, ...] = ()
     mount_map: Mapping[str, str] = field(default_factory=dict)
     output: Path | None = None
-    max_parallel: int = 1
+    max_parallel: int | None = 1
+    """``None``: as many as the free GPU capacity holds (GPU cases), else 2."""
     cell_timeout: float | None = None
     job_id: str = field(default_factory=new_job_id)
     warnings: tuple[str, ...] = ()
@@ -104,12 +105,12 @@ def build_spec(
     image: str | None = None,
     mounts: Sequence[str] = (),
     output: str | Path | None = None,
-    max_parallel: int = 1,
+    max_parallel: int | None = 1,
     cell_timeout: float | None = None,
     extra_params: Mapping[str, Any] | None = None,
 ) -> JobSpec:
     """Validate everything that can be checked without a server; raise one-line errors."""
-    if max_parallel < 1:
+    if max_parallel is not None and max_parallel < 1:
         raise ParseError("--max-parallel must be at least 1")
     if cell_timeout is not None and cell_timeout <= 0:
         raise ParseError("--cell-timeout must be a positive number of seconds")

@@ -205,3 +205,17 @@ def test_kernel_environ_carries_the_case_settings(
     for key in ("BACKEND_VFOLDER_MOUNTS", "BACKEND_RESOURCES"):
         assert got.get(key) == expected.get(key)
     assert "BACKEND_SECRET_KEY" not in got  # only what this process already has
+
+
+def test_summary_names_the_gpu_each_case_got() -> None:
+    a = Case(0, {"shares": 0.5}, {"shares": 0.5})
+    b = Case(1, {"shares": 1}, {"shares": 1})
+    result = JobResult("j2", (
+        CaseResult(a, "ok", 1.0, "a.ipynb", gpu="cuda.shares 0.5"),
+        CaseResult(b, "ok", 1.0, "b.ipynb", gpu="cuda.shares 1"),
+    ))
+    assert result.to_csv().splitlines() == [
+        "case,shares,status,duration_s,gpu,output,error",
+        "000-shares-0.5,0.5,ok,1,cuda.shares 0.5,a.ipynb,",
+        "001-shares-1,1,ok,1,cuda.shares 1,b.ipynb,",
+    ]
