@@ -19,7 +19,7 @@ GPU cases that fit at once (:func:`parallel_fit`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -34,6 +34,7 @@ __all__ = [
     "describe_allocation",
     "describe_slots",
     "format_amount",
+    "largest",
     "parallel_fit",
     "parse_slot_map",
     "refusal",
@@ -102,6 +103,17 @@ def request_amounts(resources: Mapping[str, Any]) -> dict[str, Decimal]:
 def accelerator_slots(names: Sequence[str] | Mapping[str, Any]) -> list[str]:
     """The slots that are not cpu/mem (``cuda.shares``, ``cuda.device``, ...), sorted."""
     return sorted(str(n) for n in names if n not in ("cpu", "mem", "shmem"))
+
+
+def largest(requests: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """The largest value of each slot over several requests (``-r`` texts), as text."""
+    out: dict[str, str] = {}
+    sizes: dict[str, Decimal] = {}
+    for request in requests:
+        for slot, value in request_amounts(request).items():
+            if slot not in sizes or value > sizes[slot]:
+                sizes[slot], out[slot] = value, str(request[slot])
+    return out
 
 
 def format_amount(slot: str, value: Decimal) -> str:

@@ -30,7 +30,7 @@ from nbclient.exceptions import CellExecutionError, DeadKernelError
 
 from ..client import Client, ClientConfig
 from ..client._exceptions import BackendAIError, NotFoundError
-from ..client.capacity import describe_slots, parse_slot_map
+from ..client.capacity import describe_slots, largest, parse_slot_map
 from ..client.scheduling import default_parallel
 from .notebook import first_failure, prepare
 from .params import Case
@@ -96,8 +96,8 @@ def kernel_environ(
         BACKEND_SESSION_START="first-cell",
         BACKENDAI_JUPYTER_STATE_DIR=state_dir,
     )
-    if spec.resources_text:
-        env["BACKEND_RESOURCES"] = spec.resources_text
+    if spec.case_resources_text(case):
+        env["BACKEND_RESOURCES"] = spec.case_resources_text(case)
     if spec.mounts:  # added to the ones the user mounts everywhere (-m wins for a name)
         given = [m.strip() for m in env.get("BACKEND_VFOLDER_MOUNTS", "").split(",")]
         kept = [m for m in given if m and m.split(":")[0].split("=")[0] not in spec.mounts]
@@ -290,7 +290,8 @@ async def run_attached(
     stop = stop or asyncio.Event()
     results: dict[int, CaseResult] = {}
     parallel = spec.max_parallel or await default_parallel(
-        client, spec.resources, len(spec.cases), fallback=DEFAULT_PARALLEL)
+        client, largest(spec.case_resources(c) for c in spec.cases), len(spec.cases),
+        fallback=DEFAULT_PARALLEL)
     limits = Limits(parallel, len(spec.cases))
     # Prepared up front, so that the cases' tasks ask for their kernels in case order (the
     # semaphores are first come, first served, and slots go in case order: no deadlock).

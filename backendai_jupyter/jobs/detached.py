@@ -88,7 +88,7 @@ async def submit(spec: JobSpec, client: Client, *, folder: str | None = None,
         for case in spec.cases:
             name = spec.session_name(case)
             await client.sessions.create(
-                spec.image, name=name, type="batch", resources=dict(spec.resources),
+                spec.image, name=name, type="batch", resources=spec.case_resources(case),
                 resource_opts=dict(spec.resource_opts) or None, mounts=[folder, *spec.mounts],
                 mount_map=dict(spec.mount_map) or None, enqueue_only=True, reuse_if_exists=False,
                 startup_command=startup_command(folder, spec.job_id, case.label),

@@ -18,9 +18,15 @@ import yaml
 
 from ..client._exceptions import ConfigError, ParseError
 from ..client.defaults import default_image
-from ..client.parsing import parse_mounts, parse_resource_flags
+from ..client.parsing import MAX_VALUES, parse_mounts, parse_resource_flags
 from .notebook import Notebook, load_notebook
-from .params import Case, expand_cases, merge_params, parse_param_ranges
+from .params import (
+    Case,
+    expand_cases,
+    merge_params,
+    parse_param_ranges,
+    parse_resource_ranges,
+)
 
 __all__ = ["JobSpec", "build_spec", "new_job_id"]
 
@@ -55,6 +61,14 @@ class JobSpec:
     def resources_text(self) -> str:
         """As the kernel settings spell them (``BACKEND_RESOURCES``): ``cpu=1,mem=1g``."""
         return ",".join(f"{k}={v}" for k, v in {**self.resources, **self.resource_opts}.items())
+
+    def case_resources(self, case: Case) -> dict[str, str]:
+        """The job's slots with the case's own (``--resource-range``) on top."""
+        return {**self.resources, **case.resources}
+
+    def case_resources_text(self, case: Case) -> str:
+        both = {**self.case_resources(case), **self.resource_opts}
+        return ",".join(f"{k}={v}" for k, v in both.items())
 
     @property
     def mounts_text(self) -> str:
@@ -102,6 +116,7 @@ def build_spec(
     params_file: str | None = None,
     param_ranges: Sequence[str] = (),
     resources: Sequence[str] = (),
+    resource_ranges: Sequence[str] = (),
     image: str | None = None,
     mounts: Sequence[str] = (),
     output: str | Path | None = None,
@@ -118,7 +133,10 @@ def build_spec(
     fixed = merge_params(_read_params_file(params_file) if params_file else None, params)
     fixed.update(extra_params or {})
     ranges = parse_param_ranges(param_ranges)
-    cases = expand_cases(fixed, ranges)
+    sized = parse_resource_ranges(resource_ranges)
+    cases = expand_cases(fixed, ranges, sized)
+    if len(cases) > MAX_VALUES:
+        raise ParseError(f"invalid range flags: {len(cases)} cases, more than {MAX_VALUES}")
     warnings = nb.check([*fixed, *ranges])
     # No -r: the kernel's default sizing ($BACKEND_RESOURCES), attached and detached alike.
     res = parse_resource_flags(resources or [

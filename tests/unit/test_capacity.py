@@ -10,6 +10,7 @@ import pytest
 from backendai_jupyter.client.capacity import (
     Capacity,
     describe_allocation,
+    largest,
     parallel_fit,
     parse_slot_map,
     refusal,
@@ -183,3 +184,9 @@ def test_session_gpu_facts(env: dict[str, str], txt: str, expected: dict[str, An
 )
 def test_describe_allocation(slots: dict[str, D], facts: dict[str, Any], expected: str) -> None:
     assert describe_allocation(slots, facts) == expected
+
+
+def test_largest_request_over_cases() -> None:
+    cases = [{"cpu": "1", "cuda.shares": "0.5"}, {"cpu": "1", "cuda.shares": "1"},
+             {"mem": "2g"}, {"mem": "512m"}]
+    assert largest(cases) == {"cpu": "1", "cuda.shares": "1", "mem": "2g"}
