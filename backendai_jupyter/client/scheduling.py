@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import BackendAIError, NotFoundError, ResourceRefused
+from ._exceptions import BackendAIError, ResourceRefused
 from .capacity import (
     Capacity,
     Refusal,
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "default_parallel",
     "fetch_capacity",
+    "pending_reason",
     "post_session",
     "precheck",
     "raise_refusal",
@@ -157,6 +158,38 @@ async def _ahead(client: Client, name: str, created_at: str) -> int:
     return sum(1 for s in pending if s.name != name and s.created_at and s.created_at < created_at)
 
 
+async def pending_reason(
+    client: Client,
+    name: str,
+    request: Mapping[str, Decimal],
+    scaling_group: str | None = None,
+) -> str | None:
+    """Why ``name`` waits, in words, or ``None`` when it is not (or not yet) PENDING.
+
+    Raises :class:`ResourceRefused` after destroying the session when the request turns out
+    never to fit (capacity shrank, limits changed).
+    """
+    try:
+        rec = await client.sessions.info(name)
+    except BackendAIError as e:  # not created yet, or the manager is busy: ask again later
+        log.debug("pending watch: %s", e)
+        return None
+    if rec.status.upper() != "PENDING":
+        return None
+    try:
+        cap = await fetch_capacity(client, scaling_group)
+    except BackendAIError as e:
+        log.debug("pending watch: no capacity: %s", e)
+        return "waiting for the scheduler"
+    found = refusal(request, cap)
+    if found is not None:
+        with contextlib.suppress(BackendAIError):
+            await client.sessions.destroy(name, forced=True)
+        raise_refusal(found)
+    ahead = await _ahead(client, name, rec.created_at)
+    return wait_reason(request, cap, ahead, rec.status_info)
+
+
 async def watch_pending(
     client: Client,
     name: str,
@@ -167,44 +200,21 @@ async def watch_pending(
     interval: float = 3.0,
     seen_pending: list[bool] | None = None,
 ) -> None:
-    """While ``name`` is PENDING, tell ``on_wait`` why, every ``interval`` seconds.
+    """While ``name`` is PENDING, tell ``on_wait`` why (:func:`pending_reason`), every
+    ``interval`` seconds, until cancelled (the caller's create returned).
 
-    Runs until cancelled (the caller's create returned). When a request turns out never to fit
-    (capacity shrank, limits changed), the session is destroyed and :class:`ResourceRefused`
-    raised. ``seen_pending[0]`` is set once the session was seen queued, so that a caller
-    interrupted while waiting knows the session exists and must be destroyed.
+    ``seen_pending[0]`` is set once the session was seen queued, so that a caller interrupted
+    while waiting knows the session exists and must be destroyed.
     """
     t0 = time.monotonic()
-    last = ""
     while True:
         await asyncio.sleep(interval)
-        try:
-            rec = await client.sessions.info(name)
-        except NotFoundError:
-            continue  # not created yet
-        except BackendAIError as e:
-            log.debug("pending watch: %s", e)
-            continue
-        if rec.status.upper() != "PENDING":
+        reason = await pending_reason(client, name, request, scaling_group)
+        if reason is None:
             continue
         if seen_pending is not None:
             seen_pending[:] = [True]
-        try:
-            cap = await fetch_capacity(client, scaling_group)
-        except BackendAIError as e:
-            log.debug("pending watch: no capacity: %s", e)
-            continue
-        found = refusal(request, cap)
-        if found is not None:
-            with contextlib.suppress(BackendAIError):
-                await client.sessions.destroy(name, forced=True)
-            raise_refusal(found)
-        ahead = await _ahead(client, name, rec.created_at)
-        reason = wait_reason(request, cap, ahead, rec.status_info)
-        waited = time.monotonic() - t0
-        if reason != last or waited >= interval:
-            last = reason
-            on_wait(f"{reason} ({waited:.0f} s)")
+        on_wait(f"{reason} ({time.monotonic() - t0:.0f} s)")
 
 
 async def with_watch(

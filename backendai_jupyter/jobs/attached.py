@@ -30,8 +30,8 @@ from nbclient.exceptions import CellExecutionError, DeadKernelError
 
 from ..client import Client, ClientConfig
 from ..client._exceptions import BackendAIError, NotFoundError
-from ..client.capacity import describe_slots, largest, parse_slot_map
-from ..client.scheduling import default_parallel
+from ..client.capacity import describe_slots, largest, parse_slot_map, request_amounts
+from ..client.scheduling import default_parallel, pending_reason
 from .notebook import first_failure, prepare
 from .params import Case
 from .record import read_records
@@ -42,6 +42,7 @@ __all__ = ["NullProgress", "Progress", "run_attached"]
 
 _KERNEL_START_TIMEOUT = 120.0
 DEFAULT_PARALLEL = 2  # --max-parallel when the cases ask for no GPU
+WAIT_POLL = 3.0  # seconds between looks at a case's queued session
 
 
 class Progress(Protocol):
@@ -53,6 +54,9 @@ class Progress(Protocol):
 
     def case_done(self, result: CaseResult) -> None: ...
 
+    def case_waiting(self, case: Case, why: str) -> None:
+        """Why the case's session waits to be scheduled (``""``: it no longer waits)."""
+
 
 class NullProgress:
     def case_started(self, case: Case, cells: int) -> None:
@@ -62,6 +66,9 @@ class NullProgress:
         pass
 
     def case_done(self, result: CaseResult) -> None:
+        pass
+
+    def case_waiting(self, case: Case, why: str) -> None:
         pass
 
 
@@ -194,14 +201,18 @@ async def run_case(
             async with limits.slot(case.index):
                 started = time.time()
                 progress.case_started(case, len(code))
+                waiting = asyncio.ensure_future(
+                    report_wait(client, name, spec.case_resources(case), case, progress))
                 try:
                     # The first cell starts the session (the kernel's default, first-cell).
                     for n, index in enumerate(code):
                         await nbc.async_execute_cell(nb.cells[index], index,
                                                      execution_count=n + 1)
                         progress.cell_done(case, n + 1)
+                        waiting.cancel()
                     status = "ok"
                 finally:
+                    waiting.cancel()
                     if not stopping():
                         gpu = await gpu_allocation(client, name)
                         # The kernel is idle (done, failed or dead): end the session before
@@ -259,6 +270,24 @@ def _tail(log: Path) -> str:
     except OSError:
         return ""
     return lines[-1][:200] if lines else ""
+
+
+async def report_wait(
+    client: Client, name: str, resources: dict[str, str], case: Case, progress: Progress
+) -> None:
+    """While the case's session is PENDING, tell ``progress`` why, every few seconds (the
+    kernel refuses a request that can never run itself, before creating the session)."""
+    request = request_amounts(resources)
+    said = ""
+    while True:
+        await asyncio.sleep(WAIT_POLL)
+        try:
+            why = await pending_reason(client, name, request) or ""
+        except BackendAIError:
+            return  # refused: the kernel's first cell fails with the reason
+        if why != said:
+            progress.case_waiting(case, why)
+            said = why
 
 
 async def gpu_allocation(client: Client, name: str) -> str:

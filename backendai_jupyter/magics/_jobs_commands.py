@@ -47,6 +47,9 @@ class _Queued:
     def case_done(self, result: CaseResult) -> None:
         self._calls.put(lambda: self._bars.case_done(result))
 
+    def case_waiting(self, case: Case, why: str) -> None:
+        self._calls.put(lambda: self._bars.case_waiting(case, why))
+
 
 def nbrun(m: BackendAIMagics, args: argparse.Namespace, cell: str | None) -> JobResult | JobRecord:
     spec = spec_from_args(args)  # ParseError/ConfigError: one line, nothing started

@@ -4,9 +4,16 @@ defaults to what the free GPU capacity holds."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
+
+from backendai_jupyter.client import Client, ClientConfig
+from backendai_jupyter.jobs.attached import run_attached
+from backendai_jupyter.jobs.params import Case
+from backendai_jupyter.jobs.results import CaseResult
+from backendai_jupyter.jobs.spec import build_spec
 
 from .conftest import Endpoint, make_notebook, read_summary
 
@@ -34,3 +41,53 @@ def test_sweep_over_gpu_shares(cluster_endpoint: Endpoint, tmp_path: Path) -> No
     first, second = cases
     assert second["submitted_at"] < first["finished_at"], cases
     assert cluster_endpoint.sessions() == []
+
+
+class Recorder:
+    """A progress that keeps what the runner said about waiting cases."""
+
+    def __init__(self) -> None:
+        self.waits: list[str] = []
+
+    def case_started(self, case: Case, cells: int) -> None:
+        pass
+
+    def cell_done(self, case: Case, done: int) -> None:
+        pass
+
+    def case_done(self, result: CaseResult) -> None:
+        pass
+
+    def case_waiting(self, case: Case, why: str) -> None:
+        self.waits.append(why)
+
+
+async def test_a_queued_case_says_why_it_waits(
+    cluster_endpoint: Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in cluster_endpoint.environ().items():
+        monkeypatch.setenv(key, value)
+    nb = make_notebook(tmp_path / "wait.ipynb", "record('ok', 1)", parameters="x = 1")
+    spec = build_spec(nb, resources=["cpu=1", "mem=512m", "cuda.shares=1"], output=tmp_path / "o")
+    recorder = Recorder()
+    async with Client(ClientConfig.from_env(cluster_endpoint.env)) as client:
+        slots = await client.resources.resource_slots()
+        if "cuda.shares" not in slots:
+            pytest.skip("the cluster advertises no cuda.shares (start it with BAI_MOCK_GPUS=2)")
+        holder = await client.sessions.create(
+            cluster_endpoint.env["BACKEND_IMAGE"], name="gtest-job-holder",
+            resources={"cpu": "1", "mem": "512m", "cuda.shares": "2"})
+        job = asyncio.ensure_future(run_attached(spec, client, recorder))
+        try:
+            for _ in range(60):
+                if recorder.waits:
+                    break
+                await asyncio.sleep(0.5)
+            assert recorder.waits and recorder.waits[0].startswith(
+                "waiting for 1 cuda.shares: 0 free"), recorder.waits
+        finally:
+            await client.sessions.destroy(holder.id, forced=True)
+        result = await asyncio.wait_for(job, 200)
+    assert [c.status for c in result.cases] == ["ok"], result.cases
+    assert result.cases[0].gpu == "cuda.shares 1"
+    assert recorder.waits[-1] == ""  # the wait ended: the reason is cleared
