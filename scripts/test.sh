@@ -56,7 +56,8 @@ if [ "${BAI_FRESH_CLUSTER:-0}" = 1 ]; then
   # and count against the per-keypair session limit: start from a clean slate.
   "$CLUSTER_DIR/cluster.sh" down --purge || true
 fi
-"$CLUSTER_DIR/cluster.sh" up
+# Two mock CUDA devices (fractional cuda.shares): GPU requests go through the real scheduler.
+BAI_MOCK_GPUS=2 "$CLUSTER_DIR/cluster.sh" up
 trap '"$CLUSTER_DIR/cluster.sh" down || true' EXIT
 BAI_REQUIRE_CLUSTER=1 .venv/bin/pytest -m cluster tests || cluster_rc=$?
 [ "$cluster_rc" = 5 ] && cluster_rc=0
@@ -64,6 +65,12 @@ BAI_REQUIRE_CLUSTER=1 .venv/bin/pytest -m cluster tests || cluster_rc=$?
 echo "== real-cluster tier: agent stop mid-cell"
 BAI_FAULT_AGENT=1 BAI_REQUIRE_CLUSTER=1 .venv/bin/pytest -m cluster \
   tests/integration/test_cluster_faults.py -k agent_stop || cluster_rc=1
+# The same GPU tests with whole cuda.device slots (the mode is fixed at `up`: down, then up).
+echo "== real-cluster tier: GPUs in device mode"
+"$CLUSTER_DIR/cluster.sh" down || true
+BAI_MOCK_GPUS=2 BAI_MOCK_GPU_MODE=device "$CLUSTER_DIR/cluster.sh" up
+BAI_REQUIRE_CLUSTER=1 .venv/bin/pytest -m cluster tests/integration/test_cluster_gpu.py \
+  tests/kernel/test_cluster_gpu.py || cluster_rc=1
 if [ "$rc" != 0 ] || [ "$cluster_rc" != 0 ]; then
   echo "FAILED: fast tier rc=$rc, cluster tier rc=$cluster_rc"
   exit 1

@@ -6,11 +6,14 @@ naming the slot and what is possible, instead of queueing forever.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import pytest
 from jupyter_client.manager import start_new_kernel
+
+from backendai_jupyter.client import Client, ClientConfig
 
 from .conftest import CLUSTER_ENV, cluster_env, cluster_values, kernel_env
 
@@ -22,10 +25,17 @@ pytestmark = [
 
 
 def _gpu_slot() -> str:
-    # The cluster's mode decides the slot: read from the agent config cluster.sh rendered.
-    env = cluster_env()
-    mode = env.get("BAI_MOCK_GPU_MODE", "")
-    return "cuda.device" if mode == "device" else "cuda.shares"
+    """The GPU slot the cluster advertises (its mode is chosen at ``cluster.sh up``)."""
+
+    async def slots() -> dict[str, str]:
+        env = {k: v for k, v in cluster_env().items() if k.startswith("BACKEND_")}
+        async with Client(ClientConfig.from_env(env)) as client:
+            return await client.resources.resource_slots()
+
+    found = [s for s in ("cuda.shares", "cuda.device") if s in asyncio.run(slots())]
+    if not found:
+        pytest.skip("the cluster advertises no GPU slot (start it with BAI_MOCK_GPUS=2)")
+    return found[0]
 
 
 def _first_cell(resources: str, code: str) -> tuple[dict[str, Any], str, float]:
