@@ -34,6 +34,7 @@ from .results import CaseResult, RunResult
 __all__ = [
     "CaseDone",
     "CaseStarted",
+    "CaseWaiting",
     "EmitSink",
     "InputRequest",
     "RunSpec",
@@ -85,7 +86,15 @@ class CaseDone:
     case: CaseResult
 
 
-Note = Status | Show | InputRequest | CaseStarted | CaseDone
+@dataclass(frozen=True)
+class CaseWaiting:
+    """A sweep case's session waits to be scheduled: why (see ``client.scheduling``)."""
+
+    index: int
+    why: str
+
+
+Note = Status | Show | InputRequest | CaseStarted | CaseDone | CaseWaiting
 Emit = Callable[[Note], None]
 
 
@@ -226,7 +235,7 @@ async def _wait_batch(client: Client, sid: str, poll: float = 0.5) -> tuple[int 
 
 async def run_session(
     client: Client, spec: RunSpec, case: Case, emit: Emit, *, name: str | None = None,
-    live: bool = True, destroy: bool = False,
+    live: bool = True, destroy: bool = False, on_wait: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Create (or reuse) a session, upload files, run the code, collect the output.
 
@@ -241,6 +250,8 @@ async def run_session(
     exit_code: int | None = None
     status = ""
     created = False
+    if on_wait is None and live and not spec.quiet:
+        on_wait = wait_notes(emit, name)
     try:
         info = await client.sessions.create(
             spec.image, name=name, type=spec.type, resources=spec.resources,
@@ -248,7 +259,7 @@ async def run_session(
             environ=case.env, scaling_group=spec.scaling_group, cluster_size=spec.cluster_size,
             tag=spec.tag, owner_access_key=spec.owner, enqueue_only=spec.enqueue_only,
             max_wait=spec.max_wait, domain=spec.domain, group=spec.group,
-            startup_command=case.exec if spec.type == "batch" else None,
+            startup_command=case.exec if spec.type == "batch" else None, on_wait=on_wait,
         )
         created = True
         sid, status = info.id, info.status
@@ -288,6 +299,21 @@ async def run_session(
                      tuple(out), status, sink.error)
 
 
+def wait_notes(emit: Emit, name: str, every: float = 15.0) -> Callable[[str], None]:
+    """Status lines for a session that waits to be scheduled: a new line when the reason
+    changes, else one every ``every`` seconds (each is a line of the cell's output)."""
+    said = [""]
+    at = [0.0]
+
+    def report(why: str) -> None:
+        head, now = why.rsplit(" (", 1)[0], time.monotonic()
+        if head != said[0] or now - at[0] >= every:
+            said[0], at[0] = head, now
+            emit(Status(f"… Session {name}: {why}"))
+
+    return report
+
+
 # -- sweeps ----------------------------------------------------------------------------------
 
 
@@ -307,7 +333,8 @@ async def run_sweep(
             emit(CaseStarted(index))
             try:
                 result = await run_session(
-                    client, spec, case, emit, name=f"{prefix}-{index}", live=False, destroy=True
+                    client, spec, case, emit, name=f"{prefix}-{index}", live=False, destroy=True,
+                    on_wait=lambda why: emit(CaseWaiting(index, why)),
                 )
                 done = CaseResult(index, case.env_vars, case.exec_vars, result)
             except BackendAIError as e:

@@ -116,8 +116,9 @@ def _add_run(sub: Any) -> None:
                         "range:START,STOP[,STEP] (used as $VAR in -e values)")
     p.add_argument("--exec-range", action="append", default=[], metavar="VAR=EXPR",
                    help="like --env-range, substituted into --exec")
-    p.add_argument("--max-parallel", type=int, default=2, metavar="N",
-                   help="sessions run at the same time in a sweep (default 2)")
+    p.add_argument("--max-parallel", type=int, default=None, metavar="N",
+                   help="sessions run at the same time in a sweep (default: as many GPU cases "
+                        "as the free GPU capacity holds, else 2)")
     p.add_argument("--rm", action="store_true", help="destroy the session after the run")
     p.add_argument("--raise", dest="raise_", action="store_true",
                    help="raise RemoteError when the code fails (nonzero exit code)")

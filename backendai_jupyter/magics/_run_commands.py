@@ -19,6 +19,7 @@ from IPython.core.error import UsageError
 from ..client import Client
 from ..client.defaults import default_image
 from ..client.parsing import Case, expand_ranges, parse_env, parse_mounts, parse_resource_flags
+from ..client.scheduling import default_parallel
 from . import _exec
 from ._parser import PROG
 from .errors import RunFailed
@@ -68,7 +69,7 @@ def run(m: BackendAIMagics, args: argparse.Namespace, cell: str | None) -> RunRe
         raise bad("--type batch runs --exec, not code")
     if code is None and not args.files and not args.exec and not args.enqueue_only:
         raise bad("nothing to run: give -c CODE, a cell body, FILE(s) or --exec CMD")
-    if args.max_parallel < 1:
+    if args.max_parallel is not None and args.max_parallel < 1:
         raise bad("--max-parallel must be at least 1")
     for f in args.files:
         if not Path(args.basedir or ".", f).is_file() and not Path(f).is_file():
@@ -80,7 +81,9 @@ def run(m: BackendAIMagics, args: argparse.Namespace, cell: str | None) -> RunRe
                  files=tuple(args.files), basedir=args.basedir, rm=args.rm)
     client = m.client
     if args.env_range or args.exec_range:
-        return _sweep(m, client, spec, cases, args.max_parallel)
+        parallel = args.max_parallel or m._call(default_parallel(
+            client, spec.resources, len(cases), fallback=2, scaling_group=spec.scaling_group))
+        return _sweep(m, client, spec, cases, parallel)
     result = _exec.drive(
         lambda emit: _exec.run_session(client, spec, cases[0], emit, destroy=args.rm),
         m._handle,
@@ -102,18 +105,25 @@ def _sweep(
     bar = tqdm(total=len(cases), desc="sweep", unit="case", disable=spec.quiet,
                file=sys.stderr)
 
+    waits: dict[int, str] = {}
+
     def handle(note: _exec.Note) -> None:
-        if isinstance(note, _exec.CaseStarted):
+        if isinstance(note, _exec.CaseWaiting):
+            waits[note.index] = note.why
+        elif isinstance(note, _exec.CaseStarted):
             running.add(note.index)
         elif isinstance(note, _exec.CaseDone):
             running.discard(note.case.index)
+            waits.pop(note.case.index, None)
             done[note.case.index] = note.case
             bar.update(1)
         else:
             m._handle(note)
             return
         failed = sum(1 for c in done.values() if not c.ok)
-        bar.set_postfix(running=len(running), failed=failed, refresh=True)
+        why = next((waits[i] for i in sorted(waits) if i in running), "")
+        postfix = {"waiting": why} if why else {}
+        bar.set_postfix(running=len(running), failed=failed, **postfix, refresh=True)
 
     try:
         results = _exec.drive(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from IPython.core.error import UsageError
 
 from ..client import BackendAIError
+from ..client.capacity import describe_slots, parse_slot_map
 from . import _exec
 from ._parser import PROG
 from .errors import CommandError
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}(-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12}$")
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PS_DEFAULT = ("name", "id", "image", "type", "status", "status_info", "status_changed", "result")
+_PS_DEFAULT = ("name", "id", "image", "type", "gpu", "status", "status_info", "status_changed",
+               "result")
 _PS_DETAIL = (*_PS_DEFAULT, "tag", "created_at", "terminated_at", "occupied_slots")
 _PS_ALIASES = {"last_updated": "status_changed", "session_id": "id"}
 _TERMINAL_EVENTS = {"session_terminated", "session_cancelled"}
@@ -43,11 +45,16 @@ def ps(m: BackendAIMagics, args: argparse.Namespace, cell: str | None) -> Table:
         status = ("PREPARING", "PULLING", "RUNNING")
     elif args.dead:
         status = ("CANCELLED", "TERMINATED")
+    # "gpu" is not a server field: the accelerator part of occupied_slots, in words.
+    asked = tuple(dict.fromkeys(
+        "occupied_slots" if f == "gpu" else f for f in fields))
     items = m._call(m.client.sessions.list(
-        status=status, fields=fields, limit=None if args.all else 10,
+        status=status, fields=asked, limit=None if args.all else 10,
         access_key=args.access_key,
     ))
-    return Table.from_records(items, fields)
+    records = [{**item, "gpu": describe_slots(parse_slot_map(item.get("occupied_slots")),
+                                              accelerators_only=True)} for item in items]
+    return Table.from_records(records, fields)
 
 
 def rm(m: BackendAIMagics, args: argparse.Namespace, cell: str | None) -> None:
