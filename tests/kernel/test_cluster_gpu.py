@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import pytest
 from jupyter_client.manager import start_new_kernel
@@ -16,6 +17,8 @@ from jupyter_client.manager import start_new_kernel
 from backendai_jupyter.client import Client, ClientConfig
 
 from .conftest import CLUSTER_ENV, cluster_env, cluster_values, kernel_env
+
+T = TypeVar("T")
 
 pytestmark = [
     pytest.mark.cluster,
@@ -26,24 +29,14 @@ pytestmark = [
 
 def _gpu_slot() -> str:
     """The GPU slot the cluster advertises (its mode is chosen at ``cluster.sh up``)."""
-
-    async def slots() -> dict[str, str]:
-        env = {k: v for k, v in cluster_env().items() if k.startswith("BACKEND_")}
-        async with Client(ClientConfig.from_env(env)) as client:
-            return await client.resources.resource_slots()
-
-    found = [s for s in ("cuda.shares", "cuda.device") if s in asyncio.run(slots())]
+    slots = asyncio.run(_with_client(lambda c: c.resources.resource_slots()))
+    found = [s for s in ("cuda.shares", "cuda.device") if s in slots]
     if not found:
         pytest.skip("the cluster advertises no GPU slot (start it with BAI_MOCK_GPUS=2)")
     return found[0]
 
 
-def _first_cell(resources: str, code: str) -> tuple[dict[str, Any], str, float]:
-    values = {**cluster_values(), "BACKEND_RESOURCES": resources}
-    with kernel_env(values):
-        km, kc = start_new_kernel(kernel_name="backendai-python")
-    texts: list[str] = []
-
+def _hook(texts: list[str]) -> Callable[[dict[str, Any]], None]:
     def hook(msg: dict[str, Any]) -> None:
         content = msg["content"]
         if msg["msg_type"] in ("display_data", "update_display_data"):
@@ -53,22 +46,40 @@ def _first_cell(resources: str, code: str) -> tuple[dict[str, Any], str, float]:
         elif msg["msg_type"] == "error":
             texts.append(f"{content['ename']}: {content['evalue']}")
 
+    return hook
+
+
+def _first_cell(resources: str, *cells: str) -> tuple[dict[str, Any], str, float]:
+    values = {**cluster_values(), "BACKEND_RESOURCES": resources}
+    with kernel_env(values):
+        km, kc = start_new_kernel(kernel_name="backendai-python")
+    texts: list[str] = []
     t0 = time.monotonic()
     try:
-        reply = kc.execute_interactive(code, timeout=180, output_hook=hook)
+        for code in cells:
+            reply = kc.execute_interactive(code, timeout=180, output_hook=_hook(texts))
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=False)
     return reply["content"], "\n".join(texts), time.monotonic() - t0
 
 
+async def _with_client(work: Callable[[Client], Awaitable[T]]) -> T:
+    env = {k: v for k, v in cluster_env().items() if k.startswith("BACKEND_")}
+    async with Client(ClientConfig.from_env(env)) as client:
+        return await work(client)
+
+
 def test_banner_names_the_gpu_allocation() -> None:
     slot = _gpu_slot()
     amount = "0.5" if slot == "cuda.shares" else "1"
-    reply, text, _ = _first_cell(f"cpu=1,mem=1g,{slot}={amount}", "print('ok')")
+    reply, text, _ = _first_cell(f"cpu=1,mem=1g,{slot}={amount}", "print('ok')",
+                                 "%backendai kernel status")
     assert reply["status"] == "ok", text
     memory = "8 GiB" if amount == "0.5" else "16 GiB"
-    assert f"GPU: {slot} {amount} (1 device, CUDA GPU, {memory})" in text, text
+    allocation = f"GPU: {slot} {amount} (1 device, CUDA GPU, {memory})"
+    assert f"· {allocation} ·" in text, text  # the banner
+    assert f"output, {allocation}\n" in text, text  # %backendai kernel status
 
 
 def test_impossible_gpu_request_fails_the_cell_at_once() -> None:
@@ -78,3 +89,38 @@ def test_impossible_gpu_request_fails_the_cell_at_once() -> None:
     assert f"{slot}=3 can never run" in text and "has 2" in text, text
     assert "never" not in text.replace("can never run", "")
     assert took < 60
+
+
+def test_interrupting_a_wait_destroys_the_queued_session() -> None:
+    slot = _gpu_slot()
+    holder = asyncio.run(_with_client(lambda c: c.sessions.create(
+        cluster_env()["BAI_IMAGE"], name="gtest-kernel-holder",
+        resources={"cpu": "1", "mem": "1g", slot: "2"})))
+    values = {**cluster_values(), "BACKEND_RESOURCES": f"cpu=1,mem=1g,{slot}=1",
+              "BACKEND_SESSION_NAME": "gtest-kernel-waiter"}
+    with kernel_env(values):
+        km, kc = start_new_kernel(kernel_name="backendai-python")
+    texts: list[str] = []
+    try:
+        msg_id = kc.execute("print('never')")
+        hook = _hook(texts)
+        deadline = time.monotonic() + 60
+        while not any("waiting for 1" in t for t in texts) and time.monotonic() < deadline:
+            msg = kc.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") == msg_id:
+                hook(msg)
+        assert any(f"waiting for 1 {slot}: 0 free" in t for t in texts), texts
+        km.interrupt_kernel()
+        reply = kc.get_shell_msg(timeout=60)
+        assert reply["content"]["status"] == "error", reply["content"]
+
+        async def gone(client: Client) -> bool:
+            found = await client.sessions.list(fields=("name", "status"))
+            return not any(s.name == "gtest-kernel-waiter" and s.status != "TERMINATING"
+                           for s in found)
+
+        assert asyncio.run(_with_client(gone))
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        asyncio.run(_with_client(lambda c: c.sessions.destroy(holder.id, forced=True)))
