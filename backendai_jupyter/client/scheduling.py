@@ -44,7 +44,9 @@ if TYPE_CHECKING:
 __all__ = [
     "default_parallel",
     "fetch_capacity",
+    "group_infos",
     "pending_reason",
+    "pick_group",
     "post_session",
     "precheck",
     "raise_refusal",
@@ -61,7 +63,7 @@ _RG_QUERY = (
 )
 
 
-async def _group_infos(client: Client) -> list[Mapping[str, Any]]:
+async def group_infos(client: Client) -> list[Mapping[str, Any]]:
     """``accessible_scaling_groups`` entries for the config's project (26.x); ``[]`` elsewhere."""
     try:
         data = await client.gql(_GROUPS_QUERY)
@@ -81,7 +83,7 @@ async def _group_infos(client: Client) -> list[Mapping[str, Any]]:
     return [i for i in items if isinstance(i, Mapping)]
 
 
-def _pick(infos: list[Mapping[str, Any]], name: str | None) -> Mapping[str, Any] | None:
+def pick_group(infos: list[Mapping[str, Any]], name: str | None) -> Mapping[str, Any] | None:
     """The named group's entry; without a name, the largest of each slot over all groups (the
     manager may place the session in any of them)."""
     if name:
@@ -104,8 +106,8 @@ async def fetch_capacity(client: Client, scaling_group: str | None = None) -> Ca
     """The server's view of what the caller may get (raises :class:`BackendAIError`)."""
     slots = await client.resources.resource_slots()
     check = await client.resources.check_presets(scaling_group=scaling_group)
-    infos = await _group_infos(client)
-    return Capacity.build(slots, check, _pick(infos, scaling_group), scaling_group)
+    infos = await group_infos(client)
+    return Capacity.build(slots, check, pick_group(infos, scaling_group), scaling_group)
 
 
 async def default_parallel(
