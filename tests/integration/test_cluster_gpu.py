@@ -18,6 +18,7 @@ import pytest
 
 from backendai_jupyter.client import Client, NotFoundError, ResourceRefused
 from backendai_jupyter.client.scheduling import fetch_capacity
+from backendai_jupyter.magics.widgets._data import fetch_resource_options
 from backendai_jupyter.workspace.allocation import PROBE, parse_probe
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
@@ -121,3 +122,12 @@ async def test_waiting_session_says_why_and_a_cancelled_wait_destroys_it(
         await client.sessions.destroy(holder.id, forced=True)
         if not await _gone(client, "gtest-waiter"):
             await client.sessions.destroy("gtest-waiter", forced=True)
+
+
+async def test_picker_offers_the_gpu_slot(client: Client, gpu_slot: str) -> None:
+    options = await fetch_resource_options(client)
+    specs = {s.name: s for s in options.specs}
+    assert gpu_slot in specs and not {"cuda.shares", "cuda.device"} - {gpu_slot} & set(specs)
+    spec = specs[gpu_slot]
+    assert spec.maximum <= 2.0 and spec.available
+    assert spec.kind == ("float" if gpu_slot == "cuda.shares" else "int")
