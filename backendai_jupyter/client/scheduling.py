@@ -104,9 +104,12 @@ def pick_group(infos: list[Mapping[str, Any]], name: str | None) -> Mapping[str,
 
 async def fetch_capacity(client: Client, scaling_group: str | None = None) -> Capacity:
     """The server's view of what the caller may get (raises :class:`BackendAIError`)."""
-    slots = await client.resources.resource_slots()
-    check = await client.resources.check_presets(scaling_group=scaling_group)
-    infos = await group_infos(client)
+    await client.connect()
+    slots, check, infos = await asyncio.gather(
+        client.resources.resource_slots(),
+        client.resources.check_presets(scaling_group=scaling_group),
+        group_infos(client),
+    )
     return Capacity.build(slots, check, pick_group(infos, scaling_group), scaling_group)
 
 
