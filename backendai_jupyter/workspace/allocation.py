@@ -23,6 +23,8 @@ from ..client.capacity import (
     parse_slot_map,
     session_gpu_facts,
 )
+from .folder_upload import Answers
+from .settings import SessionSettings
 
 __all__ = ["PROBE", "parse_probe", "read_allocation", "wants_gpu"]
 
@@ -63,13 +65,23 @@ def parse_probe(text: str) -> dict[str, Any]:
     return {}
 
 
+async def _no_answers() -> str | None:
+    return None
+
+
 async def read_allocation(
-    client: Client, session_id: str, run_text: Callable[[str], Awaitable[str]]
+    client: Client,
+    session_id: str,
+    settings: SessionSettings,
+    run_text: Callable[[str, Answers], Awaitable[str]],
 ) -> str:
-    """``"GPU: cuda.shares 0.5 (1 device, CUDA GPU, 8 GiB)"`` for a running session, or ``""``.
+    """``"GPU: cuda.shares 0.5 (1 device, CUDA GPU, 8 GiB)"`` for a running session, or ``""``
+    (at once when its ``settings`` ask for no accelerator).
 
     ``run_text`` runs code hidden in the session and returns its stdout.
     """
+    if not wants_gpu(settings.resources):
+        return ""
     slots: dict[str, Decimal] = {}
     try:
         info = await client.sessions.info(session_id)
@@ -77,7 +89,7 @@ async def read_allocation(
     except BackendAIError as e:
         log.debug("no occupied slots: %s", e)
     try:
-        facts = parse_probe(await run_text(PROBE))
+        facts = parse_probe(await run_text(PROBE, _no_answers))
     except BackendAIError as e:
         log.debug("no GPU facts from the session: %s", e)
         facts = {}

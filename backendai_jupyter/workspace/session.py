@@ -28,7 +28,7 @@ from ..client._exceptions import APIError, BackendAIError, NotFoundError, Sessio
 from ..client.outages import Outage, outage_reason
 from ..display.outputs import read_ready
 from ..kernel.bootstrap import bootstrap_code, cell_header, helper_call
-from .allocation import read_allocation, wants_gpu
+from .allocation import read_allocation
 from .folder_upload import Answers, scan, upload
 from .registry import Record, Registry
 from .relay import Outcome, Sink, relay
@@ -88,10 +88,6 @@ class HiddenSink:
 
     def notice(self, event: object) -> None:
         pass
-
-
-async def _no_answers() -> str | None:
-    return None
 
 
 class _FeedSink(HiddenSink):
@@ -218,8 +214,7 @@ class KernelSession:
         self.remote_info: dict[str, Any] | None = None
         """The bootstrap's ``ready`` frame: remote versions and ``language_info``."""
         self.reattached = False
-        self.allocation = ""
-        """The GPU the session got, in words (``""`` without one; see :mod:`.allocation`)."""
+        self.allocation = ""  # the GPU the session got, in words (see .allocation)
         self.terminated_reason: str | None = None
         self._watch: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[str] | None = None
@@ -337,9 +332,7 @@ class KernelSession:
             found = await install_rich(client, self.session_id)
             if found is not None:
                 self.nonce, self.remote_info = found
-        self.allocation = ""
-        if wants_gpu(s.resources):
-            self.allocation = await read_allocation(client, self.session_id, self._plain_text)
+        self.allocation = await read_allocation(client, self.session_id, s, self._hidden_text)
         took = time.monotonic() - t0
         what = "found again (variables kept)" if self.reattached else f"ready in {took:.1f} s"
         mode = "rich output" if self.rich else "plain output"
@@ -347,8 +340,8 @@ class KernelSession:
         sent = ""
         if s.upload_dir and not self.reattached:
             sent = f" · {await self._send_folder(s, progress)}"
-        gpu = f" · {self.allocation}" if self.allocation else ""
-        progress(f"Backend.AI: session {name} {what} · {s.image}{gpu} · {mode}{sent}")
+        gpu = f"{s.image} · {self.allocation}" if self.allocation else s.image
+        progress(f"Backend.AI: session {name} {what} · {gpu} · {mode}{sent}")
         return self.session_id
 
     async def _abandon(self, name: str) -> None:
@@ -400,9 +393,6 @@ class KernelSession:
             return await upload(self.folder, plan, self._hidden_text, progress)
         except (OSError, RuntimeError, BackendAIError) as e:
             return f"notebook folder not sent: {e}"
-
-    async def _plain_text(self, code: str) -> str:
-        return await self._hidden_text(code, _no_answers)
 
     async def _hidden_text(self, code: str, answers: Answers) -> str:
         sink = _FeedSink(answers)
