@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from ..client import BackendAIError, Client, NotFoundError, StepFinished
+from ..client.capacity import accelerator_slots, describe_slots, parse_slot_map
 from ..client.parsing import Case
 from ..client.sessions import new_session_name
 from ..display.outputs import Message
@@ -246,7 +247,7 @@ async def run_session(
     started = time.monotonic()
     sink = EmitSink(emit, live, spec.quiet)
     out = sink.messages
-    sid = ""
+    sid = gpu = ""
     exit_code: int | None = None
     status = ""
     created = False
@@ -263,13 +264,15 @@ async def run_session(
         )
         created = True
         sid, status = info.id, info.status
+        gpu = await _gpu_of(client, sid, spec.resources)
         if live and not spec.quiet:
             verb = "is ready" if info.created else "is reused"
             if status not in ("RUNNING", ""):
                 verb = f"is {status}"
             emit(Status(f"✓ Session {info.name} ({sid}) {verb}."))
         if spec.enqueue_only or status not in ("RUNNING", "", "PREPARED"):
-            return RunResult(sid, info.name, None, "", "", time.monotonic() - started, (), status)
+            return RunResult(sid, info.name, None, "", "", time.monotonic() - started, (), status,
+                             gpu=gpu)
         if spec.type == "batch":
             exit_code, logs = await _wait_batch(client, sid)
             out.append(("stream", {"name": "stdout", "text": logs}))
@@ -296,7 +299,19 @@ async def run_session(
     stdout = "".join(c["text"] for t, c in out if t == "stream" and c["name"] == "stdout")
     stderr = "".join(c["text"] for t, c in out if t == "stream" and c["name"] == "stderr")
     return RunResult(sid, name, exit_code, stdout, stderr, time.monotonic() - started,
-                     tuple(out), status, sink.error)
+                     tuple(out), status, sink.error, gpu)
+
+
+async def _gpu_of(client: Client, sid: str, resources: dict[str, str]) -> str:
+    """The accelerator slots a session occupies, in words, when it asked for any."""
+    if not accelerator_slots(resources):
+        return ""
+    try:
+        info = await client.sessions.info(sid)
+    except BackendAIError:
+        return ""
+    slots = parse_slot_map(info.get("occupiedSlots") or info.get("occupied_slots"))
+    return describe_slots(slots, accelerators_only=True)
 
 
 def wait_notes(emit: Emit, name: str, every: float = 15.0) -> Callable[[str], None]:

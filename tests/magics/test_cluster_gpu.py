@@ -74,4 +74,15 @@ def test_waiting_run_says_why_and_ps_shows_gpu_slots(cluster: BackendAIMagics) -
         with contextlib.suppress(NotFoundError):
             free()
     assert result.exit_code == 0 and result.stdout == "42\n", result
+    assert result.gpu == "cuda.shares 1"
     assert "waiting for 1 cuda.shares: 0 free" in shown.stderr, shown.stderr
+
+
+def test_gpu_sweep_table_names_each_cases_gpu(cluster: BackendAIMagics) -> None:
+    with capture_output():
+        sweep: Any = cluster.backendai(
+            "run -r cpu=1 -r mem=512m -r cuda.shares=0.5 -e CASE=$X --env-range X=case:1,2 -q "
+            "-c 'import os; print(os.environ[\"CASE\"], os.environ.get(\"GPU_CONFIG\"))'")
+    assert sweep.ok, sweep
+    assert sweep.table.column("gpu") == ["cuda.shares 0.5", "cuda.shares 0.5"]
+    assert [c.stdout.split()[1].endswith(":8g") for c in sweep.cases] == [True, True]
