@@ -22,7 +22,10 @@ FORBIDDEN = {
     "display": {"client", "kernel", "magics", "server", "workspace"},
     # The workspace may import the pure remote-side code of the rich channel (kernel.bootstrap)
     # and start the local endpoint (server.local) lazily, nothing else above it.
-    "workspace": {"magics", "kernel.kernel", "kernel.sink", "cli", "jobs"},
+    "workspace": {"magics", "kernel.kernel", "kernel.sink", "cli", "jobs", "widgets"},
+    "widgets": {"kernel", "magics", "server", "cli", "jobs"},
+    # The local endpoint speaks the wire protocol: it shares the client's pure functions only.
+    "server": {"kernel", "magics", "workspace", "widgets", "display", "cli", "jobs"},
 }
 
 
