@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import auth
+from .access import Access, access_of
 from .errors import Problem
 from .state import CONFIG, KEYPAIRS
 
@@ -23,8 +24,6 @@ async def func_proxy(request: web.Request) -> web.StreamResponse:
     """Session mode: ``/func/<path>`` runs the handler of ``/<path>`` for the logged-in user.
     ``GET /func/`` is the anonymous probe. The user's requests count against the user's
     rate-limit window, as the webserver's re-signed requests do on the manager."""
-    from .routes import Access, access_of
-
     tail = request.match_info["tail"]
     if not tail.strip("/"):
         if request.method == "GET":
