@@ -31,7 +31,8 @@ from ipykernel.ipkernel import IPythonKernel
 from .. import __version__
 from ..client import Reconnecting, Resumed
 from ..client._exceptions import BackendAIError, SessionGone, SessionWedged
-from ..display.outputs import error_content, parse_traceback_text, remote_reply
+from ..display.outputs import error_content, parse_traceback_text
+from ..richchannel import remote_reply
 from ..workspace import Outcome, current
 from . import comms
 from .fidelity import exit_requested, kernel_info_for

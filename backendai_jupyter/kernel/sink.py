@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from ..display.outputs import IopubMessage
+from ..richchannel import IopubMessage
 
 __all__ = ["IOPubSink", "KernelLike"]
 

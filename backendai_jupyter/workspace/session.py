@@ -26,8 +26,7 @@ from typing import Any
 from ..client import Client, ClientConfig, Execution
 from ..client._exceptions import APIError, BackendAIError, NotFoundError, SessionGone
 from ..client.outages import Outage, outage_reason
-from ..display.outputs import read_ready
-from ..kernel.bootstrap import bootstrap_code, cell_header, helper_call
+from ..richchannel import bootstrap_code, helper_call, read_ready, with_header
 from .folder_upload import Answers, scan, upload
 from .registry import Record, Registry
 from .relay import Outcome, Sink, relay
@@ -39,7 +38,7 @@ __all__ = [
     "KernelSession",
     "install_rich",
     "run_hidden",
-    "with_header",
+    "with_header",  # the rich channel's (re-exported: the magics import it from here)
 ]
 
 log = logging.getLogger(__name__)
@@ -123,15 +122,13 @@ async def run_hidden(
     frames and, without a sink, the plain stdout text. ``allow_stdin``: the code may call
     ``input()``, answered by the sink's ``ask``.
     """
-    if nonce:
-        header = cell_header(nonce, silent=True, store_history=False, allow_stdin=allow_stdin)
-        code = header + code
+    code = with_header(code, nonce, silent=True, store_history=False, allow_stdin=allow_stdin)
     run = client.sessions.execute(session_id, code)
     return await relay(run, sink or HiddenSink(), nonce=nonce, keep_text=sink is None)
 
 
 async def install_rich(client: Client, session_id: str) -> tuple[str, dict[str, Any]] | None:
-    """Install the rich channel (:mod:`..kernel.bootstrap`) in a session: its nonce and the
+    """Install the rich channel (:mod:`..richchannel`) in a session: its nonce and the
     ``ready`` frame (remote versions, ``language_info``), or ``None`` when the remote side is
     not IPython (plain console records then)."""
     outcome = await run_hidden(client, session_id, bootstrap_code(), None)
@@ -157,31 +154,6 @@ async def _destroy_through_outages(client: Client, session_id: str) -> None:
                 raise
             outage = outage or Outage(client.config.outage_limit)
             await asyncio.sleep(outage.failed(reason).delay)
-
-
-def with_header(
-    code: str,
-    nonce: str | None,
-    *,
-    count: int | None = None,
-    silent: bool = False,
-    store_history: bool = True,
-    user_expressions: dict[str, Any] | None = None,
-    allow_stdin: bool = True,
-) -> str:
-    """``code`` with the rich channel's cell header (the notebook's count, flags and
-    user_expressions for the remote ``do_execute``); unchanged without the rich channel."""
-    if not nonce:
-        return code
-    header = cell_header(
-        nonce,
-        count=count,
-        silent=silent,
-        store_history=store_history,
-        user_expressions=user_expressions,
-        allow_stdin=allow_stdin,
-    )
-    return header + code
 
 
 ClientSource = Callable[[], Awaitable[Client]]
