@@ -27,7 +27,7 @@ What
   program :mod:`..richchannel.remote.comms`, added to the bootstrap's module on first use). Shell
   messages are handled one at a time, so while a remote cell runs they wait and are delivered
   after it, in order, as by a busy ipykernel; the next remote cell waits for the queue
-  (:meth:`CommBridge.drain`).
+  (:meth:`CommBridge.remote_cell`).
 * **Parents.** Before each message the remote side writes a ``comm_parent`` marker frame; what the
   callbacks publish after it (widget updates, prints, displays, errors) is published by the proxy
   with *that front-end message* as parent, as ipykernel does. ipywidgets needs this: the
@@ -475,26 +475,23 @@ class CommBridge:
 
     @contextlib.asynccontextmanager
     async def remote_cell(self) -> AsyncIterator[None]:
-        """Around a remote cell: what came first is delivered first; what comes meanwhile
-        waits until it ends (the remote kernel runs one thing at a time, and a stock server's
-        run queue makes a second run wait, up to its 30 s RPC timeout)."""
+        """(Bridge loop) Around a remote cell: what came first is delivered first; what comes
+        meanwhile waits until it ends (the remote kernel runs one thing at a time, and a stock
+        server's run queue makes a second run wait, up to its 30 s RPC timeout). The cell's
+        one workspace call enters it (:meth:`~..workspace.CellRunner.run_cell`'s ``around``)."""
         # Held first, then drained: no new delivery starts meanwhile, and the running worker
-        # delivers everything queued before it stops. Both steps are queued on the bridge's loop
-        # in this order; the release is never awaited, so a cancelled cell still releases.
-        self.submit(self._hold(1))
+        # delivers everything queued before it stops. The release takes no await, so a
+        # cancelled cell still releases.
+        self._hold(1)
         try:
-            await self.drain()
+            await self._drain()
             yield
         finally:
-            self.submit(self._hold(-1))
+            self._hold(-1)
 
-    async def _hold(self, delta: int) -> None:
+    def _hold(self, delta: int) -> None:
         self._cells += delta
         self._kick()
-
-    async def drain(self) -> None:
-        """Wait until every queued front-end message has been delivered (or dropped)."""
-        await self._call(self._drain())
 
     async def _drain(self) -> None:
         while self._worker is not None and not self._worker.done():
@@ -642,7 +639,7 @@ class CommBridge:
     async def _remote_comm_info(self, target_name: str | None) -> dict[str, dict[str, str]] | None:
         """(Bridge loop) Ask the remote kernel, after the queued deliveries and before new ones
         (one run at a time on the session)."""
-        self._cells += 1
+        self._hold(1)
         try:
             await self._drain()
             self._check_session()
@@ -654,8 +651,7 @@ class CommBridge:
                 self.log.warning("remote comm_info failed: %s", e)
             return sink.comms
         finally:
-            self._cells -= 1
-            self._kick()
+            self._hold(-1)
 
 
 def attach(kernel: Any, workspace: Any, transport: str = "rest") -> CommBridge:
@@ -668,9 +664,8 @@ def attach(kernel: Any, workspace: Any, transport: str = "rest") -> CommBridge:
     """
     from ..workspace import relay
 
-    def up() -> bool:
-        session = workspace.session
-        return bool(session.active and session.rich)
+    def up() -> bool:  # any thread: the snapshot, never the live session
+        return bool(workspace.session.snapshot.rich)
 
     async def hidden(code: str, sink: _DeliverySink) -> object:
         session = workspace.session
@@ -679,4 +674,6 @@ def attach(kernel: Any, workspace: Any, transport: str = "rest") -> CommBridge:
         run = session.client.sessions.execute(session.session_id, code, transport=transport)
         return await relay(run, sink, nonce=nonce)
 
-    return CommBridge(kernel, up, hidden, lambda: workspace.session.nonce, workspace.submit)
+    return CommBridge(
+        kernel, up, hidden, lambda: workspace.session.snapshot.nonce, workspace.submit
+    )

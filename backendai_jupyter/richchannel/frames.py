@@ -32,6 +32,7 @@ __all__ = [
 FRAME_START = "\x1b]BAI;"
 FRAME_END = "\x07"
 
+
 @dataclass(frozen=True)
 class Frame:
     """One decoded rich-channel frame: the JSON object the remote bootstrap sent."""

@@ -19,7 +19,8 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ __all__ = [
     "PROGRESS_WORDS",
     "HiddenSink",
     "KernelSession",
+    "SessionSnapshot",
     "install_rich",
     "run_hidden",
     "with_header",  # the rich channel's (re-exported: the magics import it from here)
@@ -159,6 +161,27 @@ async def _destroy_through_outages(client: Client, session_id: str) -> None:
 ClientSource = Callable[[], Awaitable[Client]]
 
 
+@dataclass(frozen=True)
+class SessionSnapshot:
+    """What other threads may know of the kernel session: replaced whole, never changed, by the
+    workspace's loop when the session starts or ends (the kernel's ``kernel_info``, the comm
+    handlers and ``%backendai config`` read it from their own threads)."""
+
+    session_name: str | None = None
+    nonce: str | None = None
+    remote_info: Mapping[str, Any] | None = None
+    """The bootstrap's ``ready`` frame: remote versions and ``language_info``."""
+
+    @property
+    def active(self) -> bool:
+        return self.session_name is not None
+
+    @property
+    def rich(self) -> bool:
+        """A live session with the rich channel."""
+        return self.active and self.nonce is not None
+
+
 class KernelSession:
     """One kernel's compute session. Not thread-safe: use it on the workspace's loop."""
 
@@ -186,6 +209,8 @@ class KernelSession:
         """The bootstrap's ``ready`` frame: remote versions and ``language_info``."""
         self.reattached = False
         self.terminated_reason: str | None = None
+        self.snapshot = SessionSnapshot()
+        """For other threads; see :class:`SessionSnapshot`."""
         self._watch: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[str] | None = None
         self._closed = False
@@ -301,6 +326,7 @@ class KernelSession:
             found = await install_rich(client, self.session_id)
             if found is not None:
                 self.nonce, self.remote_info = found
+        self.snapshot = SessionSnapshot(name, self.nonce, self.remote_info)
         took = time.monotonic() - t0
         what = "found again (variables kept)" if self.reattached else f"ready in {took:.1f} s"
         mode = "rich output" if self.rich else "plain output"
@@ -447,6 +473,15 @@ class KernelSession:
         self.session_id = self.session_name = self.nonce = None
         self.remote_info = None
         self.started_with = None
+        self.snapshot = SessionSnapshot()
+
+    def kept_name(self) -> str | None:
+        """The name to report when this session ends, if it is a kept one (its state was meant
+        to outlive the kernel, so a new session must not silently replace it)."""
+        settings = self.settings
+        if settings.keep or settings.name:
+            return self.session_name or settings.name or "the kept session"
+        return None
 
     async def stop(self) -> None:
         """``%backendai kernel stop``: destroy the live session now; the next cell starts anew."""

@@ -190,8 +190,15 @@ class Channel:
                 content = msg_or_type.get("content", content)
                 metadata = msg_or_type.get("metadata", metadata)
                 buffers = msg_or_type.get("buffers") or buffers
-            self.emit({"t": "msg", "msg_type": msg_type, "content": content or {},
-                       "metadata": metadata or {}, "buffers": [_b64(b) for b in buffers or ()]})
+            self.emit(
+                {
+                    "t": "msg",
+                    "msg_type": msg_type,
+                    "content": content or {},
+                    "metadata": metadata or {},
+                    "buffers": [_b64(b) for b in buffers or ()],
+                }
+            )
             if isinstance(msg_or_type, dict):
                 return msg_or_type
             return self.session.msg(
@@ -286,8 +293,12 @@ class Channel:
             if inspect.isawaitable(result):
                 result = _wait(result)
         except Exception as e:
-            result = {"status": "error", "ename": type(e).__name__, "evalue": str(e),
-                      "traceback": []}
+            result = {
+                "status": "error",
+                "ename": type(e).__name__,
+                "evalue": str(e),
+                "traceback": [],
+            }
         self.emit({"t": "reply", "id": rid, "content": result})
 
 
