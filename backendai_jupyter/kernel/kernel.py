@@ -119,7 +119,15 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
 
     async def execute_request(self, stream: Any, ident: Any, parent: Any) -> None:
         self._exec_ident = ident
-        await super().execute_request(stream, ident, parent)
+        try:
+            await super().execute_request(stream, ident, parent)
+        finally:
+            # ipykernel 7 ends a comm message it dispatched concurrently by restoring the shell
+            # parent it saw when that message came. A remote delivery takes milliseconds (a
+            # local comm handler none), so one that ends while this cell runs put back an older
+            # parent, and the idle that follows this reply answered that comm message instead:
+            # nbclient then waited its whole iopub_timeout for this cell's idle.
+            self.set_parent(ident, parent, channel="shell")
 
     async def dispatch_shell(self, *args: Any, **kwargs: Any) -> None:
         # ipykernel 7 dispatches comm messages "concurrently" (no busy/idle) while another
