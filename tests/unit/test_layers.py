@@ -22,9 +22,14 @@ FORBIDDEN = {
     "client": {"kernel", "magics", "server", "workspace", "display", "cli", "jobs"},
     "display": {"client", "kernel", "magics", "server", "workspace"},
     # The rich channel (frames, header, the remote programs) stands on nothing of ours.
-    "richchannel": {"client", "display", "kernel", "magics", "server", "workspace", "cli", "jobs"},
+    "richchannel": {
+        "client", "display", "kernel", "magics", "server", "workspace", "widgets", "cli", "jobs"
+    },
     # The workspace may start the local endpoint (server.local) lazily, nothing else above it.
-    "workspace": {"magics", "kernel", "cli", "jobs"},
+    "workspace": {"magics", "kernel", "cli", "jobs", "widgets"},
+    "widgets": {"kernel", "magics", "server", "cli", "jobs"},
+    # The local endpoint speaks the wire protocol: it shares the client's pure functions only.
+    "server": {"kernel", "magics", "workspace", "widgets", "display", "cli", "jobs"},
 }
 
 
