@@ -18,7 +18,7 @@ import pytest
 
 from backendai_jupyter.client import Client, NotFoundError, ResourceRefused
 from backendai_jupyter.client.scheduling import fetch_capacity
-from backendai_jupyter.magics.widgets._data import fetch_resource_options
+from backendai_jupyter.widgets._data import fetch_resource_options
 from backendai_jupyter.workspace.allocation import PROBE, parse_probe
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
