@@ -36,6 +36,15 @@ async def gpu_slot(client: Client) -> str:
     return found[0]
 
 
+async def running(client: Client, name: str, timeout: float = 120) -> None:
+    """Until ``name`` runs: a session created while the manager still counts the shares of one
+    destroyed a moment ago comes back PENDING (26.9.6 frees them some seconds later)."""
+    deadline = time.monotonic() + timeout
+    while (await client.sessions.info(name)).status != "RUNNING":
+        assert time.monotonic() < deadline, f"{name} did not start in {timeout:.0f} s"
+        await asyncio.sleep(1)
+
+
 async def _gone(client: Client, name: str) -> bool:
     try:
         info = await client.sessions.info(name)
@@ -102,6 +111,7 @@ async def test_waiting_session_says_why_and_a_cancelled_wait_destroys_it(
     holder = await client.sessions.create(
         image, name="gtest-holder", resources={"cpu": "1", "mem": "1g", gpu_slot: "2"}
     )
+    await running(client, holder.id)
     said: list[str] = []
     waiter = asyncio.ensure_future(
         client.sessions.create(
@@ -132,5 +142,7 @@ async def test_picker_offers_the_gpu_slot(client: Client, gpu_slot: str) -> None
     specs = {s.name: s for s in options.specs}
     assert gpu_slot in specs and not {"cuda.shares", "cuda.device"} - {gpu_slot} & set(specs)
     spec = specs[gpu_slot]
-    assert spec.maximum <= 2.0 and spec.available
+    # What is free now (other sessions on this shared cluster may hold some), never more than
+    # the one agent's 2 devices.
+    assert 0.0 <= spec.maximum <= 2.0
     assert spec.kind == ("float" if gpu_slot == "cuda.shares" else "int")

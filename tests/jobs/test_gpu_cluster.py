@@ -5,6 +5,7 @@ defaults to what the free GPU capacity holds."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,15 @@ def test_sweep_over_gpu_shares(cluster_endpoint: Endpoint, tmp_path: Path) -> No
     assert cluster_endpoint.sessions() == []
 
 
+async def running(client: Client, name: str, timeout: float = 120) -> None:
+    """Until ``name`` runs: a session created while the manager still counts the shares of one
+    destroyed a moment ago comes back PENDING (26.9.6 frees them some seconds later)."""
+    deadline = time.monotonic() + timeout
+    while (await client.sessions.info(name)).status != "RUNNING":
+        assert time.monotonic() < deadline, f"{name} did not start in {timeout:.0f} s"
+        await asyncio.sleep(1)
+
+
 class Recorder:
     """A progress that keeps what the runner said about waiting cases."""
 
@@ -77,6 +87,7 @@ async def test_a_queued_case_says_why_it_waits(
         holder = await client.sessions.create(
             cluster_endpoint.env["BACKEND_IMAGE"], name="gtest-job-holder",
             resources={"cpu": "1", "mem": "512m", "cuda.shares": "2"})
+        await running(client, holder.id)
         job = asyncio.ensure_future(run_attached(spec, client, recorder))
         try:
             for _ in range(60):

@@ -7,6 +7,7 @@ naming the slot and what is possible, instead of queueing forever.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 from jupyter_client.manager import start_new_kernel
 
-from backendai_jupyter.client import Client, ClientConfig
+from backendai_jupyter.client import Client, ClientConfig, NotFoundError
 
 from .conftest import CLUSTER_ENV, cluster_env, cluster_values, kernel_env
 
@@ -64,6 +65,15 @@ def _first_cell(resources: str, *cells: str) -> tuple[dict[str, Any], str, float
     return reply["content"], "\n".join(texts), time.monotonic() - t0
 
 
+async def running(client: Client, name: str, timeout: float = 120) -> None:
+    """Until ``name`` runs: a session created while the manager still counts the shares of one
+    destroyed a moment ago comes back PENDING (26.9.6 frees them some seconds later)."""
+    deadline = time.monotonic() + timeout
+    while (await client.sessions.info(name)).status != "RUNNING":
+        assert time.monotonic() < deadline, f"{name} did not start in {timeout:.0f} s"
+        await asyncio.sleep(1)
+
+
 async def _with_client(work: Callable[[Client], Awaitable[T]]) -> T:
     env = {k: v for k, v in cluster_env().items() if k.startswith("BACKEND_")}
     async with Client(ClientConfig.from_env(env)) as client:
@@ -93,9 +103,15 @@ def test_impossible_gpu_request_fails_the_cell_at_once() -> None:
 
 def test_interrupting_a_wait_destroys_the_queued_session() -> None:
     slot = _gpu_slot()
-    holder = asyncio.run(_with_client(lambda c: c.sessions.create(
-        cluster_env()["BAI_IMAGE"], name="gtest-kernel-holder",
-        resources={"cpu": "1", "mem": "1g", slot: "2"})))
+
+    async def hold(client: Client) -> Any:
+        info = await client.sessions.create(
+            cluster_env()["BAI_IMAGE"], name="gtest-kernel-holder",
+            resources={"cpu": "1", "mem": "1g", slot: "2"})
+        await running(client, info.id)
+        return info
+
+    holder = asyncio.run(_with_client(hold))
     values = {**cluster_values(), "BACKEND_RESOURCES": f"cpu=1,mem=1g,{slot}=1",
               "BACKEND_SESSION_NAME": "gtest-kernel-waiter"}
     with kernel_env(values):
@@ -112,15 +128,29 @@ def test_interrupting_a_wait_destroys_the_queued_session() -> None:
         assert any(f"waiting for 1 {slot}: 0 free" in t for t in texts), texts
         km.interrupt_kernel()
         reply = kc.get_shell_msg(timeout=60)
+        while reply["parent_header"].get("msg_id") != msg_id:  # e.g. kernel_info's reply
+            reply = kc.get_shell_msg(timeout=60)
         assert reply["content"]["status"] == "error", reply["content"]
 
         async def gone(client: Client) -> bool:
-            found = await client.sessions.list(fields=("name", "status"))
-            return not any(s.name == "gtest-kernel-waiter" and s.status != "TERMINATING"
-                           for s in found)
+            # The cell ends first; the queued session is destroyed right after.
+            for _ in range(30):
+                found = await client.sessions.list(fields=("name", "status"))
+                if not any(s.name == "gtest-kernel-waiter" and s.status != "TERMINATING"
+                           for s in found):
+                    return True
+                await asyncio.sleep(1)
+            return False
 
         assert asyncio.run(_with_client(gone))
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
-        asyncio.run(_with_client(lambda c: c.sessions.destroy(holder.id, forced=True)))
+
+        async def tidy(client: Client) -> None:
+            # A named session is kept by the kernel: end it here whatever happened.
+            for name in (holder.id, "gtest-kernel-waiter"):
+                with contextlib.suppress(NotFoundError):
+                    await client.sessions.destroy(name, forced=True)
+
+        asyncio.run(_with_client(tidy))

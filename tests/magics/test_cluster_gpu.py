@@ -4,8 +4,10 @@ in its status lines; ``ps`` shows the GPU slots a session occupies."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from IPython.core.error import UsageError
 from IPython.testing.globalipapp import get_ipython
 from IPython.utils.capture import capture_output
 
-from backendai_jupyter.client import NotFoundError
+from backendai_jupyter.client import Client, NotFoundError
 from backendai_jupyter.magics import BackendAIMagics
 from backendai_jupyter.magics.errors import CommandError
 from backendai_jupyter.workspace import Workspace
@@ -27,6 +29,15 @@ pytestmark = [
     pytest.mark.timeout(300),
     pytest.mark.skipif(not CLUSTER_ENV.exists(), reason="no Backend.AI test cluster"),
 ]
+
+
+async def running(client: Client, name: str, timeout: float = 120) -> None:
+    """Until ``name`` runs: a session created while the manager still counts the shares of one
+    destroyed a moment ago comes back PENDING (26.9.6 frees them some seconds later)."""
+    deadline = time.monotonic() + timeout
+    while (await client.sessions.info(name)).status != "RUNNING":
+        assert time.monotonic() < deadline, f"{name} did not start in {timeout:.0f} s"
+        await asyncio.sleep(1)
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +71,8 @@ def test_waiting_run_says_why_and_ps_shows_gpu_slots(cluster: BackendAIMagics) -
 
     with capture_output():
         cluster.backendai(f"start -r cpu=1 -r mem=1g -r cuda.shares=2 -t {holder}")
+    ws.run(running(client, holder))
+    with capture_output():
         table: Any = cluster.backendai("ps")
     freed = threading.Timer(10.0, free)
     try:
