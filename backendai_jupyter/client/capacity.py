@@ -19,6 +19,7 @@ GPU cases that fit at once (:func:`parallel_fit`).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -39,6 +40,7 @@ __all__ = [
     "parse_slot_map",
     "refusal",
     "request_amounts",
+    "scheduler_words",
     "session_gpu_facts",
     "wait_reason",
 ]
@@ -262,6 +264,28 @@ def wait_reason(
     if status_info and status_info.lower() not in ("none", "pending"):
         parts.append(f"manager: {status_info}")
     return ", ".join(p for p in parts if p)
+
+
+def scheduler_words(status_info: str, status_data: Any) -> str:
+    """The manager's own word on a PENDING session: 24.03 puts the scheduler's last message in
+    ``statusData.scheduler.msg`` (and a code in ``statusInfo``); 26.9.6 sends neither to users."""
+    data = status_data
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            data = None
+    scheduler = data.get("scheduler") if isinstance(data, Mapping) else None
+    if isinstance(scheduler, Mapping):
+        failed = [str(p.get("msg") or p.get("name")) for p in scheduler.get("failed_predicates")
+                  or () if isinstance(p, Mapping)]
+        words = "; ".join(failed) or str(scheduler.get("msg") or "")
+        # The session's own id and group add nothing the user does not know.
+        words = re.sub(r"\s*\(id: [^)]*\)\s*$", "", words.strip())
+        if words:
+            return words.rstrip(".")
+    text = status_info.strip()
+    return "" if text.lower() in ("", "none", "pending") else text
 
 
 def _free_for(slot: str, cap: Capacity) -> Decimal | None:

@@ -35,6 +35,7 @@ from .capacity import (
     parse_slot_map,
     refusal,
     request_amounts,
+    scheduler_words,
     wait_reason,
 )
 
@@ -192,7 +193,8 @@ async def pending_reason(
             await client.sessions.destroy(name, forced=True)
         raise_refusal(found)
     ahead = await _ahead(client, name, rec.created_at)
-    return wait_reason(request, cap, ahead, rec.status_info)
+    said = scheduler_words(rec.status_info, rec.get("statusData") or rec.get("status_data"))
+    return wait_reason(request, cap, ahead, said)
 
 
 async def watch_pending(

@@ -11,6 +11,7 @@ queued session; the session sees the allocation it got.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from decimal import Decimal
 
@@ -146,3 +147,29 @@ async def test_picker_offers_the_gpu_slot(client: Client, gpu_slot: str) -> None
     # the one agent's 2 devices.
     assert 0.0 <= spec.maximum <= 2.0
     assert spec.kind == ("float" if gpu_slot == "cuda.shares" else "int")
+
+
+async def test_more_cpu_than_any_agent_is_refused_or_explained(client: Client, image: str) -> None:
+    # No GPU needed. 26.x tells any user the largest agent: refused before creation. 24.03 does
+    # not: the session queues, and the wait shows the scheduler's own words (statusData) until
+    # the caller gives up, which destroys it.
+    name, said = "gtest-cpu-hog", []
+    create = client.sessions.create(
+        image, name=name, resources={"cpu": "64", "mem": "1g"}, on_wait=said.append)
+    if (await fetch_capacity(client)).per_agent:
+        with pytest.raises(ResourceRefused, match="cpu=64 can never run: the largest agent"):
+            await create
+        return
+    waiter = asyncio.ensure_future(create)
+    try:
+        for _ in range(40):
+            if said:
+                break
+            await asyncio.sleep(0.5)
+        assert said and said[-1].startswith("waiting for 64 cpu: "), said
+        assert "manager: Could not find a contiguous resource region" in said[-1], said
+    finally:
+        waiter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+    assert await _gone(client, name)

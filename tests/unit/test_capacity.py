@@ -15,6 +15,7 @@ from backendai_jupyter.client.capacity import (
     parse_slot_map,
     refusal,
     request_amounts,
+    scheduler_words,
     session_gpu_facts,
     wait_reason,
 )
@@ -190,3 +191,26 @@ def test_largest_request_over_cases() -> None:
     cases = [{"cpu": "1", "cuda.shares": "0.5"}, {"cpu": "1", "cuda.shares": "1"},
              {"mem": "2g"}, {"mem": "512m"}]
     assert largest(cases) == {"cpu": "1", "cuda.shares": "1", "mem": "2g"}
+
+
+@pytest.mark.parametrize(
+    ("info", "data", "expected"),
+    [
+        # 24.03: the scheduler's last message, with the code in statusInfo
+        ("no-available-instances",
+         {"scheduler": {"msg": "Could not find a contiguous resource region in any agent big "
+                               "enough to host the session (id: x, resource group: default)",
+                        "retries": 3, "failed_predicates": [], "passed_predicates": []}},
+         "Could not find a contiguous resource region in any agent big enough to host the "
+         "session"),
+        ("predicate-checks-failed",
+         '{"scheduler": {"msg": "", "failed_predicates": '
+         '[{"name": "keypair_resource_limit", "msg": "Your keypair resource quota is exceeded."}]}}',
+         "Your keypair resource quota is exceeded"),
+        ("None", None, ""),  # 26.9.6 tells a user nothing
+        ("", {"retries": 0}, ""),
+        ("some-code", "not json", "some-code"),
+    ],
+)
+def test_scheduler_words(info: str, data: Any, expected: str) -> None:
+    assert scheduler_words(info, data) == expected
