@@ -33,11 +33,22 @@ from typing import Any
 
 from yarl import URL
 
-__all__ = ["LOCAL_TRANSFER_KEY", "local_address", "local_download", "local_upload"]
+from ._splice import wait_ready
+
+__all__ = [
+    "LOCAL_CONNECT_HEADER",
+    "LOCAL_TRANSFER_KEY",
+    "local_address",
+    "local_connect",
+    "local_download",
+    "local_upload",
+]
 
 log = logging.getLogger(__name__)
 
 LOCAL_TRANSFER_KEY = "local_transfer"
+#: On ``GET /stream/session/{id}/apps`` answers to loopback clients: ``@NAME TICKET``.
+LOCAL_CONNECT_HEADER = "X-BackendAI-Local-Connect"
 _MAX_NAME = 100  # sun_path holds 108 bytes, the leading NUL included
 _MAX_LINE = 64 * 1024
 
@@ -142,3 +153,46 @@ async def local_download(
     offsets); its total size once complete, or ``None`` (resume from the file's size)."""
     request = {"op": "download", "url": str(url), "offset": offset}
     return await _exchange(address, request, fd, report)
+
+
+async def _receive_fd(sock: socket.socket) -> tuple[bytes, list[int]]:
+    """One answer line and the descriptors that came with it."""
+    data, fds = b"", []
+    while b"\n" not in data and len(data) < _MAX_LINE:
+        await wait_ready(sock.fileno(), write=False)
+        chunk, got, _, _ = socket.recv_fds(sock, 4096, 1)
+        fds.extend(got)
+        if not chunk:
+            break
+        data += chunk
+    return data, fds
+
+
+async def local_connect(address: str, request: dict[str, Any]) -> socket.socket | None:
+    """A socket connected to a session's service, from the endpoint (``{"op": "connect",
+    "ticket": ..., "app": ..., ...}``), non-blocking; ``None`` when it cannot give one."""
+    try:
+        sock = await _connect(address)
+    except OSError as e:
+        log.debug("local connect: %s unavailable: %s", address, e)
+        return None
+    fds: list[int] = []
+    try:
+        line = json.dumps({"op": "connect", **request}).encode() + b"\n"
+        await asyncio.get_running_loop().sock_sendall(sock, line)
+        line, fds = await _receive_fd(sock)
+        answer = json.loads(line) if line.endswith(b"\n") else None
+        if not isinstance(answer, dict) or answer.get("ok") is not True or len(fds) != 1:
+            log.debug("local connect: %s answered %r", address, answer)
+            return None
+        service = socket.socket(fileno=fds.pop())
+        service.setblocking(False)
+        return service
+    except (OSError, ValueError) as e:
+        log.debug("local connect: %s failed: %s", address, e)
+        return None
+    finally:
+        for fd in fds:
+            os.close(fd)
+        sock.close()
+

@@ -212,7 +212,9 @@ class Transfers:
             sent_locally = False
             if local is not None and offset < size:
                 sent_locally = await self._tus_upload_local(local, url, f, offset, size, report)
-                if not sent_locally:  # over HTTP from wherever the endpoint stands
+                if sent_locally:
+                    offset = size
+                else:  # over HTTP from wherever the endpoint stands
                     offset, outage = await self._tus_resume_offset(url, None)
             while not sent_locally:  # an empty file still takes one (empty) PATCH, which creates it
                 length = size - offset if chunk_size is None else min(chunk_size, size - offset)
@@ -268,10 +270,7 @@ class Transfers:
         reached = await local_upload(
             local, url, f.fileno(), offset, size - offset, lambda n, _t: report(n, size)
         )
-        if reached is None or reached < size:
-            return False
-        report(size, size)
-        return True
+        return reached is not None and reached >= size
 
     async def _upload_v5(
         self, key: str, path: Path, remote: str, size: int, report: Progress
