@@ -67,8 +67,13 @@ class Channel:
     async def hand_over(self, answer: dict[str, Any], fd: int) -> None:
         """One answer line with ``fd`` attached (the client gets its own copy)."""
         line = json.dumps(answer).encode() + b"\n"
-        await wait_ready(self.conn.fileno(), write=True)
-        socket.send_fds(self.conn, [line], [fd])
+        try:  # a fresh connection takes a short line at once
+            sent = socket.send_fds(self.conn, [line], [fd])
+        except BlockingIOError:
+            await wait_ready(self.conn.fileno(), write=True)
+            sent = socket.send_fds(self.conn, [line], [fd])
+        if sent != len(line):
+            raise OSError("the answer line was cut short")
 
 
 Operation = Callable[[web.Application, Channel], Awaitable[None]]
