@@ -1,10 +1,18 @@
 """Throughput, CPU cost and set-up latency of the app proxy vs a direct loopback connection.
 
+Targets (``proxied``: our :class:`AppProxy` on the local endpoint, which hands it the service's
+socket to splice to): >= 0.5x direct both ways, <= 2x its CPU per GiB, set-up <= 1 ms, faster
+than the official CLI's ``backend.ai app`` (``official``, measured in the same run when
+``$BAI_CLIENT_VENV`` or the cluster's ``user.env`` names it). ``websock``: the same AppProxy over
+the websocket (``local_transfers=False``), what every byte paid before and still pays against a
+remote cluster. All targets run interleaved, round by round.
+
 Like a real set-up, the pieces run in separate processes/threads: the local endpoint is a
 ``python -m backendai_jupyter serve`` subprocess, the "service" (a sink/source/echo TCP server on
 the session's preopen port) another subprocess, our :class:`AppProxy` runs on a background-loop
 thread (as under the magics) and the measuring client on the main loop. Measures, direct and
-through the proxy (local socket → websocket → tcpproxy → service):
+through each proxy (``proxied``: local socket → splice → service socket handed over by the
+endpoint; ``websock`` and ``official``: local socket → websocket → tcpproxy → service):
 
 * bulk transfers of ``--mb`` MiB, best of ``--runs``, both ways: ``up`` (client → service,
   acknowledged by the sink) and ``down`` (service → client); bytes/s and their ratio
@@ -12,8 +20,10 @@ through the proxy (local socket → websocket → tcpproxy → service):
 * CPU seconds per GiB moved, all processes together and split by component (the measuring
   client, the proxy thread, the endpoint, the service) — the primary metric: wall-clock
   throughput is noisy on a shared machine, CPU time per byte is not;
-* connection set-up latency: connect + 1-byte round trip (a new websocket per connection, as
-  the official CLI does).
+* connection set-up latency: connect + 1-byte round trip (per connection a service socket from
+  the endpoint, or a new websocket, as the official CLI does);
+* the endpoint's peak RSS during the bulk runs (``VmHWM`` reset before them) and the load
+  average.
 
     python bench/app_proxy.py [--mb 256] [--runs 3] [--conns 50] [--profile DIR]
 
@@ -247,15 +257,20 @@ async def main(mb: int, runs: int, conns: int, profile: Path | None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         serve, env = _start_serve(Path(tmp) / "data", profile)
 
-        async def make() -> tuple[Client, AppProxy, str, int]:
-            client = Client(ClientConfig(endpoints=parse_endpoints(env["BACKEND_ENDPOINT"]),
-                                         access_key=env["BACKEND_ACCESS_KEY"],
-                                         secret_key=env["BACKEND_SECRET_KEY"]))
+        async def make() -> tuple[Client, AppProxy, AppProxy, str, int]:
+            config = ClientConfig(endpoints=parse_endpoints(env["BACKEND_ENDPOINT"]),
+                                  access_key=env["BACKEND_ACCESS_KEY"],
+                                  secret_key=env["BACKEND_SECRET_KEY"])
+            client = Client(config)
             info = await client.sessions.create("python", preopen_ports=[port])
             proxy = await AppProxy(client, info.name, str(port), port=0).start()
-            return client, proxy, info.name, threading.get_native_id()
+            # The same AppProxy with the same-machine path off: every byte over the websocket.
+            ws_client = Client(config.with_(local_transfers=False))
+            ws_proxy = await AppProxy(ws_client, info.name, str(port), port=0).start()
+            assert proxy.local_offer is not None and ws_proxy.local_offer is None
+            return client, proxy, ws_proxy, info.name, threading.get_native_id()
 
-        client, proxy, name, proxy_tid = bg.run(make())
+        client, proxy, ws_proxy, name, proxy_tid = bg.run(make())
         me = os.getpid()
         parts = {
             "client": f"/proc/{me}/task/{threading.get_native_id()}/stat",
@@ -263,7 +278,7 @@ async def main(mb: int, runs: int, conns: int, profile: Path | None) -> int:
             "endpoint": f"/proc/{serve.pid}/stat",
             "service": f"/proc/{sink.pid}/stat",
         }
-        targets = {"direct": port, "proxied": proxy.port}
+        targets = {"direct": port, "proxied": proxy.port, "websock": ws_proxy.port}
         official = _start_official(env, name, port, Path(tmp))
         if official is not None:
             targets["official"] = official[1]
@@ -299,8 +314,10 @@ async def main(mb: int, runs: int, conns: int, profile: Path | None) -> int:
         finally:
             async def close() -> None:
                 await proxy.stop()
+                await ws_proxy.stop()
                 await client.sessions.destroy(name)
                 await client.close()
+                await ws_proxy.client.close()
 
             bg.run(close())
             bg.close()

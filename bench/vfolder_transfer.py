@@ -292,7 +292,7 @@ async def bench_cluster(
 
 def _row(measure: str, ours: str, ref: str, ratio: str, target: str, ok: bool | None) -> str:
     mark = "" if ok is None else ("  ok" if ok else "  MISS")
-    return f"{measure:<58} | {ours:>9} | {ref:>9} | {ratio:>6} | {target}{mark}"
+    return f"{measure:<64} | {ours:>9} | {ref:>9} | {ratio:>6} | {target}{mark}"
 
 
 def _local_rows(loc: dict[str, Any], mib: float) -> list[str]:

@@ -14,13 +14,16 @@ connect step itself is :func:`open_service_socket`, kept apart from the byte pum
 
 from __future__ import annotations
 
-import asyncio
+import errno
+import os
+import select
 import socket
 import time
 from typing import Any
 
 from aiohttp import web
 
+from ...client._splice import wait_ready
 from ..agent.services import session_services
 from ..storage import FOLDER_STORE
 from ..storage.storage_proxy import sign_token, verify_token
@@ -59,11 +62,24 @@ async def open_service_socket(address: str | int) -> socket.socket:
     try:
         sock.setblocking(False)
         target = address if isinstance(address, str) else ("127.0.0.1", address)
-        await asyncio.get_running_loop().sock_connect(sock, target)
+        code = sock.connect_ex(target)
+        if code == errno.EINPROGRESS and not _writable_now(sock):
+            await wait_ready(sock.fileno(), write=True)
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        elif code == errno.EINPROGRESS:  # a loopback handshake is usually done already
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            raise OSError(code, os.strerror(code))
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def _writable_now(sock: socket.socket) -> bool:
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLOUT)
+    return bool(poller.poll(0))
 
 
 async def connect(app: web.Application, channel: Channel) -> None:
