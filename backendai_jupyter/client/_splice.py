@@ -20,7 +20,8 @@ __all__ = ["PIPE_SIZE", "splice_one_way", "wait_ready"]
 PIPE_SIZE = 1024 * 1024
 _F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ / F_GETPIPE_SZ (Linux)
 _F_GETPIPE_SZ = 1032
-_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+# Linux only (the endpoint offers its socket only there); getattr keeps the import portable.
+_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 
 
 async def wait_ready(fd: int, *, write: bool) -> None:
