@@ -50,6 +50,7 @@ API (for the kernel, the magics, the widgets and whoever plugs into them)
 
 from ._workspace import ConfigChange, Workspace, current
 from .config import CLIENT_KEYS, load_config, split_items
+from .loop import Inbox
 from .relay import Outcome, Sink, relay
 from .session import HiddenSink, KernelSession, install_rich, run_hidden
 from .settings import DEFAULT_IMAGE, SESSION_KEYS, SessionSettings
@@ -60,6 +61,7 @@ __all__ = [
     "SESSION_KEYS",
     "ConfigChange",
     "HiddenSink",
+    "Inbox",
     "KernelSession",
     "Outcome",
     "SessionSettings",
