@@ -28,7 +28,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
 from ..client import Client, ClientConfig
-from ..client._exceptions import BackendAIError, NotFoundError
+from ..client._exceptions import BackendAIError
 from .notebook import first_failure, prepare
 from .params import Case
 from .record import read_records
@@ -102,14 +102,9 @@ def kernel_environ(
 
 
 async def destroy_quietly(client: Client, name: str) -> None:
-    with contextlib.suppress(NotFoundError):
-        try:
-            await asyncio.wait_for(client.sessions.destroy(name, forced=True), 60)
-        except (BackendAIError, asyncio.TimeoutError):
-            # One retry: a session still being created answers an error while it starts.
-            await asyncio.sleep(2)
-            with contextlib.suppress(BackendAIError, asyncio.TimeoutError):
-                await asyncio.wait_for(client.sessions.destroy(name, forced=True), 60)
+    """A case's session, at its end or on a cancel: a session still being created answers an
+    error while it starts, so a failure is tried again once, 2 s later."""
+    await client.sessions.destroy_quietly(name, timeout=125, attempts=2, retry_delay=2)
 
 
 async def _shutdown(km: AsyncKernelManager, *, graceful: bool) -> None:

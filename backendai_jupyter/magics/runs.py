@@ -20,8 +20,9 @@ from typing import Any, Literal
 
 from IPython.core.error import UsageError
 
-from ..client import BackendAIError, Client, NotFoundError
+from ..client import BackendAIError, Client
 from ..client.defaults import default_image
+from ..client.lifecycle import FINISHED_STATUSES
 from ..client.parsing import Case, parse_mounts, parse_resource_flags
 from ..client.sessions import new_session_name
 from ..workspace import install_rich, relay
@@ -127,18 +128,13 @@ def spec_from_args(args: argparse.Namespace, **extra: Any) -> RunSpec:
 # -- one session -----------------------------------------------------------------------------
 
 
-async def _destroy_quietly(client: Client, session: str, *, retries: int = 0) -> None:
-    """Destroy ``session``; a session the server does not know (yet) is retried ``retries``
-    times (an interrupted create may still be registering it)."""
-    for attempt in range(retries + 1):
-        try:
-            await client.sessions.destroy(session, forced=True)
-            return
-        except NotFoundError:
-            if attempt < retries:
-                await asyncio.sleep(0.5)
-        except BackendAIError:
-            return
+async def _destroy(client: Client, session: str, created: bool) -> None:
+    """Destroy the run's session; when its create was interrupted, the manager may still be
+    registering the name: "not found" is tried again, 3 times."""
+    await client.sessions.destroy_quietly(
+        session, timeout=None, attempts=1 if created else 4, retry_delay=0.5,
+        registering=not created,
+    )
 
 
 async def _complete(coro: Coroutine[Any, Any, None]) -> None:
@@ -179,7 +175,7 @@ async def _wait_batch(client: Client, sid: str, poll: float = 0.5) -> tuple[int 
             logs = await client.sessions.logs(sid) or logs
         try:
             items = await client.sessions.list(
-                status=("TERMINATED", "CANCELLED", "ERROR"),
+                status=FINISHED_STATUSES,
                 fields=("id", "status", "result"), limit=100,
             )
         except BackendAIError:
@@ -246,7 +242,7 @@ async def run_session(
     finally:
         if destroy:
             # An interrupt must not stop the clean-up half-way.
-            await _complete(_destroy_quietly(client, sid or name, retries=0 if created else 3))
+            await _complete(_destroy(client, sid or name, created))
             if live and not spec.quiet:
                 emit(Status(f"✓ Session {name} destroyed."))
     stdout = "".join(c["text"] for t, c in out if t == "stream" and c["name"] == "stdout")

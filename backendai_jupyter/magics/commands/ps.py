@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from IPython.core.error import UsageError
 
+from ...client.lifecycle import DEAD_STATUSES
 from ..grammar import PROG, MagicParser
 from ..results import Table
 
@@ -21,13 +22,12 @@ DEFAULT_FIELDS = ("name", "id", "image", "type", "status", "status_info", "statu
 DETAIL_FIELDS = (*DEFAULT_FIELDS, "tag", "created_at", "terminated_at", "occupied_slots")
 ALIASES = {"last_updated": "status_changed", "session_id": "id"}
 RUNNING = ("PREPARING", "PULLING", "RUNNING")
-DEAD = ("CANCELLED", "TERMINATED")
 
 
 def add_arguments(p: MagicParser) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--running", action="store_true", help=", ".join(RUNNING))
-    which.add_argument("--dead", action="store_true", help=", ".join(DEAD))
+    which.add_argument("--dead", action="store_true", help=", ".join(sorted(DEAD_STATUSES)))
     fields = p.add_mutually_exclusive_group()
     fields.add_argument("--id-only", action="store_true", help="only the session ids")
     fields.add_argument("--detail", action="store_true", help="more fields")
@@ -53,7 +53,7 @@ def fields_of(args: argparse.Namespace) -> Sequence[str]:
 
 def run(ctx: Context, args: argparse.Namespace, cell: str | None) -> Table:
     fields = fields_of(args)
-    status = RUNNING if args.running else DEAD if args.dead else None
+    status = RUNNING if args.running else tuple(sorted(DEAD_STATUSES)) if args.dead else None
     items = ctx.call(ctx.client.sessions.list(
         status=status, fields=fields, limit=None if args.all else 10,
         access_key=args.access_key,
