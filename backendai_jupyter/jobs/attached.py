@@ -86,19 +86,13 @@ def kernel_environ(
     if config is not None:
         env.update(connection_environ(config))
     env.update(
-        BACKEND_IMAGE=spec.image,
         BACKEND_SESSION_NAME=spec.session_name(case),
         # At the first cell: a kernel started ahead of its turn holds no session.
         BACKEND_SESSION_START="first-cell",
         BACKENDAI_JUPYTER_STATE_DIR=state_dir,
     )
-    if spec.resources_text:
-        env["BACKEND_RESOURCES"] = spec.resources_text
-    if spec.mounts:  # added to the ones the user mounts everywhere (-m wins for a name)
-        given = [m.strip() for m in env.get("BACKEND_VFOLDER_MOUNTS", "").split(",")]
-        kept = [m for m in given if m and m.split(":")[0].split("=")[0] not in spec.mounts]
-        env["BACKEND_VFOLDER_MOUNTS"] = ",".join([*kept, spec.mounts_text])
-    return env
+    # -m folders are added to the ones the user mounts everywhere (-m wins for a name)
+    return spec.shape.to_env(env)
 
 
 async def destroy_quietly(client: Client, name: str) -> None:
