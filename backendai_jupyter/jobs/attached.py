@@ -27,8 +27,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
-from ..client import Client, ClientConfig
-from ..client._exceptions import BackendAIError
+from ..client import BackendAIError, Client, ClientConfig
 from .notebook import first_failure, prepare
 from .params import Case
 from .record import read_records

@@ -29,8 +29,7 @@ import zmq
 from ipykernel.ipkernel import IPythonKernel
 
 from .. import __version__
-from ..client import Reconnecting, Resumed
-from ..client._exceptions import BackendAIError, SessionGone, SessionWedged
+from ..client import BackendAIError, Reconnecting, Resumed, SessionGone, SessionWedged
 from ..display.outputs import error_content, parse_traceback_text, remote_reply
 from ..workspace import Outcome, current
 from . import comms
