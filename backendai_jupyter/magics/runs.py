@@ -187,6 +187,26 @@ async def _wait_batch(client: Client, sid: str, poll: float = 0.5) -> tuple[int 
         await asyncio.sleep(poll)
 
 
+async def _run_in(
+    client: Client, sid: str, spec: RunSpec, case: Case, sink: EmitSink
+) -> int | None:
+    """Run the case in the ready session ``sid``: a batch session is waited for (its logs are
+    the output); otherwise the files are uploaded, then the code or the batch command runs."""
+    if spec.type == "batch":
+        exit_code, logs = await _wait_batch(client, sid)
+        sink.messages.append(("stream", {"name": "stdout", "text": logs}))
+        if sink.live and logs:
+            sink.emit(Show(sink.messages[-1]))
+        return exit_code
+    if spec.files:
+        await client.sessions.upload(sid, spec.files, basedir=spec.basedir)
+        if sink.live and not spec.quiet:
+            sink.emit(Status(f"✓ Uploaded {len(spec.files)} file(s)."))
+    rich = await install_rich(client, sid) if spec.code is not None else None
+    nonce = rich[0] if rich is not None else None
+    return await _execute(client, sid, spec, case, sink, nonce)
+
+
 async def run_session(
     client: Client, spec: RunSpec, case: Case, emit: Emit, *, name: str | None = None,
     live: bool = True, destroy: bool = False,
@@ -222,19 +242,7 @@ async def run_session(
             emit(Status(f"✓ Session {info.name} ({sid}) {verb}."))
         if spec.enqueue_only or status not in ("RUNNING", "", "PREPARED"):
             return RunResult(sid, info.name, None, "", "", time.monotonic() - started, (), status)
-        if spec.type == "batch":
-            exit_code, logs = await _wait_batch(client, sid)
-            out.append(("stream", {"name": "stdout", "text": logs}))
-            if live and logs:
-                emit(Show(out[-1]))
-        else:
-            if spec.files:
-                await client.sessions.upload(sid, spec.files, basedir=spec.basedir)
-                if live and not spec.quiet:
-                    emit(Status(f"✓ Uploaded {len(spec.files)} file(s)."))
-            rich = await install_rich(client, sid) if spec.code is not None else None
-            nonce = rich[0] if rich is not None else None
-            exit_code = await _execute(client, sid, spec, case, sink, nonce)
+        exit_code = await _run_in(client, sid, spec, case, sink)
         status = "FINISHED"
         if live and not spec.quiet:
             mark = "✓" if exit_code == 0 else "✗"
