@@ -28,6 +28,7 @@ import functools
 import os
 import shutil
 import socket
+import struct
 from collections.abc import Iterable
 
 __all__ = [
@@ -51,7 +52,7 @@ class SocketFactory:
         chan.setblocking(False)
         self._lock = asyncio.Lock()
 
-    async def socket(self) -> socket.socket:
+    async def make_socket(self) -> socket.socket:
         """One new TCP socket of the session's namespace (unconnected)."""
         loop = asyncio.get_running_loop()
         async with self._lock:
@@ -75,9 +76,32 @@ class SocketFactory:
         made.setblocking(False)
         return made
 
+    async def ready(self) -> tuple[int, int, int]:
+        """Wait for the sandbox's ``ready``: ``(host pid, host uid, host gid)`` of the process
+        whose namespaces are the session's (the kernel translated them)."""
+        self.chan.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        loop = asyncio.get_running_loop()
+        size = struct.calcsize("3i")
+        while True:
+            try:
+                data, anc, _, _ = self.chan.recvmsg(16, socket.CMSG_SPACE(size))
+            except BlockingIOError:
+                await _readable(loop, self.chan)
+                continue
+            break
+        for fd in _fds_of(anc):
+            os.close(fd)
+        creds = [d for lvl, kind, d in anc
+                 if lvl == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS]
+        if data != b"ready" or not creds or len(creds[0]) < size:
+            raise RuntimeError("the sandbox did not start")
+        pid, uid, gid = struct.unpack("3i", creds[0][:size])
+        self.chan.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 0)
+        return pid, uid, gid
+
     async def connect(self, port: int) -> socket.socket:
         """A socket connected to ``127.0.0.1:port`` of the session's loopback."""
-        sock = await self.socket()
+        sock = await self.make_socket()
         try:
             await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
         except BaseException:

@@ -190,6 +190,7 @@ def tar_beneath(root: int, rel: str) -> bytes:
     parts = parts_of(rel)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
+        top: int | None
         if not parts:
             top = os.dup(root)
             tar.addfile(_dir_info(".", top))
