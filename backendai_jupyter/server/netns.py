@@ -182,6 +182,8 @@ class PortRelay:
             return
         try:
             await asyncio.gather(_pump(r, iw), _pump(ir, w))
+        except asyncio.CancelledError:
+            pass  # closed with the session: a quiet end (start_server logs a cancelled task)
         finally:
             for writer in (w, iw):
                 writer.close()

@@ -105,14 +105,15 @@ def open_file_beneath(root: int, parts: list[str], flags: int = os.O_RDONLY, mod
         os.close(parent)
 
 
-def write_beneath(root: int, rel: str, content: bytes, owner: tuple[int, int] | None = None
-                  ) -> None:
+def write_beneath(root: int, rel: str, content: bytes, owner: tuple[int, int] | None = None,
+                  *, mode: int = 0o644) -> None:
     """Create or replace the regular file ``root``/``rel`` (directories made on the way)."""
-    fd = open_file_beneath(root, parts_of(rel), os.O_WRONLY | os.O_CREAT, 0o644,
+    fd = open_file_beneath(root, parts_of(rel), os.O_WRONLY | os.O_CREAT, mode,
                            create_dirs=True, owner=owner)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise BeneathError(errno.EINVAL, "not a regular file")
+        os.fchmod(fd, mode)
         os.ftruncate(fd, 0)
         view = memoryview(content)
         while view:
