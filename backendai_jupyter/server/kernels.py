@@ -205,11 +205,17 @@ class SessionProcess:
             log.close()
         self._spawned()
         factory = self.sandbox.factory if self.sandbox is not None else None
+        outer: dict[str, int] = {}
         if factory is not None and self.sandbox is not None and self.sandbox.isolation.net:
+            # The kernel listens on its own loopback: the client talks to it through a relay.
             self.relay = PortRelay(factory)
             info = self.km.get_connection_info()
-            await self.relay.start(int(info[f"{ch}_port"]) for ch in KERNEL_CHANNELS)
+            inner = {ch: int(info[f"{ch}_port"]) for ch in KERNEL_CHANNELS}
+            hosts = await self.relay.start(inner.values())
+            outer = {f"{ch}_port": hosts[port] for ch, port in inner.items()}
         self.kc = self.km.client()
+        for name, port in outer.items():  # (load_connection_info keeps ports already set)
+            setattr(self.kc, name, port)
         self.kc.start_channels()
         try:
             await self.kc.wait_for_ready(timeout=60)

@@ -156,18 +156,25 @@ async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> Non
 
 
 class PortRelay:
-    """Listens on host-loopback ``ports`` and relays each connection to the same port on the
-    session's loopback (what ``jupyter_client`` connects to for the kernel's channels)."""
+    """Listens on host-loopback ports and relays each connection to a port on the session's
+    loopback (what ``jupyter_client`` connects to for the kernel's channels)."""
 
     def __init__(self, factory: SocketFactory) -> None:
         self.factory = factory
         self.servers: list[asyncio.Server] = []
         self.tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self, ports: Iterable[int]) -> None:
+    async def start(self, ports: Iterable[int]) -> dict[int, int]:
+        """Listen for each of ``ports`` (on a free host port: the kernel's port numbers were
+        free in the session's network, not necessarily on the host); returns the map from
+        the session's port to the host's."""
+        outer: dict[int, int] = {}
         for port in ports:
             handler = functools.partial(self._relay, port)
-            self.servers.append(await asyncio.start_server(handler, "127.0.0.1", port))
+            server = await asyncio.start_server(handler, "127.0.0.1", 0)
+            self.servers.append(server)
+            outer[port] = int(server.sockets[0].getsockname()[1])
+        return outer
 
     async def _relay(self, port: int, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

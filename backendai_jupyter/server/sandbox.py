@@ -240,12 +240,20 @@ def bwrap_argv(
             if h == PurePosixPath("/tmp"):
                 argv += ["--perms", "1777", "--size", str(tmp_size)]
             argv += ["--tmpfs", str(h)]
+    made: set[PurePosixPath] = set()
     for p in sorted(set(keep_paths)):
         pp = PurePosixPath(p)
-        if any(_under(pp, h) for h in hidden) and not _under(data, pp):
+        top = next((h for h in hidden if _under(pp, h)), None)
+        if top is not None and not _under(data, pp):
+            # The mount point's parents in the tmpfs: traversable by the session's user
+            # (bwrap would make them 0700, its own user's).
+            for parent in reversed(pp.parents):
+                if top in parent.parents and parent not in made:
+                    made.add(parent)
+                    argv += ["--perms", "0755", "--dir", str(parent)]
             argv += ["--ro-bind", p, p]
     for inside, fd in sorted((data_fds or {}).items()):
-        argv += ["--ro-bind-data", str(fd), inside]
+        argv += ["--perms", "0644", "--ro-bind-data", str(fd), inside]
     argv += ["--bind", str(workdir), HOME, "--ro-bind", str(config_dir), CONFIG_DIR]
     if sockets_dir is not None:
         argv += ["--bind", str(sockets_dir), f"{CONFIG_DIR}/sockets"]
@@ -400,6 +408,9 @@ class SessionSandbox:
                 self.proc = await asyncio.create_subprocess_exec(
                     *argv, stdin=theirs.fileno(), stdout=log, stderr=log,
                     pass_fds=(info_w, *fds.values()), start_new_session=True,
+                    # bwrap makes the mount points' parents with 0755 & ~umask: traversable
+                    # by the session's user whatever the endpoint's umask.
+                    umask=0o022,
                 )
         finally:
             for fd in (info_w, *fds.values()):

@@ -17,7 +17,7 @@ import pytest
 
 from backendai_jupyter.client import BackendAIError, Client
 from backendai_jupyter.client.apps import AppProxy
-from backendai_jupyter.server.agent.sandbox import probe_bwrap, probe_net, probe_userns
+from backendai_jupyter.server.sandbox import probe_bwrap, probe_net, probe_userns
 from backendai_jupyter.server.state import CONFIG, REGISTRY
 
 from .conftest import IMAGE, Local
@@ -113,7 +113,7 @@ for d in ("/home/config", "/home/config/ssh", "/home"):
         except OSError as e:
             targets[f"{d}/{name}"] = e.errno
 out["targets"] = targets
-out["mounts_name_host"] = DATA in open("/proc/self/mountinfo").read()
+out["mounts_name_host"] = DATA in open("/proc/self/mounts").read()
 out["shadow"] = os.access("/etc/shadow", os.R_OK)
 out["passwd_work"] = any(l.startswith("work:x:1000:1000:") for l in open("/etc/passwd"))
 print(json.dumps(out))
@@ -201,7 +201,9 @@ async def test_loopback_scan_and_rate_limits(strict: Local) -> None:
     await client.http.json("POST", f"/session/{b.id}/start-service", json={"app": "jupyter"})
     b_kernel = strict.app[REGISTRY].sessions[b.id].process
     assert b_kernel is not None
-    ports = [int(strict.url.rsplit(":", 1)[1]), *b_kernel.km.connection_info_ports()]
+    conn = b_kernel.km.get_connection_info()
+    ports = [int(strict.url.rsplit(":", 1)[1]),
+             *(int(conn[f"{ch}_port"]) for ch in ("shell", "iopub", "stdin", "control", "hb"))]
     reach = await _json_out(client, a.id, f"PORTS = {ports!r}\n" + SCAN)
     assert not any(reach.values()), reach
     # 30 failed logins from a cell cannot reach the endpoint, so the user's still work.
