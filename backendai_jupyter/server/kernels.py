@@ -33,6 +33,7 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
 from .cgroups import MemoryCgroup
+from .diskquota import HomeImage
 from .limits import ENV_VAR, launcher_argv
 from .netns import PortRelay
 from .runs import Record, Run
@@ -137,6 +138,8 @@ class SessionProcess:
         self.runtime_dir = runtime_dir or workdir.parent / (workdir.name + ".runtime")
         #: Host-loopback ports relayed to the kernel's ports in the session's network.
         self.relay: PortRelay | None = None
+        #: The file system of ``/home/work`` when it has a quota (``diskquota.py``).
+        self.home_image: HomeImage | None = None
         self.zygote = zygote
         self.env = env
         self.limits = limits
@@ -441,6 +444,8 @@ class SessionProcess:
         for cg in (self.cgroup, self.pids_cgroup):
             if cg is not None:
                 await asyncio.to_thread(cg.remove)
+        if self.home_image is not None:
+            await asyncio.to_thread(self.home_image.unmount)
         if self.service_dir is not None:
             shutil.rmtree(self.service_dir, ignore_errors=True)
         if self.km is not None:
@@ -459,6 +464,8 @@ class SessionProcess:
         for cg in (self.cgroup, self.pids_cgroup):
             if cg is not None:
                 cg.kill_all()
+        if self.home_image is not None:
+            self.home_image.unmount()
 
 
 def _alive(pid: int) -> bool:

@@ -34,6 +34,7 @@ from .cgroups import (
     create_pids_cgroup,
     memory_cgroup_parent,
 )
+from .diskquota import HomeImage, probe_home_quota
 from .errors import Problem
 from .events import publish_session_event
 from .kernels import SessionProcess
@@ -141,6 +142,10 @@ class Scheduler:
         self.isolation, warning = resolve_mode(self.app[CONFIG].sandbox)
         if warning is not None:
             self.warnings.append(warning)
+        quota = probe_home_quota() if self.isolation.userns else "no sandbox"
+        self.home_quota = quota is None
+        if quota is not None and self.isolation.userns:
+            self.warnings.append(quota)
         if memory_cgroup_parent() is None:
             self.warnings.append(
                 "no writable memory cgroup: memory limits are per process (RLIMIT_DATA), so "
@@ -374,6 +379,14 @@ class Scheduler:
         if self.isolation.userns and os.geteuid() == 0:
             give_to_session(sess.workdir)
 
+    async def _home_image(self, sess: ComputeSession) -> HomeImage | None:
+        """``/home/work`` on a file system of its own size (``serve -r disk=``), when root."""
+        if not self.home_quota:
+            return None
+        image = HomeImage(sess.workdir)
+        await image.mount(self.session_limits.disk, host_ids())
+        return image
+
     async def _session_process(self, sess: ComputeSession, limits: dict[str, Any]
                                ) -> SessionProcess:
         """The session's cgroups, runtime directories and sandbox (not started yet)."""
@@ -423,6 +436,7 @@ class Scheduler:
             publish_session_event(app, "session_scheduled", sess, "triggered-by-scheduler")
             sess.set_status("PREPARING")
             publish_session_event(app, "session_preparing", sess, "passed-preconditions")
+            home = await self._home_image(sess)
             self._prepare_workdir(sess)
             sess.set_status("PREPARED")
             publish_session_event(app, "session_prepared", sess, "triggered-by-scheduler")
@@ -430,6 +444,7 @@ class Scheduler:
             mem = int(sess.resources["mem"])
             limits: dict[str, Any] = {"cpus": sess.cpu_set, "mem": mem}
             proc = await self._session_process(sess, limits)
+            proc.home_image = home
             sess.process = proc
             if proc.sandbox is not None:
                 limits["sandbox"] = (await proc.sandbox.start(proc.log_path)).to_limits()
