@@ -32,7 +32,7 @@ pytestmark = [needs_layers, pytest.mark.timeout(240)]
 
 async def _json_out(client: Client, sid: str, code: str) -> Any:
     text, _ = await _out(client, sid, code)
-    lines = [x for x in text.splitlines() if x.startswith("{") or x.startswith("[")]
+    lines = [x for x in text.splitlines() if x.startswith(("{", "["))]
     assert lines, text
     return json.loads(lines[-1])
 
