@@ -180,10 +180,13 @@ class PortRelay:
         task = asyncio.current_task()
         assert task is not None
         self.tasks.add(task)
+        sock: socket.socket | None = None
         try:
             sock = await self.factory.connect(port)
             ir, iw = await asyncio.open_connection(sock=sock, limit=_BUF)
-        except (OSError, ConnectionError):
+        except (OSError, asyncio.CancelledError):
+            if sock is not None:
+                sock.close()
             w.close()
             self.tasks.discard(task)
             return
