@@ -65,8 +65,11 @@ class ServerConfig:
     default_resources: dict[str, str] = field(default_factory=lambda: {"cpu": "1", "mem": "1g"})
     #: Login for session mode (``/server/login``); defaults to the keypair's user/password.
     keypair: Keypair | None = None
-    #: ``auto`` (bubblewrap when it works), ``bwrap`` (required) or ``none`` (``sandbox.py``).
+    #: ``auto`` (every layer that works), ``bwrap`` (bubblewrap required), ``strict`` (every
+    #: layer required) or ``none`` (``sandbox.py``).
     sandbox: str = "auto"
+    #: ``serve -r``: ``{"pids": "1024", "tmp": "1g", "disk": "10g"}`` (``sandbox.SessionLimits``).
+    session_limits: dict[str, str] = field(default_factory=dict)
 
     @property
     def sessions_dir(self) -> Path:
