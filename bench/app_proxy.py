@@ -237,8 +237,11 @@ def _start_serve(
     prof = ["-m", "cProfile", "-o", str(profile / "serve.prof")] if profile else []
     with out.open("wb") as f:
         proc = subprocess.Popen(
+            # No sandbox: the service (and the direct reference) listen on the host's loopback;
+            # a sandboxed session's preopen port is inside its own network namespace.
             [sys.executable, *prof, "-m", "backendai_jupyter", "serve", "--port", "0",
-             "--data-dir", str(data_dir)], stdout=f, stderr=subprocess.DEVNULL,
+             "--data-dir", str(data_dir), "--sandbox", "none"], stdout=f,
+            stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while "# Backend.AI local endpoint" not in out.read_text():

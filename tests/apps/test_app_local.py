@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from backendai_jupyter.client import BackendAIError, Client
+from backendai_jupyter.client import BackendAIError, Client, Output
 from backendai_jupyter.client._local_transfer import LOCAL_CONNECT_HEADER
 from backendai_jupyter.client.apps import AppProxy
 
@@ -47,17 +47,35 @@ async def session(client: Client) -> AsyncIterator[str]:
         await client.sessions.destroy(info.name)
 
 
-async def _echo_then_close(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-    """Echo until the client half-closes, then say how much came and close."""
+#: The session's own program on its preopen port (inside its network namespace when sandboxed):
+#: echo until the client half-closes, then say how much came, and close.
+SERVICE = r"""
+import socket, threading
+def handle(c):
     total = 0
-    with contextlib.suppress(ConnectionError):
-        while data := await r.read(1 << 20):
-            total += len(data)
-            w.write(data)
-            await w.drain()
-        w.write(b"|%d" % total)
-        await w.drain()
-    w.close()
+    while d := c.recv(1 << 20):
+        total += len(d); c.sendall(d)
+    c.sendall(b"|%d" % total); c.close()
+def serve():
+    srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", PORT)); srv.listen()
+    while True:
+        threading.Thread(target=handle, args=(srv.accept()[0],), daemon=True).start()
+threading.Thread(target=serve, daemon=True).start()
+import time; time.sleep(0.3)
+print("serving")
+"""
+
+
+@pytest.fixture(scope="module")
+async def service(client: Client, session: str) -> str:
+    text = ""
+    async for ev in client.sessions.execute(session, f"PORT = {PORT}\n" + SERVICE,
+                                            transport="rest"):
+        if isinstance(ev, Output) and ev.item.kind in ("stdout", "stderr"):
+            text += ev.item.data
+    assert "serving" in text, text
+    return session
 
 
 async def _round_trip(port: int, payload: bytes, half_close: bool) -> bytes:
@@ -79,27 +97,6 @@ async def _round_trip(port: int, payload: bytes, half_close: bool) -> bytes:
     return got
 
 
-@pytest.mark.parametrize("local_path", [True, False])
-async def test_bytes_both_ways(local: Local, session: str, local_path: bool) -> None:
-    """Both paths relay intact bytes; the same-machine one also keeps a half-close (the
-    websocket tunnel, as the official CLI's, ends a connection with either direction)."""
-    payload = os.urandom(8 * 1024 * 1024 + 5)
-    want = payload + b"|%d" % len(payload) if local_path else payload
-    server = await asyncio.start_server(_echo_then_close, "127.0.0.1", PORT)
-    try:
-        async with Client(local.config.with_(local_transfers=local_path)) as client:
-            async with AppProxy(client, session, str(PORT), port=0) as proxy:
-                assert (proxy.local_offer is not None) == local_path
-                results = await asyncio.gather(*(_round_trip(proxy.port, payload, local_path)
-                                                  for _ in range(3)))
-                for got in results:
-                    assert hashlib.sha256(got).digest() == hashlib.sha256(want).digest()
-                assert proxy.bytes_up == 3 * len(payload)
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
 async def test_refused_connection_falls_back_to_the_websocket(
     client: Client, session: str
 ) -> None:
@@ -110,6 +107,22 @@ async def test_refused_connection_falls_back_to_the_websocket(
         reply = await asyncio.wait_for(r.read(), 10)
         assert reply.startswith(b"HTTP/1.1 503 Service Unavailable") and b"1013" in reply
         w.close()
+
+
+@pytest.mark.parametrize("local_path", [True, False])
+async def test_bytes_both_ways(local: Local, service: str, local_path: bool) -> None:
+    """Both paths relay intact bytes; the same-machine one also keeps a half-close (the
+    websocket tunnel, as the official CLI's, ends a connection with either direction)."""
+    payload = os.urandom(8 * 1024 * 1024 + 5)
+    want = payload + b"|%d" % len(payload) if local_path else payload
+    async with Client(local.config.with_(local_transfers=local_path)) as client:
+        async with AppProxy(client, service, str(PORT), port=0) as proxy:
+            assert (proxy.local_offer is not None) == local_path
+            results = await asyncio.gather(*(_round_trip(proxy.port, payload, local_path)
+                                              for _ in range(3)))
+            for got in results:
+                assert hashlib.sha256(got).digest() == hashlib.sha256(want).digest()
+            assert proxy.bytes_up == 3 * len(payload)
 
 
 def _ask(address: str, request: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
@@ -133,27 +146,22 @@ def _ping(fd: int) -> bytes:
     return got
 
 
-async def test_the_socket_checks_tickets_and_apps(client: Client, session: str) -> None:
-    resp = await client.http.request("GET", f"/stream/session/{session}/apps")
+async def test_the_socket_checks_tickets_and_apps(client: Client, service: str) -> None:
+    resp = await client.http.request("GET", f"/stream/session/{service}/apps")
     address, _, ticket = resp.headers[LOCAL_CONNECT_HEADER].partition(" ")
-    server = await asyncio.start_server(_echo_then_close, "127.0.0.1", PORT)
-    try:
-        for request, status in (
-            ({"ticket": ticket[:-2] + "xx", "app": str(PORT)}, 400),  # forged signature
-            ({"ticket": "", "app": str(PORT)}, 400),
-            ({"ticket": ticket, "app": "no-such-app"}, 404),
-            ({"ticket": ticket, "app": "jupyter", "port": 1234}, 400),
-        ):
-            answer, fds = await asyncio.to_thread(_ask, address, {"op": "connect", **request})
-            assert answer["status"] == status and fds == [], (request, answer)
-        answer, fds = await asyncio.to_thread(
-            _ask, address, {"op": "connect", "ticket": ticket, "app": str(PORT)})
-        assert answer == {"ok": True} and len(fds) == 1
-        assert await asyncio.to_thread(_ping, fds[0]) == b"ping|4"  # the echo runs here
-    finally:
-        server.close()
-        await server.wait_closed()
-    await client.sessions.destroy(session)  # a destroyed session's ticket connects nowhere
+    for request, status in (
+        ({"ticket": ticket[:-2] + "xx", "app": str(PORT)}, 400),  # forged signature
+        ({"ticket": "", "app": str(PORT)}, 400),
+        ({"ticket": ticket, "app": "no-such-app"}, 404),
+        ({"ticket": ticket, "app": "jupyter", "port": 1234}, 400),
+    ):
+        answer, fds = await asyncio.to_thread(_ask, address, {"op": "connect", **request})
+        assert answer["status"] == status and fds == [], (request, answer)
+    answer, fds = await asyncio.to_thread(
+        _ask, address, {"op": "connect", "ticket": ticket, "app": str(PORT)})
+    assert answer == {"ok": True} and len(fds) == 1
+    assert await asyncio.to_thread(_ping, fds[0]) == b"ping|4"
+    await client.sessions.destroy(service)  # a destroyed session's ticket connects nowhere
     answer, fds = await asyncio.to_thread(
         _ask, address, {"op": "connect", "ticket": ticket, "app": str(PORT)})
     assert answer["status"] == 404 and fds == []

@@ -7,23 +7,19 @@ For each local connection, the client's :class:`~backendai_jupyter.client.apps.A
 ``{"op": "connect", "ticket": T, "app": A, "port": N, "arguments": {...}, "envs": {...}}`` and
 gets back ``{"ok": true}`` with a socket already connected to the service attached; it joins its
 local client's socket to that one in the kernel (``splice``), and no byte crosses the endpoint.
-The service is resolved, started and reached exactly as by ``tcpproxy`` (``agent/services.py``); the
-connect step itself is :func:`open_service_socket`, kept apart from the byte pumps
-(``appproxy.relay`` for websockets).
+The service is resolved, started and reached exactly as by ``tcpproxy``: the connect step is the
+agent's (``ServiceManager.connect``: inside the session's network namespace, Unix sockets without
+following links), kept apart from the byte pumps (``appproxy.relay`` for websockets, the
+client's splice here).
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import select
-import socket
 import time
 from typing import Any
 
 from aiohttp import web
 
-from ...client._splice import wait_ready
 from ..agent.services import session_services
 from ..storage import FOLDER_STORE
 from ..storage.storage_proxy import sign_token, verify_token
@@ -31,7 +27,7 @@ from .auth import ACCESS_KEY
 from .local_socket import Channel, Refused, offered_address
 from .state import REGISTRY, ComputeSession
 
-__all__ = ["connect", "connect_offer", "open_service_socket"]
+__all__ = ["connect", "connect_offer"]
 
 _TICKET_TTL = 24 * 3600
 
@@ -54,34 +50,6 @@ def _mapping(value: Any, name: str) -> dict[str, Any] | None:
     raise Refused(400, f"{name} must be a JSON object")
 
 
-async def open_service_socket(address: str | int) -> socket.socket:
-    """The connect step: a non-blocking socket connected to a service's private address (a
-    Unix socket path, or a loopback port)."""
-    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setblocking(False)
-        target = address if isinstance(address, str) else ("127.0.0.1", address)
-        code = sock.connect_ex(target)
-        if code == errno.EINPROGRESS and not _writable_now(sock):
-            await wait_ready(sock.fileno(), write=True)
-            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        elif code == errno.EINPROGRESS:  # a loopback handshake is usually done already
-            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if code:
-            raise OSError(code, os.strerror(code))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _writable_now(sock: socket.socket) -> bool:
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLOUT)
-    return bool(poller.poll(0))
-
-
 async def connect(app: web.Application, channel: Channel) -> None:
     """Hand the client a socket connected to the ticket's session's service ``app``."""
     request = channel.request
@@ -99,7 +67,8 @@ async def connect(app: web.Application, channel: Channel) -> None:
     )
     sess.last_used = time.monotonic()
     try:
-        sock = await open_service_socket(address)
+        # The connect step is the agent's, as for tcpproxy (inside the session's network).
+        sock = await services.connect(address)
     except ConnectionRefusedError:
         raise Refused(503, "the service refused the connection") from None
     try:

@@ -122,15 +122,15 @@ async def tcpproxy(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         # Only an (authenticated) websocket upgrade starts a service: not a plain GET.
         raise invalid_api_params("This route is a websocket: send an Upgrade request.")
-    address = await session_services(request.app, sess).ensure(sdef, arguments, envs)
+    services = session_services(request.app, sess)
+    address = await services.ensure(sdef, arguments, envs)
     sess.last_used = time.monotonic()
     await ws.prepare(request)
     loop = asyncio.get_running_loop()
     try:
-        if isinstance(address, str):
-            _, pipe = await loop.create_unix_connection(TcpPipe, address)
-        else:
-            _, pipe = await loop.create_connection(TcpPipe, "127.0.0.1", address)
+        # How the endpoint reaches the service (inside the session's network): services.py.
+        sock = await services.connect(address)
+        _, pipe = await loop.create_connection(TcpPipe, sock=sock)
     except ConnectionRefusedError:
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER)
         return ws

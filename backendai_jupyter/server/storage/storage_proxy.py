@@ -17,6 +17,7 @@ import hmac
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 import uuid
@@ -105,6 +106,10 @@ async def request_upload(request: web.Request) -> web.Response:
         raise invalid_api_params("size must be an integer") from None
     if not isinstance(rel, str) or size_int < 0:
         raise invalid_api_params("path and a non-negative size are required")
+    free = shutil.disk_usage(root).free
+    if size_int > free:
+        raise invalid_api_params(
+            f"size {size_int} is larger than the free space of the folder's volume ({free})")
     dst_dir = _dst_dir_param(params)
     confine(root, _destination(rel, dst_dir), allow_root=False)
     store = _store(request)
