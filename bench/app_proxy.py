@@ -297,17 +297,7 @@ async def main(mb: int, runs: int, conns: int, profile: Path | None) -> int:
             if prof:
                 bg.run(_call(prof.enable))
             _reset_peak(serve.pid)
-            for way, fn in (("up", _bulk_up), ("down", _bulk_down)):
-                cpu = {label: Meter.zero(parts) for label in targets}
-                best = dict.fromkeys(targets, 0.0)
-                for _ in range(runs):  # interleaved: every target sees the same load
-                    for label, target in targets.items():
-                        c0 = meter.read()
-                        best[label] = max(best[label], await fn(target, nbytes))
-                        cpu[label] = Meter.add(cpu[label], Meter.diff(c0, meter.read()))
-                        loads.append(os.getloadavg()[0])
-                for label in targets:
-                    results[way, label] = best[label], cpu[label]
+            await _bulk_runs(targets, meter, runs, nbytes, results, loads)
             endpoint_peak = _vmhwm(serve.pid)
             lat = {label: await _latency(target, conns) for label, target in targets.items()}
             if prof:
@@ -364,6 +354,26 @@ def _report(
     for label, times in lat.items():
         print(f"  {label:8s}: {statistics.median(times) * 1e3:7.2f} ms "
               f"({sorted(times)[int(0.9 * conns)] * 1e3:.2f})")
+
+
+async def _bulk_runs(
+    targets: dict[str, int], meter: Meter, runs: int, nbytes: int,
+    results: dict[tuple[str, str], tuple[float, dict[str, tuple[float, float]]]],
+    loads: list[float],
+) -> None:
+    """Best rate and summed CPU per (way, target), every target once per round (interleaved:
+    every target sees the same load)."""
+    for way, fn in (("up", _bulk_up), ("down", _bulk_down)):
+        cpu = {label: Meter.zero(meter.parts) for label in targets}
+        best = dict.fromkeys(targets, 0.0)
+        for _ in range(runs):
+            for label, target in targets.items():
+                c0 = meter.read()
+                best[label] = max(best[label], await fn(target, nbytes))
+                cpu[label] = Meter.add(cpu[label], Meter.diff(c0, meter.read()))
+                loads.append(os.getloadavg()[0])
+        for label in targets:
+            results[way, label] = best[label], cpu[label]
 
 
 async def _call(fn: object) -> None:

@@ -194,26 +194,18 @@ class Transfers:
                 outage = await self._wait_out(e, outage)
 
     async def _tus_upload(
-        self,
-        url: URL,
-        path: Path,
-        size: int,
-        report: Progress,
-        chunk_size: int | None,
+        self, url: URL, path: Path, size: int, report: Progress, chunk_size: int | None,
         local: str | None = None,
     ) -> None:
         offset, outage = await self._tus_resume_offset(url, None)
         report(offset, size)
         f: BinaryIO = await asyncio.to_thread(path.open, "rb")
         try:
-            sent_locally = False
             if local is not None and offset < size:
-                sent_locally = await self._tus_upload_local(local, url, f, offset, size, report)
-                if sent_locally:
-                    offset = size
-                else:  # over HTTP from wherever the endpoint stands
-                    offset, outage = await self._tus_resume_offset(url, None)
-            while not sent_locally:  # an empty file still takes one (empty) PATCH, which creates it
+                offset, done = await self._tus_upload_local(local, url, f, offset, size, report)
+                if done:
+                    return
+            while True:  # an empty file still takes one (empty) PATCH, which creates it
                 length = size - offset if chunk_size is None else min(chunk_size, size - offset)
                 headers = {
                     "Tus-Resumable": _TUS_VERSION,
@@ -262,12 +254,17 @@ class Transfers:
 
     async def _tus_upload_local(
         self, local: str, url: URL, f: BinaryIO, offset: int, size: int, report: Progress
-    ) -> bool:
-        """Whether the endpoint's same-machine socket took the rest of the file."""
+    ) -> tuple[int, bool]:
+        """Through the endpoint's same-machine socket: ``(size, True)`` once it took the rest
+        of the file, else ``(offset, False)`` with the offset to go on from over HTTP."""
         reached = await local_upload(
             local, url, f.fileno(), offset, size - offset, lambda n, _t: report(n, size)
         )
-        return reached is not None and reached >= size
+        if reached is not None and reached >= size:
+            report(size, size)
+            return size, True
+        offset, _ = await self._tus_resume_offset(url, None)  # wherever the endpoint stands
+        return offset, False
 
     async def _upload_v5(
         self, key: str, path: Path, remote: str, size: int, report: Progress
