@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +228,48 @@ async def test_disabled_by_config_keeps_http(
         await c.folders.upload("f", src)
         assert patches == [0]
     assert _stored(data_dir, "small.bin").read_bytes() == PAYLOAD[:1000]
+
+
+async def test_a_client_gone_stops_the_copy(
+    real_server: TestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client disconnects during the second step: the endpoint stops after it (an
+    interrupted transfer is not finished behind the user's back) and HEAD tells where."""
+    from backendai_jupyter.server.storage import local_transfer
+
+    src = tmp_path / "src.bin"
+    src.write_bytes(PAYLOAD)
+    real_copy = local_transfer.copy_range
+    client_gone = threading.Event()
+    steps: list[int] = []
+
+    def copy_after_close(src_fd: int, dst_fd: int, so: int, do: int, count: int) -> int:
+        steps.append(so)
+        if len(steps) == 2:
+            assert client_gone.wait(10)
+        return real_copy(src_fd, dst_fd, so, do, count)
+
+    monkeypatch.setattr(local_transfer, "COPY_STEP", MiB)
+    monkeypatch.setattr(local_transfer, "copy_range", copy_after_close)
+    info = await _grant(real_server, "upload", {"path": "cut.bin", "size": len(PAYLOAD)})
+    url = f"{info['url']}?token={info['token']}"
+
+    def first_line_then_leave() -> dict[str, Any]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock, src.open("rb") as f:
+            sock.settimeout(10)
+            sock.connect("\0" + info["local_transfer"][1:])
+            socket.send_fds(sock, [json.dumps({"op": "upload", "url": url, "offset": 0,
+                                               "length": len(PAYLOAD)}).encode() + b"\n"],
+                            [f.fileno()])
+            line = sock.makefile("rb").readline()
+        client_gone.set()
+        return dict(json.loads(line))
+
+    assert await asyncio.to_thread(first_line_then_leave) == {"offset": MiB, "size": len(PAYLOAD)}
+    # The next request on this upload waits for the first to end (the upload's lock): the
+    # first stopped after its second step, nothing further.
+    with src.open("rb") as f:
+        after = await _asked(info["local_transfer"], {"op": "upload", "url": url,
+                                                      "offset": 2 * MiB, "length": 0}, f.fileno())
+    assert after == [{"offset": 2 * MiB, "size": len(PAYLOAD), "done": True}]
+    assert steps == [0, MiB]

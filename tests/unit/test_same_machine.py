@@ -78,3 +78,24 @@ async def test_splice_pump_moves_bytes_and_half_closes() -> None:
             got += chunk
         await asyncio.wait_for(asyncio.gather(sender, pump), 10)
     assert bytes(got) == payload and sum(moved) == len(payload)
+
+
+def test_copy_range_across_file_systems(tmp_path: Path) -> None:
+    """tmpfs → the test's directory: copy_file_range may refuse (EXDEV), sendfile takes over."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second file system to copy across")
+    data = os.urandom(2 * 1024 * 1024 + 7)
+    src_path = shm / f"bjup-copy-{os.getpid()}"
+    src_path.write_bytes(data)
+    try:
+        src = os.open(src_path, os.O_RDONLY)
+        dst = os.open(tmp_path / "dst", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            assert copy_range(src, dst, 7, 0, len(data)) == len(data) - 7
+        finally:
+            os.close(src)
+            os.close(dst)
+    finally:
+        src_path.unlink()
+    assert (tmp_path / "dst").read_bytes() == data[7:]

@@ -58,11 +58,15 @@ class Channel:
         self.request = request
         self.fd = fd  # -1: none came
 
-    async def tell(self, answer: dict[str, Any]) -> None:
-        """One answer line; a client gone keeps nothing from finishing."""
-        with contextlib.suppress(OSError):
+    async def tell(self, answer: dict[str, Any]) -> bool:
+        """One answer line; whether it went out (a client gone is no error: the operation
+        stops where it stands, as an HTTP transfer cut mid-way)."""
+        try:
             data = json.dumps(answer).encode() + b"\n"
             await asyncio.get_running_loop().sock_sendall(self.conn, data)
+        except OSError:
+            return False
+        return True
 
     async def hand_over(self, answer: dict[str, Any], fd: int) -> None:
         """One answer line with ``fd`` attached (the client gets its own copy)."""

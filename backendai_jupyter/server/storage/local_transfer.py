@@ -38,11 +38,12 @@ from .store import FOLDER_STORE
 __all__ = ["COPY_STEP", "copy_range", "download", "upload"]
 
 
-#: Bytes per kernel copy: a progress line after each; few enough thread hops to cost nothing.
-COPY_STEP = 64 * 1024 * 1024
+#: Bytes per kernel copy: a progress line after each (and a check that the client is still
+#: there); few enough thread hops to cost nothing.
+COPY_STEP = 16 * 1024 * 1024
 
-Tell = Callable[[dict[str, Any]], Awaitable[None]]
-"""Send one answer line to the client (a client gone is not an error)."""
+Tell = Callable[[dict[str, Any]], Awaitable[bool]]
+"""Send one answer line to the client; whether it went out."""
 
 
 def copy_range(src: int, dst: int, src_offset: int, dst_offset: int, count: int) -> int:
@@ -160,6 +161,6 @@ async def _copy_steps(
         done += n
         if n < step:  # the source ended early (it shrank): what arrived stays
             break
-        if done < count:
-            await tell({"offset": dst_offset + done, "size": size})
+        if done < count and not await tell({"offset": dst_offset + done, "size": size}):
+            break  # the client went away (an interrupted transfer): stop, keep what arrived
     return dst_offset + done
