@@ -136,7 +136,7 @@ class LocalSocket:
     async def _serve(self, conn: socket.socket) -> None:
         channel = Channel(conn, {}, -1)
         try:
-            line, channel.fd = await asyncio.wait_for(_receive(conn), _RECEIVE_TIMEOUT)
+            line, channel.fd = await _receive(conn)
             request = json.loads(line)
             if not isinstance(request, dict):
                 raise Refused(400, "a request is one JSON object")
@@ -164,8 +164,8 @@ async def _receive(conn: socket.socket) -> tuple[bytes, int]:
     while b"\n" not in data:
         try:  # the line is usually there already: no loop iteration lost waiting for it
             chunk, got, _, _ = socket.recv_fds(conn, 4096, 4)
-        except BlockingIOError:
-            await wait_ready(conn.fileno(), write=False)
+        except BlockingIOError:  # a client that says nothing is dropped after a while
+            await asyncio.wait_for(wait_ready(conn.fileno(), write=False), _RECEIVE_TIMEOUT)
             continue
         fds.extend(got)
         if not chunk or len(data) + len(chunk) > _MAX_LINE:
