@@ -1,102 +1,44 @@
-"""Runs and sweeps: the async work (on the workspace loop) and the pump that shows its output.
+"""Runs and sweeps: the async work behind ``run`` and ``start``, on the workspace loop.
 
-The coroutines here run on the workspace's loop and never touch ``sys.stdout`` or IPython's
-display machinery. A run's output goes through the one execution path
-(:func:`~..workspace.relay`, rich channel included: every interactive session a run starts gets
-the same bootstrap as the proxy kernel's) into an :class:`EmitSink`, which puts :data:`Note`
-items into a thread-safe queue; :func:`drive` -- running in the magic's own thread -- renders
-them. That keeps output in the
-cell that asked for it (ipykernel routes output by the calling thread's parent message), lets
-``input()`` in remote code be answered with the notebook's own prompt, and makes a
-``KeyboardInterrupt`` cancel the work *and* wait for its clean-up (destroying sessions).
+The coroutines here never touch ``sys.stdout`` or IPython's display machinery: a run's output
+goes through the one execution path (:func:`~..workspace.relay`, rich channel included: every
+interactive session a run starts gets the same bootstrap as the proxy kernel's) into an
+:class:`~.output.EmitSink`, whose notes the magic's thread shows (:mod:`.output`). A
+``KeyboardInterrupt`` cancels the work *and* waits for its clean-up (destroying sessions).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
-import queue
-import sys
+import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from ..client import BackendAIError, Client, NotFoundError, StepFinished
+from IPython.core.error import UsageError
+
+from ..client import BackendAIError, Client
 from ..client.capacity import accelerator_slots, describe_slots, parse_slot_map
-from ..client.parsing import Case
+from ..client.defaults import default_image
+from ..client.lifecycle import FINISHED_STATUSES
+from ..client.parsing import Case, parse_mounts, parse_resource_flags
 from ..client.sessions import new_session_name
-from ..display.outputs import Message
-from ..workspace import current, install_rich, relay
+from ..workspace import install_rich, relay
 from ..workspace.session import with_header
+from .grammar import PROG, MagicParser
+from .output import CaseDone, CaseStarted, CaseWaiting, Emit, EmitSink, Show, Status
 from .results import CaseResult, RunResult
 
 __all__ = [
-    "CaseDone",
-    "CaseStarted",
-    "CaseWaiting",
-    "EmitSink",
-    "InputRequest",
     "RunSpec",
-    "Show",
-    "Status",
-    "drive",
+    "add_session_arguments",
     "run_session",
     "run_sweep",
+    "spec_from_args",
 ]
-
-T = TypeVar("T")
-
-CLEANUP_TIMEOUT = 60.0  # seconds an interrupted run may take to destroy its sessions
-
-
-# -- what the loop tells the magic's thread ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Status:
-    """A status line (``✓ Session ... is ready``), shown on stderr."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Show:
-    """One Jupyter output message produced by the remote code."""
-
-    message: Message
-
-
-@dataclass(frozen=True)
-class InputRequest:
-    """The remote code called ``input()``: answer with ``reply`` (a future on the loop)."""
-
-    prompt: str
-    password: bool
-    reply: asyncio.Future[str]
-
-
-@dataclass(frozen=True)
-class CaseStarted:
-    index: int
-
-
-@dataclass(frozen=True)
-class CaseDone:
-    case: CaseResult
-
-
-@dataclass(frozen=True)
-class CaseWaiting:
-    """A sweep case's session waits to be scheduled: why (see ``client.scheduling``)."""
-
-    index: int
-    why: str
-
-
-Note = Status | Show | InputRequest | CaseStarted | CaseDone | CaseWaiting
-Emit = Callable[[Note], None]
 
 
 @dataclass(frozen=True)
@@ -127,21 +69,73 @@ class RunSpec:
     rm: bool = False
 
 
+def add_session_arguments(p: MagicParser, *, start: bool) -> None:
+    """Flags shared by ``run`` and ``start`` (session creation)."""
+    p.add_argument(
+        "image", nargs="?", default=None,
+        help="the kernel image (default: $BACKEND_IMAGE, else the stock Python image)",
+    )
+    p.add_argument("-t", "--name", "--client-token", dest="name", metavar="NAME",
+                   help="session name: an existing session with this name is reused")
+    p.add_argument("--type", dest="type", choices=("interactive", "batch"),
+                   default="interactive", help="session type (default: interactive)")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VAL",
+                   help="environment variable (repeatable; $VAR refers to an --env-range)")
+    p.add_argument("-r", "--resources", action="append", default=[], metavar="KEY=VAL",
+                   help="resource slot, e.g. cpu=2, mem=4g, cuda.shares=0.5 (repeatable)")
+    p.add_argument("-m", "--mount", action="append", default=[], metavar="NAME[:PATH]",
+                   help="mount a storage folder, optionally at PATH (repeatable)")
+    p.add_argument("--scaling-group", "--sgroup", dest="scaling_group", metavar="NAME",
+                   help="the scaling (resource) group to run in")
+    p.add_argument("--cluster-size", type=int, default=1, metavar="N",
+                   help="number of containers (default 1)")
+    p.add_argument("--tag", help="a user-defined tag for the session")
+    p.add_argument("--owner", "--owner-access-key", dest="owner", metavar="ACCESS_KEY",
+                   help="create the session for another user (admins)")
+    p.add_argument("--enqueue-only", action="store_true",
+                   help="return right after the session is queued (no code runs)")
+    p.add_argument("--max-wait", type=int, default=0, metavar="SECONDS",
+                   help="wait at most this long for the session to start (0 = no limit)")
+    p.add_argument("-d", "--domain", help="domain name (default: the configured one)")
+    p.add_argument("-g", "--group", help="project (group) name (default: the configured one)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no status messages")
+    if start:
+        p.add_argument("--startup-command", metavar="CMD",
+                       help="command run when the session starts (required for --type batch)")
+
+
+def spec_from_args(args: argparse.Namespace, **extra: Any) -> RunSpec:
+    """The session flags of ``run``/``start`` checked and parsed (a bad one: ``UsageError``)."""
+    if args.cluster_size < 1:
+        raise UsageError(f"{PROG} {args.command}: --cluster-size must be at least 1")
+    if args.max_wait < 0:
+        raise UsageError(f"{PROG} {args.command}: --max-wait must be >= 0 seconds")
+    res = parse_resource_flags(args.resources)
+    mounts, mount_map = parse_mounts(args.mount)
+    image = args.image
+    if image is not None and os.path.isfile(image) and getattr(args, "files", None) is not None:
+        # `run main.py` without an image: the word is a local file, not an image name.
+        args.files.insert(0, image)
+        image = None
+    return RunSpec(
+        image=image or default_image(), name=args.name, type=args.type, resources=res.resources,
+        resource_opts=res.resource_opts, mounts=tuple(mounts), mount_map=mount_map,
+        scaling_group=args.scaling_group, cluster_size=args.cluster_size, tag=args.tag,
+        owner=args.owner, enqueue_only=args.enqueue_only, max_wait=args.max_wait,
+        domain=args.domain, group=args.group, quiet=args.quiet, **extra,
+    )
+
+
 # -- one session -----------------------------------------------------------------------------
 
 
-async def _destroy_quietly(client: Client, session: str, *, retries: int = 0) -> None:
-    """Destroy ``session``; a session the server does not know (yet) is retried ``retries``
-    times (an interrupted create may still be registering it)."""
-    for attempt in range(retries + 1):
-        try:
-            await client.sessions.destroy(session, forced=True)
-            return
-        except NotFoundError:
-            if attempt < retries:
-                await asyncio.sleep(0.5)
-        except BackendAIError:
-            return
+async def _destroy(client: Client, session: str, created: bool) -> None:
+    """Destroy the run's session; when its create was interrupted, the manager may still be
+    registering the name: "not found" is tried again, 3 times."""
+    await client.sessions.destroy_quietly(
+        session, timeout=None, attempts=1 if created else 4, retry_delay=0.5,
+        registering=not created,
+    )
 
 
 async def _complete(coro: Coroutine[Any, Any, None]) -> None:
@@ -156,46 +150,6 @@ async def _complete(coro: Coroutine[Any, Any, None]) -> None:
             cancelled = True
     if cancelled:
         raise asyncio.CancelledError
-
-
-class EmitSink:
-    """The magics' :class:`~..workspace.Sink`: collects a run's messages; when ``live``, also
-    emits them (and input requests) to the magic's thread. A sweep case is not live: an
-    ``input()`` there gets an empty line."""
-
-    def __init__(self, emit: Emit, live: bool, quiet: bool) -> None:
-        self.emit = emit
-        self.live = live
-        self.quiet = quiet
-        self.messages: list[Message] = []
-        self.error: dict[str, Any] | None = None
-
-    def publish(
-        self,
-        msg_type: str,
-        content: dict[str, Any],
-        *,
-        metadata: dict[str, Any] | None = None,
-        buffers: Sequence[bytes] | None = None,
-    ) -> None:
-        message = (msg_type, content)
-        if msg_type == "error":
-            self.error = content
-        self.messages.append(message)
-        if self.live:
-            self.emit(Show(message))
-
-    async def ask(self, prompt: str, password: bool) -> str | None:
-        if not self.live:
-            return ""
-        reply: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.emit(InputRequest(prompt, password, reply))
-        return await reply
-
-    def notice(self, event: object) -> None:
-        if isinstance(event, StepFinished) and event.step == "build" and event.exit_code:
-            if self.live and not self.quiet:
-                self.emit(Status(f"✗ build failed (exit code {event.exit_code})"))
 
 
 async def _execute(
@@ -222,7 +176,7 @@ async def _wait_batch(client: Client, sid: str, poll: float = 0.5) -> tuple[int 
             logs = await client.sessions.logs(sid) or logs
         try:
             items = await client.sessions.list(
-                status=("TERMINATED", "CANCELLED", "ERROR"),
+                status=FINISHED_STATUSES,
                 fields=("id", "status", "result"), limit=100,
             )
         except BackendAIError:
@@ -232,6 +186,26 @@ async def _wait_batch(client: Client, sid: str, poll: float = 0.5) -> tuple[int 
                 result = item.result.upper()
                 return (0 if result == "SUCCESS" else 1 if result == "FAILURE" else None), logs
         await asyncio.sleep(poll)
+
+
+async def _run_in(
+    client: Client, sid: str, spec: RunSpec, case: Case, sink: EmitSink
+) -> int | None:
+    """Run the case in the ready session ``sid``: a batch session is waited for (its logs are
+    the output); otherwise the files are uploaded, then the code or the batch command runs."""
+    if spec.type == "batch":
+        exit_code, logs = await _wait_batch(client, sid)
+        sink.messages.append(("stream", {"name": "stdout", "text": logs}))
+        if sink.live and logs:
+            sink.emit(Show(sink.messages[-1]))
+        return exit_code
+    if spec.files:
+        await client.sessions.upload(sid, spec.files, basedir=spec.basedir)
+        if sink.live and not spec.quiet:
+            sink.emit(Status(f"✓ Uploaded {len(spec.files)} file(s)."))
+    rich = await install_rich(client, sid) if spec.code is not None else None
+    nonce = rich[0] if rich is not None else None
+    return await _execute(client, sid, spec, case, sink, nonce)
 
 
 async def run_session(
@@ -273,19 +247,7 @@ async def run_session(
         if spec.enqueue_only or status not in ("RUNNING", "", "PREPARED"):
             return RunResult(sid, info.name, None, "", "", time.monotonic() - started, (), status,
                              gpu=gpu)
-        if spec.type == "batch":
-            exit_code, logs = await _wait_batch(client, sid)
-            out.append(("stream", {"name": "stdout", "text": logs}))
-            if live and logs:
-                emit(Show(out[-1]))
-        else:
-            if spec.files:
-                await client.sessions.upload(sid, spec.files, basedir=spec.basedir)
-                if live and not spec.quiet:
-                    emit(Status(f"✓ Uploaded {len(spec.files)} file(s)."))
-            rich = await install_rich(client, sid) if spec.code is not None else None
-            nonce = rich[0] if rich is not None else None
-            exit_code = await _execute(client, sid, spec, case, sink, nonce)
+        exit_code = await _run_in(client, sid, spec, case, sink)
         status = "FINISHED"
         if live and not spec.quiet:
             mark = "✓" if exit_code == 0 else "✗"
@@ -293,7 +255,7 @@ async def run_session(
     finally:
         if destroy:
             # An interrupt must not stop the clean-up half-way.
-            await _complete(_destroy_quietly(client, sid or name, retries=0 if created else 3))
+            await _complete(_destroy(client, sid or name, created))
             if live and not spec.quiet:
                 emit(Status(f"✓ Session {name} destroyed."))
     stdout = "".join(c["text"] for t, c in out if t == "stream" and c["name"] == "stdout")
@@ -366,76 +328,3 @@ async def run_sweep(
                 task.cancel()
         # Every task's own clean-up (destroying its session) finishes before we return.
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-# -- the pump in the magic's thread ----------------------------------------------------------
-
-
-def drive(
-    make: Callable[[Emit], Coroutine[Any, Any, T]],
-    handle: Callable[[Note], None],
-    *,
-    cleanup_timeout: float = CLEANUP_TIMEOUT,
-) -> T:
-    """Run ``make(emit)`` on the background loop; handle its notes here until it is done.
-
-    On ``KeyboardInterrupt`` the task is cancelled, its clean-up is awaited (up to
-    ``cleanup_timeout`` seconds) and the interrupt is re-raised.
-    """
-    bg = current().loop
-    notes: queue.SimpleQueue[Note] = queue.SimpleQueue()
-    holder: list[asyncio.Task[Any]] = []
-
-    async def tracked() -> T:
-        task = asyncio.current_task()
-        if task is not None:
-            holder.append(task)
-        return await make(notes.put)
-
-    future = bg.submit(tracked())
-    try:
-        while True:
-            try:
-                note = notes.get(timeout=0.05)
-            except queue.Empty:
-                if future.done():
-                    break
-                continue
-            handle(note)
-        while not notes.empty():
-            handle(notes.get_nowait())
-        return future.result()
-    except KeyboardInterrupt:
-        if holder:
-            bg.loop.call_soon_threadsafe(holder[0].cancel)
-        else:
-            future.cancel()
-        with contextlib.suppress(BaseException):
-            future.result(cleanup_timeout)
-        with contextlib.suppress(BaseException):
-            while not notes.empty():
-                note = notes.get_nowait()
-                if isinstance(note, InputRequest):
-                    bg.loop.call_soon_threadsafe(note.reply.cancel)
-        raise
-
-
-def answer_input(note: InputRequest, text: str) -> None:
-    """Hand an ``input()`` answer back to the loop that waits for it."""
-    def settle() -> None:
-        if not note.reply.done():
-            note.reply.set_result(text)
-
-    note.reply.get_loop().call_soon_threadsafe(settle)
-
-
-def upload_paths(files: Sequence[str]) -> tuple[str, ...]:
-    """Check local FILES exist before any session is created."""
-    for f in files:
-        if not Path(f).is_file():
-            raise FileNotFoundError(f"no such local file: {f}")
-    return tuple(files)
-
-
-def write_status(note: Status) -> None:
-    print(note.text, file=sys.stderr, flush=True)
