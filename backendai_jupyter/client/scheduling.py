@@ -40,7 +40,7 @@ from .capacity import (
 )
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._core import SchedulingClient as Client
 
 __all__ = [
     "default_parallel",

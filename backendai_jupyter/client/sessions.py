@@ -29,7 +29,7 @@ from .lifecycle import DEAD_STATUSES, LIVE_STATUSES, has_ended
 from .parsing import parse_mounts
 
 if TYPE_CHECKING:
-    from ._core import ExecutionClient
+    from ._core import SchedulingClient
 
 __all__ = ["DEAD_STATUSES", "LIVE_STATUSES", "Sessions", "new_session_name"]
 
@@ -55,7 +55,7 @@ def new_session_name() -> str:
 class Sessions:
     """``client.sessions``: everything under ``/session``."""
 
-    def __init__(self, client: ExecutionClient) -> None:
+    def __init__(self, client: SchedulingClient) -> None:
         self._client = client
         self.warm_sockets = WarmSockets(client)
         self._drains: dict[str, asyncio.Task[None]] = {}
