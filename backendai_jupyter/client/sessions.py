@@ -29,7 +29,7 @@ from .lifecycle import DEAD_STATUSES, LIVE_STATUSES, has_ended
 from .parsing import parse_mounts
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._core import ExecutionClient
 
 __all__ = ["DEAD_STATUSES", "LIVE_STATUSES", "Sessions", "new_session_name"]
 
@@ -56,7 +56,7 @@ def new_session_name() -> str:
 class Sessions:
     """``client.sessions``: everything under ``/session``."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: ExecutionClient) -> None:
         self._client = client
         self.warm_sockets = WarmSockets(client)
         self._drains: dict[str, asyncio.Task[None]] = {}
