@@ -99,6 +99,6 @@ async def test_a_queued_case_says_why_it_waits(
         finally:
             await client.sessions.destroy(holder.id, forced=True)
         result = await asyncio.wait_for(job, 200)
-    assert [c.status for c in result.cases] == ["ok"], result.cases
+    assert [c.status for c in result.cases] == ["ok"], [(c.status, c.error) for c in result.cases]
     assert result.cases[0].gpu == "cuda.shares 1"
     assert recorder.waits[-1] == ""  # the wait ended: the reason is cleared
