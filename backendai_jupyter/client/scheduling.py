@@ -13,7 +13,11 @@ What each server shows a plain user (checked on the real clusters):
   history and the ``session_pending_queue``, both super-admin only. So the reason is worked out
   here from what is free and from the caller's own sessions queued before this one.
 * 24.03: ``check-presets`` and ``/config/resource-slots``; no per-agent capacity for users, so
-  only the slot types and the limits are checked before creation.
+  only the slot types and the limits are checked before creation. A PENDING session does carry
+  the scheduler's last message (``statusData.scheduler.msg``, a code in ``statusInfo``), which
+  the wait shows (:func:`.capacity.scheduler_words`).
+* Both: the queue itself is not visible to a user; "N sessions ahead" counts the caller's own
+  sessions queued before this one.
 """
 
 from __future__ import annotations
