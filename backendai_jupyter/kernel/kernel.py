@@ -12,8 +12,8 @@ to Jupyter message handling:
   goes into an :class:`~.sink.IOPubSink` carrying the cell's parent header;
 * interrupts arrive on the control thread (``interrupt_mode: message``) and are handed to the
   workspace (``cells.interrupt()``);
-* ``kernel_info`` reads the session's snapshot, completion and inspection are one call each;
-  nothing here touches a live workspace object from the kernel's thread.
+* ``kernel_info`` reads the session's snapshot, completion and inspection are one call each:
+  the kernel's threads never read the live session (only ``close_sync`` at exit, which locks).
 """
 
 from __future__ import annotations
