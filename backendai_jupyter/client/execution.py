@@ -67,10 +67,10 @@ from ._models import (
     StepFinished,
     WaitingInput,
 )
-from .outages import Outage, outage_reason
+from .outages import Outage, next_retry, outage_reason, retry_outages
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._core import ClientCore, ExecutionClient
 
 __all__ = [
     "Execution",
@@ -179,7 +179,7 @@ class WarmSockets:
     a manager restart, an error on send or receive), the code is sent again on a fresh one.
     """
 
-    def __init__(self, client: Client, enabled: bool = True) -> None:
+    def __init__(self, client: ClientCore, enabled: bool = True) -> None:
         self._client = client
         self.enabled = enabled
         self._pending: dict[str, asyncio.Task[WebSocket]] = {}
@@ -227,7 +227,7 @@ class Execution:
 
     def __init__(
         self,
-        client: Client,
+        client: ExecutionClient,
         session: str,
         code: str,
         *,
@@ -310,13 +310,9 @@ class Execution:
                     )
                     break
                 except BackendAIError as e:
-                    reason = outage_reason(e)
-                    if reason is None:
-                        raise
-                    outage = outage or Outage(self.outage_limit)
-                    reconnecting = outage.failed(reason)
-                    yield reconnecting
-                    await asyncio.sleep(reconnecting.delay)
+                    outage, reconnecting = next_retry(e, outage, self.outage_limit)
+                yield reconnecting
+                await asyncio.sleep(reconnecting.delay)
             if outage is not None:
                 yield Resumed(elapsed=outage.elapsed, attempts=outage.attempts)
             async for event in self._run_websocket(ws):
@@ -330,17 +326,10 @@ class Execution:
 
     async def _probe_after_loss(self, lost: OutputLost) -> None:
         """After a lost websocket run: is the run queue free? (bounded by PROBE_TIMEOUT)"""
-        outage: Outage | None = None
-        while True:
-            try:
-                usable = await self._client.sessions.probe(self.session, timeout=PROBE_TIMEOUT)
-                break
-            except BackendAIError as e:
-                reason = outage_reason(e)
-                if reason is None:
-                    raise
-                outage = outage or Outage(self.outage_limit)
-                await asyncio.sleep(outage.failed(reason).delay)
+        usable = await retry_outages(
+            lambda: self._client.sessions.probe(self.session, timeout=PROBE_TIMEOUT),
+            self.outage_limit,
+        )
         if not usable:
             raise SessionWedged(
                 f"output was lost {lost.after} ({lost.reason}), and the session runs no more "
@@ -461,11 +450,10 @@ class Execution:
                 try:
                     result = await self._rest_call(mode, "", None)
                 except BackendAIError as e:
-                    reason = outage_reason(e)
-                    if reason is None:
+                    if outage_reason(e) is None:
                         return
-                    outage = outage or Outage(_DRAIN_TIMEOUT)
-                    await asyncio.sleep(outage.failed(reason).delay)
+                    outage, reconnecting = next_retry(e, outage, _DRAIN_TIMEOUT)
+                    await asyncio.sleep(reconnecting.delay)
                     continue
                 status = result.get("status")
                 if status in _END_STATUSES:

@@ -32,6 +32,7 @@ from aiohttp import web
 
 from ...client._auth import parse_authorization, signing_key, string_to_sign
 from ...client._versioning import MIN_API_VERSION, ApiVersion, parse_api_version
+from .access import Access, access_of
 from .errors import Problem, read_json
 from .state import CONFIG, KEYPAIRS, Keypair
 
@@ -191,8 +192,6 @@ def _check_version(request: web.Request) -> ApiVersion:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """API-version check, then authentication and rate limits by the route's access kind."""
-    from .routes import Access, access_of
-
     request[API_VERSION] = _check_version(request)
     access = access_of(request.app, request.match_info.route)
     if access is None or access in (Access.STORAGE, Access.WEBSERVER):

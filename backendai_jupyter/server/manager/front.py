@@ -6,7 +6,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import auth
+from .access import Access, access_of
 from .errors import Problem
+from .scheduler import SCHEDULER
 from .state import CONFIG, KEYPAIRS
 
 __all__ = ["func_proxy", "hello"]
@@ -16,15 +18,18 @@ async def hello(request: web.Request) -> web.Response:
     """Unsigned ``GET /``: the version probe every client starts with."""
     config = request.app[CONFIG]
     release = config.features.manager_release
-    return web.json_response({"version": config.api_version, "manager": f"{release}-local"})
+    body: dict[str, object] = {"version": config.api_version, "manager": f"{release}-local"}
+    sched = request.app.get(SCHEDULER)
+    if sched is not None:
+        # Which of the sandbox's layers sessions get here, and what is missing (sandbox.py).
+        body["sandbox"] = sched.isolation.diagnostics()
+    return web.json_response(body)
 
 
 async def func_proxy(request: web.Request) -> web.StreamResponse:
     """Session mode: ``/func/<path>`` runs the handler of ``/<path>`` for the logged-in user.
     ``GET /func/`` is the anonymous probe. The user's requests count against the user's
     rate-limit window, as the webserver's re-signed requests do on the manager."""
-    from .routes import Access, access_of
-
     tail = request.match_info["tail"]
     if not tail.strip("/"):
         if request.method == "GET":

@@ -3,43 +3,28 @@
 Each row says who may call the route (:class:`Access`) and, through the shared version table
 (:data:`~backendai_jupyter.client._versioning.SINCE`), which emulated API versions have it.
 ``create_app`` registers the rows that hold for its version; the authentication and rate-limit
-middleware (``auth.py``) reads the access kind of the matched route from here; the fuzz suite
+middleware (``auth.py``) reads the access kind of the matched route (``access.py``); the fuzz suite
 walks the same table.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
-from aiohttp.web_urldispatcher import AbstractRoute
 
 from ...client._versioning import Features
 from ..storage import crud, files, sharing, storage_proxy, v5
 from ..storage.storage_proxy import STORAGE_PREFIX
 from . import appproxy, auth, events, execute, front, gql
 from . import session_routes as sessions
+from .access import Access, remember_access
 from .userconfig import dotfiles, resources, templates
 
-__all__ = ["ROUTES", "Access", "Route", "access_of", "register_routes"]
+__all__ = ["ROUTES", "Access", "Route", "register_routes"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class Access(enum.Enum):
-    """Who may call a route, and which rate limit counts the call (as the real components do)."""
-
-    #: A manager route for HMAC-signed requests; counted in the user's window.
-    SIGNED = "signed"
-    #: A manager route without authentication (the version probe); the client address's window.
-    ANONYMOUS = "anonymous"
-    #: The webserver's own routes (``/server/*``, ``/func``): no manager window; failed logins
-    #: are throttled like the webserver's.
-    WEBSERVER = "webserver"
-    #: The storage proxy's transfer routes: the token is the credential; no rate limit.
-    STORAGE = "storage"
 
 
 @dataclass(frozen=True)
@@ -212,20 +197,12 @@ ROUTES: tuple[Route, ...] = (
     Route("*", "/func/{tail:.*}", front.func_proxy, _W),
 )
 
-_ACCESS: web.AppKey[dict[AbstractRoute, Access]] = web.AppKey("bjup_route_access", dict)
-
-
 def register_routes(
     app: web.Application, features: Features, groups: Iterable[str] | None = None
 ) -> None:
     """Add every row that exists in the emulated version (optionally only some groups)."""
     wanted = None if groups is None else set(groups)
-    table = app.setdefault(_ACCESS, {})
     for row in ROUTES:
         if (wanted is None or row.group in wanted) and row.exists(features):
-            table[app.router.add_route(row.method, row.path, row.handler)] = row.access
-
-
-def access_of(app: web.Application, route: AbstractRoute | None) -> Access | None:
-    """The access kind of a matched route; ``None`` for no route (404/405)."""
-    return None if route is None else app.get(_ACCESS, {}).get(route)
+            route = app.router.add_route(row.method, row.path, row.handler)
+            remember_access(app, route, row.access)
