@@ -15,8 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from ..client import Client
-from ..client._exceptions import BackendAIError
+from ..client import BackendAIError, Client
 from ..client.capacity import (
     accelerator_slots,
     describe_allocation,
