@@ -17,7 +17,6 @@ from typing import Any
 import yaml
 
 from ..client._exceptions import ConfigError, ParseError
-from ..client.defaults import default_image
 from ..client.parsing import parse_mounts, parse_resource_flags
 from .notebook import Notebook, load_notebook
 from .params import Case, expand_cases, merge_params, parse_param_ranges
@@ -124,7 +123,8 @@ def build_spec(
         r.strip() for r in os.environ.get("BACKEND_RESOURCES", "").split(",") if r.strip()])
     names, mount_map = parse_mounts(mounts)
     return JobSpec(
-        notebook=nb, cases=tuple(cases), image=image or default_image(),
+        notebook=nb, cases=tuple(cases),
+        image=image or os.environ.get("BACKEND_IMAGE", "").strip(),  # empty: auto
         resources=res.resources, resource_opts=res.resource_opts, mounts=tuple(names),
         mount_map=mount_map,
         output=Path(output) if output is not None else None, max_parallel=max_parallel,

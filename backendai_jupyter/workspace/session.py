@@ -25,6 +25,13 @@ from typing import Any
 
 from ..client import Client, ClientConfig, Execution
 from ..client._exceptions import APIError, BackendAIError, NotFoundError, SessionGone
+from ..client.images import (
+    ImageChoice,
+    explain_unknown_image,
+    is_unknown_image,
+    pick_image,
+    wants_accelerator,
+)
 from ..client.outages import Outage, outage_reason
 from ..display.outputs import read_ready
 from ..kernel.bootstrap import bootstrap_code, cell_header, helper_call
@@ -213,6 +220,10 @@ class KernelSession:
         self.remote_info: dict[str, Any] | None = None
         """The bootstrap's ``ready`` frame: remote versions and ``language_info``."""
         self.reattached = False
+        self.image: str | None = None
+        """The image the live (or last) session runs: the named one or the cluster's choice."""
+        self.chosen_images: dict[tuple[str, bool], ImageChoice] = {}
+        """``image=auto`` choices, per endpoint and GPU request: asked once per kernel."""
         self.terminated_reason: str | None = None
         self._watch: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[str] | None = None
@@ -280,6 +291,16 @@ class KernelSession:
             self._starting.cancel()
             raise
 
+    async def _image_for(self, client: Client, s: SessionSettings) -> tuple[str, str]:
+        """The image to run and, when the cluster chose it (``image=auto``), why."""
+        if s.image:
+            return s.image, ""
+        key = (str(client.config.endpoint), wants_accelerator(s.resources))
+        if key not in self.chosen_images:
+            self.chosen_images[key] = await pick_image(client, s.resources)
+        choice = self.chosen_images[key]
+        return choice.ref, f" (auto: {choice.reason}; image=REF picks another)"
+
     async def _start(self, progress: Callable[[str], None]) -> str:
         client = await self.get_client()
         assert self.config is not None
@@ -287,11 +308,13 @@ class KernelSession:
         name = self._wanted_name(s, self.config.access_key)
         self.session_name = name
         t0 = time.monotonic()
-        progress(f"Backend.AI: starting session {name} ({s.image}) …")
+        image, why = await self._image_for(client, s)
+        self.image = image
+        progress(f"Backend.AI: starting session {name} ({image}{why}) …")
         listener = asyncio.ensure_future(self._progress(client, name, progress, t0))
         try:
             info = await client.sessions.create(
-                s.image,
+                image,
                 name=name,
                 resources=dict(s.resources),
                 resource_opts=dict(s.resource_opts) or None,
@@ -303,6 +326,10 @@ class KernelSession:
             )
         except asyncio.CancelledError:
             await asyncio.shield(self._abandon(name))
+            raise
+        except APIError as e:
+            if s.image and is_unknown_image(e):
+                raise await explain_unknown_image(client, s.image) from None
             raise
         finally:
             listener.cancel()
@@ -336,7 +363,7 @@ class KernelSession:
         sent = ""
         if s.upload_dir and not self.reattached:
             sent = f" · {await self._send_folder(s, progress)}"
-        progress(f"Backend.AI: session {name} {what} · {s.image} · {mode}{sent}")
+        progress(f"Backend.AI: session {name} {what} · {image}{why} · {mode}{sent}")
         return self.session_id
 
     async def _abandon(self, name: str) -> None:

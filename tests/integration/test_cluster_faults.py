@@ -260,7 +260,10 @@ async def test_storage_proxy_restart_mid_upload_and_mid_download(
 async def test_runner_killed_mid_cell_ends_the_cell_with_the_reason(
     client: Client, image: str
 ) -> None:
-    runs = Path(os.environ.get("BAI_BASE", "/tmp/backendai-cluster")) / "run" / "krunners"
+    # The cluster's state dir holds its user.env (cluster.sh): the runners of the cluster under test.
+    base = os.environ.get("BAI_BASE") or Path(
+        os.environ.get("BAI_CLUSTER_ENV", "/tmp/backendai-cluster/user.env")).parent
+    runs = Path(base) / "run" / "krunners"
     before = set(runs.glob("*.pid"))
     sid = await new_session(client, image)
     try:

@@ -5,6 +5,7 @@ agent fail the whole call with a 500 and lost the line printed before it)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from IPython.utils.capture import capture_output
 from backendai_jupyter.magics import BackendAIMagics, RunFailed
 from backendai_jupyter.workspace import Workspace
 
-CLUSTER_ENV = Path("/tmp/backendai-cluster/user.env")
+CLUSTER_ENV = Path(os.environ.get("BAI_CLUSTER_ENV", "/tmp/backendai-cluster/user.env"))
 
 pytestmark = [
     pytest.mark.cluster,
