@@ -137,3 +137,51 @@ def test_session_is_destroyed_at_shutdown() -> None:
             ]
 
     assert name not in asyncio.run(live())
+
+
+def _texts(outs: list[tuple[float, str, Any]]) -> str:
+    parts = []
+    for _, _, content in outs:
+        parts.append(str(content.get("text", "")))
+        parts.append(str(content.get("data", {}).get("text/plain", "")))
+        parts.append(str(content.get("evalue", "")))
+    return "\n".join(parts)
+
+
+def test_first_cell_without_an_image_runs_the_clusters_python() -> None:
+    """No BACKEND_IMAGE: the kernel asks the cluster (GraphQL ``images``) and runs its newest
+    Python image — the cluster's only one here (26.9.6: python:3.13, 24.03: python:3.12) —
+    names it in the first cell's progress and the banner, and keeps it for the next session."""
+    image = cluster_values()["BACKEND_IMAGE"]
+    with kernel_env({**cluster_values(), "BACKEND_IMAGE": None}):
+        km, kc = start_new_kernel(kernel_name="backendai-python")
+    try:
+        reply, outs = run(kc, "import sys; print(sys.version_info[:2])")
+        assert reply["status"] == "ok", reply
+        text = _texts(outs)
+        assert f"{image} (auto: newest Python" in text
+        kc.kernel_info()
+        info = kc.get_shell_msg(timeout=30)["content"]
+        assert f"Image: {image}." in info["banner"]
+        assert run(kc, "%backendai kernel stop")[0]["status"] == "ok"
+        reply, outs = run(kc, "print(2)")
+        assert reply["status"] == "ok" and f"{image} (auto:" in _texts(outs)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+
+
+def test_unknown_image_names_the_closest_and_the_fix() -> None:
+    image = str(cluster_values()["BACKEND_IMAGE"])
+    wrong = image.rsplit(":", 1)[0] + ":3.99-nosuch"
+    with kernel_env({**cluster_values(), "BACKEND_IMAGE": wrong}):
+        km, kc = start_new_kernel(kernel_name="backendai-python")
+    try:
+        reply, outs = run(kc, "print(1)")
+        assert reply["status"] == "error"
+        text = _texts(outs) + str(reply.get("evalue", ""))
+        assert f"image {wrong!r} does not exist on this cluster; closest: {image}" in text
+        assert "%backendai config set image=REF" in text
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
