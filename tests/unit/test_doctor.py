@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
@@ -133,7 +134,7 @@ ALL = ["create-vfolder", "upload-file", "download-file", "mount-in-session"]
 
 @pytest.mark.parametrize(("hosts", "policy", "ok", "words"), [
     ({"default": "local:volume1", "allowed": ["local:volume1"]},
-     {"allowed_vfolder_hosts": '{"local:volume1": %s}' % str(ALL).replace("'", '"')}, True,
+     {"allowed_vfolder_hosts": json.dumps({"local:volume1": ALL})}, True,
      "hosts local:volume1 (mount, upload, download); default local:volume1"),
     ({"allowed": ["nfs"]}, {"allowed_vfolder_hosts": {"nfs": ["download-file"]}}, False,
      "nfs (missing mount-in-session, upload-file)"),
