@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything and run the whole test suite: the fast tier (pure functions, the embedded local
 # endpoint, the kernel and magics on it), then the real-cluster tier against a Backend.AI 26.9.6
-# started from ../shared/backendai-cluster (stopped again even when tests fail).
+# and then a 24.03 LTS (24.3.11), each started from ../shared/backendai-cluster (and stopped again
+# even when tests fail). SKIP_CLUSTER_24=1 leaves out the 24.03 pass.
 #
 #   bash scripts/test.sh                 # everything
 #   SKIP_CLUSTER=1 SKIP_E2E=1 bash scripts/test.sh  # fast tier only
@@ -64,6 +65,24 @@ BAI_REQUIRE_CLUSTER=1 .venv/bin/pytest -m cluster tests || cluster_rc=$?
 echo "== real-cluster tier: agent stop mid-cell"
 BAI_FAULT_AGENT=1 BAI_REQUIRE_CLUSTER=1 .venv/bin/pytest -m cluster \
   tests/integration/test_cluster_faults.py -k agent_stop || cluster_rc=1
+
+# The same tests against Backend.AI 24.03 LTS, after the 26.9.6 cluster is stopped (one at a
+# time on this machine). BAI_VERSION selects the cluster for cluster.sh (the fault tests restart
+# its components) and BAI_CLUSTER_ENV its user.env for the tests.
+if [ "${SKIP_CLUSTER_24:-0}" != 1 ]; then
+  echo "== real-cluster tier: Backend.AI 24.03 LTS (24.3.11)"
+  "$CLUSTER_DIR/cluster.sh" down || true
+  export BAI_VERSION=24.3.11 BAI_CLUSTER_ENV=${BAI_BASE_24:-/tmp/backendai-cluster-24.3}/user.env
+  [ "${BAI_FRESH_CLUSTER:-0}" = 1 ] && { "$CLUSTER_DIR/cluster.sh" down --purge || true; }
+  trap 'BAI_VERSION=24.3.11 "$CLUSTER_DIR/cluster.sh" down || true' EXIT
+  "$CLUSTER_DIR/cluster.sh" up
+  c24_rc=0
+  BAI_REQUIRE_CLUSTER=1 .venv/bin/pytest -m cluster tests || c24_rc=$?
+  [ "$c24_rc" != 0 ] && [ "$c24_rc" != 5 ] && cluster_rc=1
+  BAI_FAULT_AGENT=1 BAI_REQUIRE_CLUSTER=1 .venv/bin/pytest -m cluster \
+    tests/integration/test_cluster_faults.py -k agent_stop || cluster_rc=1
+  unset BAI_VERSION BAI_CLUSTER_ENV
+fi
 if [ "$rc" != 0 ] || [ "$cluster_rc" != 0 ]; then
   echo "FAILED: fast tier rc=$rc, cluster tier rc=$cluster_rc"
   exit 1

@@ -84,6 +84,9 @@ SINCE: dict[str, ApiVersion] = {
     "folder_routes_2203": (6, "20220315"),
     # 24.03: folder trash bin and ID-based folder lookup.
     "folder_trash_bin": (8, "20240315"),
+    # 24.09: folders addressed by UUID in /folders/{x}/... paths (24.03 resolves names only:
+    # an id there answers 404 "No such virtual folder").
+    "folder_id_paths": (8, "20240915"),
     # 24.09: POST session download, batch timeout and priority.
     "session_download_post": (8, "20240915"),
     "batch_timeout_and_priority": (8, "20240915"),
