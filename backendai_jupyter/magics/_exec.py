@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from ..client import BackendAIError, Client, NotFoundError, StepFinished
+from ..client import APIError, BackendAIError, Client, NotFoundError, SessionInfo, StepFinished
+from ..client.images import explain_unknown_image, is_unknown_image, pick_image
 from ..client.parsing import Case
 from ..client.sessions import new_session_name
 from ..display.outputs import Message
@@ -118,6 +119,18 @@ class RunSpec:
 
 
 # -- one session -----------------------------------------------------------------------------
+
+
+async def create_session(client: Client, spec: RunSpec, **kwargs: Any) -> SessionInfo:
+    """Create ``spec``'s session; no image named: the cluster's newest Python image
+    (:func:`~..client.images.pick_image`), an unknown one: the closest ones and the fix."""
+    image = spec.image or (await pick_image(client, spec.resources)).ref
+    try:
+        return await client.sessions.create(image, **kwargs)
+    except APIError as e:
+        if spec.image and is_unknown_image(e):
+            raise await explain_unknown_image(client, spec.image) from None
+        raise
 
 
 async def _destroy_quietly(client: Client, session: str, *, retries: int = 0) -> None:
@@ -242,8 +255,8 @@ async def run_session(
     status = ""
     created = False
     try:
-        info = await client.sessions.create(
-            spec.image, name=name, type=spec.type, resources=spec.resources,
+        info = await create_session(
+            client, spec, name=name, type=spec.type, resources=spec.resources,
             resource_opts=spec.resource_opts, mounts=spec.mounts, mount_map=spec.mount_map,
             environ=case.env, scaling_group=spec.scaling_group, cluster_size=spec.cluster_size,
             tag=spec.tag, owner_access_key=spec.owner, enqueue_only=spec.enqueue_only,

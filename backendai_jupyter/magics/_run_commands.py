@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from ..client import Client
-from ..client.defaults import default_image
+from ..client.defaults import named_image
 from ..client.parsing import Case, expand_ranges, parse_env, parse_mounts, parse_resource_flags
 from . import _exec
 from ._parser import PROG
@@ -41,7 +41,7 @@ def _spec(args: argparse.Namespace, **extra: Any) -> _exec.RunSpec:
         args.files.insert(0, image)
         image = None
     return _exec.RunSpec(
-        image=image or default_image(), name=args.name, type=args.type, resources=res.resources,
+        image=image or named_image(), name=args.name, type=args.type, resources=res.resources,
         resource_opts=res.resource_opts, mounts=tuple(mounts), mount_map=mount_map,
         scaling_group=args.scaling_group, cluster_size=args.cluster_size, tag=args.tag,
         owner=args.owner, enqueue_only=args.enqueue_only, max_wait=args.max_wait,
@@ -137,8 +137,8 @@ def start(m: BackendAIMagics, args: argparse.Namespace, cell: str | None) -> Tab
         raise UsageError(f"{PROG} start: --type batch needs --startup-command CMD")
     spec = _spec(args)
     client = m.client
-    info = m._call(client.sessions.create(
-        spec.image, name=spec.name, type=spec.type, resources=spec.resources,
+    info = m._call(_exec.create_session(
+        client, spec, name=spec.name, type=spec.type, resources=spec.resources,
         resource_opts=spec.resource_opts, mounts=spec.mounts, mount_map=spec.mount_map,
         environ=parse_env(args.env), scaling_group=spec.scaling_group,
         cluster_size=spec.cluster_size, tag=spec.tag, owner_access_key=spec.owner,

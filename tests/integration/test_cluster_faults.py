@@ -260,6 +260,10 @@ async def test_storage_proxy_restart_mid_upload_and_mid_download(
 async def test_runner_killed_mid_cell_ends_the_cell_with_the_reason(
     client: Client, image: str
 ) -> None:
+    if client.features.version < (9, "20250722"):
+        pytest.skip("24.03 (its agent as cluster.sh runs it) does not notice a killed kernel "
+                    "runner: the session stays RUNNING and the run answers 'continued' with no "
+                    "output forever, which no client can tell from a long silent computation")
     # The cluster's state dir holds its user.env (cluster.sh): the runners of the cluster under test.
     base = os.environ.get("BAI_BASE") or Path(
         os.environ.get("BAI_CLUSTER_ENV", "/tmp/backendai-cluster/user.env")).parent

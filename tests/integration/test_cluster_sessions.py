@@ -75,7 +75,9 @@ async def test_print_sleep_print_streams(
 @pytest.mark.parametrize("transport", BOTH)
 async def test_error_cell(client: Client, shared_session: str, transport: Transport) -> None:
     outputs, finished = await run_collect(client, shared_session, "1/0", transport)
-    assert finished.exit_code == 1
+    # The 24.03 runner reports exitCode 0 for a query cell that raised (26.9.6: 1); the
+    # traceback on stderr is the same.
+    assert finished.exit_code == (1 if client.features.version >= (9, "20250722") else 0)
     assert "ZeroDivisionError" in text_of(outputs, "stderr")
 
 
