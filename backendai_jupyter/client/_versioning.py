@@ -95,6 +95,9 @@ SINCE: dict[str, ApiVersion] = {
     "statuses_26": (9, "20250722"),
 }
 
+#: API versions whose kernel runner never answers completion requests (VERSIONS.md item 4).
+COMPLETION_NEVER_ANSWERS: frozenset[ApiVersion] = frozenset({(8, "20240315")})
+
 #: Which manager release answered each API version (the local endpoint's ``GET /``).
 MANAGER_RELEASES: dict[ApiVersion, str] = {
     (9, "20250722"): "26.9.6",
@@ -172,6 +175,12 @@ class Features:
     @property
     def session_rename(self) -> bool:
         return self.has("session_rename")
+
+    @property
+    def completion_route(self) -> bool:
+        """Whether ``POST /session/{x}/complete`` answers: 24.03's runner never replies to a
+        completion request, and its manager answers 500 after a 10 s agent timeout."""
+        return self.version not in COMPLETION_NEVER_ANSWERS
 
     @property
     def manager_release(self) -> str:

@@ -226,3 +226,11 @@ async def test_abandoned_run_does_not_wedge_the_session(
     outputs, finished = await run_collect(client, shared_session, "print('next')")
     assert text_of(outputs) == "next\n" and finished.exit_code == 0
     assert time.monotonic() - started < 15
+
+
+async def test_completion_route_answers_without_a_stall(client: Client, shared_session: str) -> None:
+    # 26.9.6's stock runner answers an empty list; 24.03's never answers (its manager gives up
+    # with a 500 after 10 s), so the client does not ask there: the same answer, at once.
+    started = time.monotonic()
+    assert await client.sessions.complete(shared_session, "pri", row=0, col=3, line="pri") == []
+    assert time.monotonic() - started < 5

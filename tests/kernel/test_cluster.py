@@ -112,6 +112,21 @@ def test_html_and_dataframe_render(kernel: Any) -> None:
     assert reply["status"] == "ok"
 
 
+def test_completion_and_inspection_come_from_the_session(kernel: Any) -> None:
+    """Through the rich channel inside the session, on 24.03 too (whose completion route never
+    answers): a remote variable is completed and inspected within seconds."""
+    _, kc = kernel
+    assert run(kc, "zzz_remote_total = 42")[0]["status"] == "ok"
+    started = time.monotonic()
+    kc.complete("zzz_remote_t", 12)
+    reply = kc.get_shell_msg(timeout=30)["content"]
+    assert "zzz_remote_total" in reply["matches"], reply
+    kc.inspect("zzz_remote_total", 16)
+    found = kc.get_shell_msg(timeout=30)["content"]
+    assert found["found"] and "int" in found["data"]["text/plain"], found
+    assert time.monotonic() - started < 8
+
+
 def test_session_is_destroyed_at_shutdown() -> None:
     from backendai_jupyter.client import Client, ClientConfig
 
