@@ -111,7 +111,8 @@ def image_from_record(record: Mapping[str, Any]) -> ImageInfo | None:
     return ImageInfo(
         ref=f"{registry}/{name}:{tag}" if registry else f"{name}:{tag}",
         python=python,
-        cuda="cuda" in accelerators or "cuda" in tag.lower(),
+        # "*": any accelerator (26.x answers it for images without an accelerators label)
+        cuda=bool(accelerators & {"cuda", "*"}) or "cuda" in tag.lower(),
         plain_python=short.startswith("python"),
         architecture=str(record.get("architecture") or ""),
     )
@@ -178,7 +179,7 @@ def unknown_image_error(name: str, refs: Sequence[str]) -> ConfigError:
     fix = "pick one with %backendai config set image=REF (or BACKEND_IMAGE=REF)"
     if not refs:
         return ConfigError(f"image {name!r} does not exist on this cluster, which lists no "
-                           f"images for this user; ask its administrator which to use")
+                           f"images to this user; ask its administrator which to use, then {fix}")
     near = ", ".join(closest_images(name, refs))
     return ConfigError(f"image {name!r} does not exist on this cluster; closest: {near}; {fix}")
 
@@ -200,6 +201,10 @@ async def pick_image(client: Client, resources: Mapping[str, str]) -> ImageChoic
     except (APIError, ProtocolError) as e:
         log.info("no image list (%s): using the default image", e)
         return ImageChoice(DEFAULT_IMAGE, "the default: the server lists no images")
+    if not images:
+        # 26.x lists a user only the images of registries associated with the user's projects,
+        # yet runs images of the domain's allowed registries: an empty list decides nothing.
+        return ImageChoice(DEFAULT_IMAGE, "the default: the server lists no images to this user")
     choice = choose_image(images, resources)
     if choice is None:
         names = ", ".join(sorted({i.ref for i in images})[:5]) or "none"

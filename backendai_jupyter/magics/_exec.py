@@ -128,8 +128,8 @@ async def create_session(client: Client, spec: RunSpec, **kwargs: Any) -> Sessio
     try:
         return await client.sessions.create(image, **kwargs)
     except APIError as e:
-        if spec.image and is_unknown_image(e):
-            raise await explain_unknown_image(client, spec.image) from None
+        if is_unknown_image(e):
+            raise await explain_unknown_image(client, image) from None
         raise
 
 

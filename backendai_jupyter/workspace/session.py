@@ -328,8 +328,8 @@ class KernelSession:
             await asyncio.shield(self._abandon(name))
             raise
         except APIError as e:
-            if s.image and is_unknown_image(e):
-                raise await explain_unknown_image(client, s.image) from None
+            if is_unknown_image(e):
+                raise await explain_unknown_image(client, image) from None
             raise
         finally:
             listener.cancel()

@@ -42,6 +42,9 @@ def rec(name: str, tag: str, registry: str = "cr.backend.ai", accel: str = "",
     (rec("stable/r-base", "4.3-ubuntu22.04", runtime="app"),
      "cr.backend.ai/stable/r-base:4.3-ubuntu22.04", None, False, False),
     (rec("python", "3.9", registry=""), "python:3.9", (3, 9), False, True),
+    # 26.9.6 answers "*" (any accelerator) for the test cluster's image
+    (rec("stable/python", "3.13-ubuntu24.04", accel="*"),
+     "cr.backend.ai/stable/python:3.13-ubuntu24.04", (3, 13), True, True),
 ])
 def test_image_from_record(record: dict[str, Any], ref: str, python: tuple[int, int] | None,
                            cuda: bool, plain: bool) -> None:
