@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from ..client import Client, ClientConfig, Execution
+from ..client import Client, ClientConfig, Execution, SessionInfo
 from ..client._exceptions import APIError, BackendAIError, NotFoundError, SessionGone
 from ..client.images import (
     ImageChoice,
@@ -313,23 +313,9 @@ class KernelSession:
         progress(f"Backend.AI: starting session {name} ({image}{why}) …")
         listener = asyncio.ensure_future(self._progress(client, name, progress, t0))
         try:
-            info = await client.sessions.create(
-                image,
-                name=name,
-                resources=dict(s.resources),
-                resource_opts=dict(s.resource_opts) or None,
-                mounts=s.mounts,
-                mount_map=dict(s.mount_map) or None,
-                environ=dict(s.env),
-                scaling_group=s.scaling_group,
-                reuse_if_exists=True,
-            )
+            info = await self._create(client, s, name, image)
         except asyncio.CancelledError:
             await asyncio.shield(self._abandon(name))
-            raise
-        except APIError as e:
-            if is_unknown_image(e):
-                raise await explain_unknown_image(client, image) from None
             raise
         finally:
             listener.cancel()
@@ -365,6 +351,26 @@ class KernelSession:
             sent = f" · {await self._send_folder(s, progress)}"
         progress(f"Backend.AI: session {name} {what} · {image}{why} · {mode}{sent}")
         return self.session_id
+
+    async def _create(
+        self, client: Client, s: SessionSettings, name: str, image: str
+    ) -> SessionInfo:
+        try:
+            return await client.sessions.create(
+                image,
+                name=name,
+                resources=dict(s.resources),
+                resource_opts=dict(s.resource_opts) or None,
+                mounts=s.mounts,
+                mount_map=dict(s.mount_map) or None,
+                environ=dict(s.env),
+                scaling_group=s.scaling_group,
+                reuse_if_exists=True,
+            )
+        except APIError as e:
+            if is_unknown_image(e):  # the closest images the cluster has, and the fix
+                raise await explain_unknown_image(client, image) from None
+            raise
 
     async def _abandon(self, name: str) -> None:
         client = self.client
