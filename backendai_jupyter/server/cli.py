@@ -25,9 +25,10 @@ from aiohttp import web
 
 from ..client._exceptions import BackendAIError
 from ..client._versioning import parse_api_version
-from .app import create_app
-from .sandbox import SANDBOX_MODES, SandboxUnavailable
-from .state import (
+from .agent.procfs import start_time
+from .agent.sandbox import SANDBOX_MODES, SandboxUnavailable
+from .manager.app import create_app
+from .manager.state import (
     DEFAULT_API_VERSION,
     KEYPAIR_FILE,
     REGISTRY,
@@ -36,7 +37,7 @@ from .state import (
     load_or_create_keypair,
 )
 
-__all__ = ["ENDPOINT_FILE", "add_arguments", "default_data_dir", "proc_start_time", "run"]
+__all__ = ["ENDPOINT_FILE", "add_arguments", "default_data_dir", "run"]
 
 ENDPOINT_FILE = "endpoint.json"
 DEFAULT_PORT = 8090
@@ -50,14 +51,6 @@ def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "backendai-jupyter" / "local"
 
-
-def proc_start_time(pid: int) -> str | None:
-    """Field 22 of ``/proc/<pid>/stat``: tells a live server from a recycled pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat[stat.rfind(")") + 2 :].split()[19]
 
 
 def _port(text: str) -> int:
@@ -194,7 +187,7 @@ async def _serve(config: ServerConfig, show_secret: bool, exit_when_idle: float 
         "port": port,
         "host": config.host,
         "url": url,
-        "start": proc_start_time(os.getpid()),
+        "start": start_time(os.getpid()),
         "started_at": time.time(),
     }
     tmp = endpoint_file.with_suffix(".tmp")

@@ -31,6 +31,10 @@ class BackgroundLoop:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
+        self._hops_lock = threading.Lock()
+        self.hops = 0
+        """Coroutines handed to the loop from other threads so far (thread hops; a remote cell
+        of the proxy kernel costs one)."""
         # Stop the loop when this object goes away (or at interpreter exit).
         self._finalizer = weakref.finalize(self, _stop, self.loop, self._thread)
 
@@ -42,6 +46,8 @@ class BackgroundLoop:
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("BackgroundLoop.submit() called from its own loop thread")
+        with self._hops_lock:
+            self.hops += 1
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def run(

@@ -19,7 +19,8 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,7 @@ from ..client.images import (
     wants_accelerator,
 )
 from ..client.outages import Outage, outage_reason
-from ..display.outputs import read_ready
-from ..kernel.bootstrap import bootstrap_code, cell_header, helper_call
+from ..richchannel import bootstrap_code, helper_call, read_ready, with_header
 from .folder_upload import Answers, scan, upload
 from .registry import Record, Registry
 from .relay import Outcome, Sink, relay
@@ -44,9 +44,10 @@ __all__ = [
     "PROGRESS_WORDS",
     "HiddenSink",
     "KernelSession",
+    "SessionSnapshot",
     "install_rich",
     "run_hidden",
-    "with_header",
+    "with_header",  # the rich channel's (re-exported: the magics import it from here)
 ]
 
 log = logging.getLogger(__name__)
@@ -130,15 +131,13 @@ async def run_hidden(
     frames and, without a sink, the plain stdout text. ``allow_stdin``: the code may call
     ``input()``, answered by the sink's ``ask``.
     """
-    if nonce:
-        header = cell_header(nonce, silent=True, store_history=False, allow_stdin=allow_stdin)
-        code = header + code
+    code = with_header(code, nonce, silent=True, store_history=False, allow_stdin=allow_stdin)
     run = client.sessions.execute(session_id, code)
     return await relay(run, sink or HiddenSink(), nonce=nonce, keep_text=sink is None)
 
 
 async def install_rich(client: Client, session_id: str) -> tuple[str, dict[str, Any]] | None:
-    """Install the rich channel (:mod:`..kernel.bootstrap`) in a session: its nonce and the
+    """Install the rich channel (:mod:`..richchannel`) in a session: its nonce and the
     ``ready`` frame (remote versions, ``language_info``), or ``None`` when the remote side is
     not IPython (plain console records then)."""
     outcome = await run_hidden(client, session_id, bootstrap_code(), None)
@@ -166,32 +165,28 @@ async def _destroy_through_outages(client: Client, session_id: str) -> None:
             await asyncio.sleep(outage.failed(reason).delay)
 
 
-def with_header(
-    code: str,
-    nonce: str | None,
-    *,
-    count: int | None = None,
-    silent: bool = False,
-    store_history: bool = True,
-    user_expressions: dict[str, Any] | None = None,
-    allow_stdin: bool = True,
-) -> str:
-    """``code`` with the rich channel's cell header (the notebook's count, flags and
-    user_expressions for the remote ``do_execute``); unchanged without the rich channel."""
-    if not nonce:
-        return code
-    header = cell_header(
-        nonce,
-        count=count,
-        silent=silent,
-        store_history=store_history,
-        user_expressions=user_expressions,
-        allow_stdin=allow_stdin,
-    )
-    return header + code
-
-
 ClientSource = Callable[[], Awaitable[Client]]
+
+
+@dataclass(frozen=True)
+class SessionSnapshot:
+    """What other threads may know of the kernel session: replaced whole, never changed, by the
+    workspace's loop when the session starts or ends (the kernel's ``kernel_info``, the comm
+    handlers and ``%backendai config`` read it from their own threads)."""
+
+    session_name: str | None = None
+    nonce: str | None = None
+    remote_info: Mapping[str, Any] | None = None
+    """The bootstrap's ``ready`` frame: remote versions and ``language_info``."""
+
+    @property
+    def active(self) -> bool:
+        return self.session_name is not None
+
+    @property
+    def rich(self) -> bool:
+        """A live session with the rich channel."""
+        return self.active and self.nonce is not None
 
 
 class KernelSession:
@@ -225,6 +220,8 @@ class KernelSession:
         self.chosen_images: dict[tuple[str, bool], ImageChoice] = {}
         """``image=auto`` choices, per endpoint and GPU request: asked once per kernel."""
         self.terminated_reason: str | None = None
+        self.snapshot = SessionSnapshot()
+        """For other threads; see :class:`SessionSnapshot`."""
         self._watch: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[str] | None = None
         self._closed = False
@@ -342,6 +339,7 @@ class KernelSession:
             found = await install_rich(client, self.session_id)
             if found is not None:
                 self.nonce, self.remote_info = found
+        self.snapshot = SessionSnapshot(name, self.nonce, self.remote_info)
         took = time.monotonic() - t0
         what = "found again (variables kept)" if self.reattached else f"ready in {took:.1f} s"
         mode = "rich output" if self.rich else "plain output"
@@ -508,6 +506,15 @@ class KernelSession:
         self.session_id = self.session_name = self.nonce = None
         self.remote_info = None
         self.started_with = None
+        self.snapshot = SessionSnapshot()
+
+    def kept_name(self) -> str | None:
+        """The name to report when this session ends, if it is a kept one (its state was meant
+        to outlive the kernel, so a new session must not silently replace it)."""
+        settings = self.settings
+        if settings.keep or settings.name:
+            return self.session_name or settings.name or "the kept session"
+        return None
 
     async def stop(self) -> None:
         """``%backendai kernel stop``: destroy the live session now; the next cell starts anew."""

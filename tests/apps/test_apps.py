@@ -23,7 +23,7 @@ import pytest
 
 from backendai_jupyter.client import BackendAIError, Client
 from backendai_jupyter.client.apps import AppProxy
-from backendai_jupyter.server.services import SERVICES
+from backendai_jupyter.server.agent.services import SERVICES
 
 from .conftest import IMAGE, Local
 

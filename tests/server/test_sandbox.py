@@ -14,9 +14,14 @@ from typing import Any
 import pytest
 
 from backendai_jupyter.client import BackendAIError, Client
-from backendai_jupyter.server.cgroups import memory_cgroup_parent
-from backendai_jupyter.server.sandbox import bwrap_argv, probe_bwrap, session_base_env
-from backendai_jupyter.server.state import CONFIG, KEYPAIR_FILE, REGISTRY, load_or_create_keypair
+from backendai_jupyter.server.agent.cgroups import memory_cgroup_parent
+from backendai_jupyter.server.agent.sandbox import bwrap_argv, probe_bwrap, session_base_env
+from backendai_jupyter.server.manager.state import (
+    CONFIG,
+    KEYPAIR_FILE,
+    REGISTRY,
+    load_or_create_keypair,
+)
 
 from .conftest import IMAGE, Local
 from .test_sessions import _out
