@@ -312,6 +312,8 @@ def build_parser() -> MagicParser:
     p.add_argument("-u", "--username", help="user name or e-mail (else: prompted)")
     p.add_argument("--endpoint", help="webserver URL (default: the configured endpoint)")
     _sub(sub, "logout", "log out of a session-mode endpoint")
+    _sub(sub, "doctor", "check what a first cell needs (endpoint, clock, keys, project, images, "
+         "presets, vfolder hosts, kernelspec, sandbox), with a fix for each")
     return parser
 
 

@@ -40,6 +40,7 @@ from ..display.outputs import Message
 from ..workspace import Workspace, current
 from . import (
     _config_commands,
+    _doctor_command,
     _exec,
     _folder_commands,
     _run_commands,
@@ -115,6 +116,7 @@ class BackendAIMagics(Magics):
             "nbrun": _nbrun,
             "config": _config_commands.config, "login": _config_commands.login,
             "logout": _config_commands.logout, "kernel": _config_commands.kernel,
+            "doctor": _doctor_command.doctor,
         }
         self._handlers: dict[str, Callable[[argparse.Namespace, str | None], Any]] = {
             name: functools.partial(handler, self) for name, handler in handlers.items()

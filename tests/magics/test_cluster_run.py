@@ -76,3 +76,11 @@ def test_raise_flag_carries_the_remote_exception(cluster: BackendAIMagics) -> No
         cluster.backendai("run -r cpu=1 -r mem=1g --rm -q --raise -c 'print(1); 1/0'")
     assert info.value.ename == "ZeroDivisionError"
     assert info.value.result.stdout == "1\n"
+
+
+def test_doctor_on_the_cluster(cluster: BackendAIMagics) -> None:
+    with capture_output() as captured:
+        cluster.backendai("doctor")
+    out = captured.stdout
+    assert "✓ endpoint: " in out and "✓ keys: " in out and "✓ project: " in out
+    assert out.rstrip().endswith("→ a first cell should run"), out
