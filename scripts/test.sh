@@ -72,6 +72,7 @@ BAI_FAULT_AGENT=1 BAI_REQUIRE_CLUSTER=1 .venv/bin/pytest -m cluster \
 if [ "${SKIP_CLUSTER_24:-0}" != 1 ]; then
   echo "== real-cluster tier: Backend.AI 24.03 LTS (24.3.11)"
   "$CLUSTER_DIR/cluster.sh" down || true
+  unset BAI_MOCK_GPUS  # 26.9.6 only (cluster.sh refuses it for 24.3.11)
   export BAI_VERSION=24.3.11 BAI_CLUSTER_ENV=${BAI_BASE_24:-/tmp/backendai-cluster-24.3}/user.env
   [ "${BAI_FRESH_CLUSTER:-0}" = 1 ] && { "$CLUSTER_DIR/cluster.sh" down --purge || true; }
   trap 'BAI_VERSION=24.3.11 "$CLUSTER_DIR/cluster.sh" down || true' EXIT
