@@ -28,8 +28,7 @@ from typing import Any
 
 import nbformat
 
-from ..client import Client
-from ..client._exceptions import APIError, ClientError, ConfigError, QuotaError, ServerError
+from ..client import APIError, Client, ClientError, ConfigError, QuotaError, ServerError
 from ..client.images import pick_image
 from ..client.sessions import LIVE_STATUSES
 from .attached import destroy_quietly

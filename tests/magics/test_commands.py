@@ -317,4 +317,4 @@ def test_doctor(bai: Any, magics: BackendAIMagics, capsys: pytest.CaptureFixture
     assert out.splitlines()[0].startswith("✓ endpoint: http://127.0.0.1:")
     assert "-local, API v" in out and "✓ keys: " in out and "sandbox" in out
     assert out.rstrip().endswith("→ a first cell should run")
-    assert magics.client_config.secret_key not in out
+    assert magics.context.client_config.secret_key not in out

@@ -12,6 +12,9 @@ are charged to the cgroup that faults them in) all count. In order of preference
   is writable;
 * neither: ``None``, and the caller falls back to per-process ``RLIMIT_DATA`` (and says so once).
 
+A second cgroup, ``pids``, caps the session's processes + threads (``pids.max``: a fork or a
+new thread past it fails with ``EAGAIN`` in that session only; :func:`create_pids_cgroup`).
+
 The cgroup's ``cgroup.procs`` also lists every process of the session wherever it re-parented
 to: :meth:`MemoryCgroup.kill_all` is how destroy and the crash reaper find double-forked daemons.
 """
@@ -25,7 +28,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MIN_MEMORY", "MemoryCgroup", "create_memory_cgroup", "memory_cgroup_parent"]
+__all__ = [
+    "DEFAULT_PIDS_MAX",
+    "MIN_MEMORY",
+    "MemoryCgroup",
+    "create_memory_cgroup",
+    "create_pids_cgroup",
+    "memory_cgroup_parent",
+    "pids_cgroup_parent",
+]
 
 #: The smallest memory limit a session may ask for (an idle ipykernel needs ~60 MiB).
 MIN_MEMORY = 64 * 2**20
@@ -134,6 +145,53 @@ def create_memory_cgroup(session_id: str, limit: int) -> MemoryCgroup | None:
     try:
         cg.path.mkdir(exist_ok=True)
         cg.set_limit(limit)
+    except OSError:
+        with contextlib.suppress(OSError):
+            cg.path.rmdir()
+        return None
+    return cg
+
+
+#: Processes + threads a session may have at once unless ``-r``/the resource policy says
+#: otherwise (an idle ipykernel has ~10 threads; a build with ``make -j`` some hundreds).
+DEFAULT_PIDS_MAX = 1024
+
+
+def pids_cgroup_parent() -> tuple[Path, int] | None:
+    """Where this process may create ``pids`` cgroups: ``(directory, version)`` or ``None``."""
+    try:
+        own = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    if (_ROOT / "cgroup.controllers").exists():
+        line = next((x for x in own if x.startswith("0::")), None)
+        if line is not None:
+            parent = _ROOT / _own_path(line)
+            try:
+                if "pids" in (parent / "cgroup.subtree_control").read_text().split():
+                    if os.access(parent, os.W_OK):
+                        return parent, 2
+            except OSError:
+                pass
+    line = next((x for x in own if "pids" in x.split(":")[1].split(",")), None)
+    if line is not None:
+        parent = _ROOT / "pids" / _own_path(line)
+        if (parent / "cgroup.procs").exists() and os.access(parent, os.W_OK):
+            return parent, 1
+    return None
+
+
+def create_pids_cgroup(session_id: str, limit: int) -> MemoryCgroup | None:
+    """The session's ``pids`` cgroup with ``pids.max = limit`` (a fork/clone beyond it fails
+    with EAGAIN in that session only), or ``None`` where none can be written."""
+    found = pids_cgroup_parent()
+    if found is None:
+        return None
+    parent, version = found
+    cg = MemoryCgroup(parent / f"{PREFIX}{session_id}", version)
+    try:
+        cg.path.mkdir(exist_ok=True)
+        (cg.path / "pids.max").write_text(str(limit))
     except OSError:
         with contextlib.suppress(OSError):
             cg.path.rmdir()

@@ -33,13 +33,17 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
 from .cgroups import MemoryCgroup
+from .diskquota import HomeImage
 from .limits import ENV_VAR, launcher_argv
+from .netns import PortRelay
 from .procfs import is_alive
 from .runs import Record, Run
-from .sandbox import SessionSandbox
+from .sandbox import CONFIG_DIR, SessionSandbox, host_ids
 from .zygote import Zygote, ZygoteProvisioner
 
 __all__ = ["Run", "SessionProcess", "descendants", "kill_tree"]
+
+KERNEL_CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 
 def descendants(pids: set[int]) -> set[int]:
     """All live descendants of ``pids`` (``/proc`` scan; no psutil needed)."""
@@ -121,12 +125,22 @@ class SessionProcess:
         sandbox: SessionSandbox | None = None,
         cgroup: MemoryCgroup | None = None,
         service_dir: Path | None = None,
+        runtime_dir: Path | None = None,
+        pids_cgroup: MemoryCgroup | None = None,
     ):
         self.workdir = workdir
         self.sandbox = sandbox
         self.cgroup = cgroup
-        #: A short private (0700) directory for the services' Unix sockets (``services.py``).
+        self.pids_cgroup = pids_cgroup
+        #: A short directory for the services' Unix sockets (``services.py``), when the session
+        #: has no network of its own to listen in.
         self.service_dir = service_dir
+        #: Host-side: the kernel's connection file and sshd's files (read-only in the sandbox).
+        self.runtime_dir = runtime_dir or workdir.parent / (workdir.name + ".runtime")
+        #: Host-loopback ports relayed to the kernel's ports in the session's network.
+        self.relay: PortRelay | None = None
+        #: The file system of ``/home/work`` when it has a quota (``diskquota.py``).
+        self.home_image: HomeImage | None = None
         self.zygote = zygote
         self.env = env
         self.limits = limits
@@ -167,22 +181,25 @@ class SessionProcess:
     # -- the ipykernel ---------------------------------------------------------------------------
 
     async def start_kernel(self) -> None:
-        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        conn = "{connection_file}"
+        if self.sandbox is not None:  # where the session sees it (names nothing of the host)
+            conn = f"{CONFIG_DIR}/kernel.json"
         spec = KernelSpec(
-            # With a zygote the provisioner forks the kernel (or adds the launcher itself).
-            argv=argv if self.zygote is not None else launcher_argv(argv),
+            # The provisioner forks the kernel in the zygote or adds the launcher itself.
+            argv=[sys.executable, "-m", "ipykernel_launcher", "-f", conn],
             display_name="Python 3 (Backend.AI local)",
             language="python",
             interrupt_mode="signal",
         )
-        runtime = self.workdir.parent / (self.workdir.name + ".runtime")
-        runtime.mkdir(exist_ok=True, mode=0o700)
-        self.km = _LocalKernelManager(spec, connection_file=str(runtime / "kernel.json"))
-        if self.zygote is not None:
-            self.km.kernel_id = str(uuid.uuid4())
-            prov = ZygoteProvisioner(kernel_id=self.km.kernel_id, kernel_spec=spec, parent=self.km)
-            prov.zygote, prov.log_path = self.zygote, str(self.log_path)
-            self.km.provisioner = prov
+        self.runtime_dir.mkdir(exist_ok=True, mode=0o755)
+        self.km = _LocalKernelManager(
+            spec, connection_file=str(self.runtime_dir / "kernel.json"))
+        self.km.kernel_id = str(uuid.uuid4())
+        prov = ZygoteProvisioner(kernel_id=self.km.kernel_id, kernel_spec=spec, parent=self.km)
+        prov.zygote, prov.log_path = self.zygote, str(self.log_path)
+        if self.sandbox is not None and self.sandbox.isolation.userns:
+            prov.owner = host_ids()
+        self.km.provisioner = prov
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             await self.km.start_kernel(
@@ -191,7 +208,18 @@ class SessionProcess:
         finally:
             log.close()
         self._spawned()
+        factory = self.sandbox.factory if self.sandbox is not None else None
+        outer: dict[str, int] = {}
+        if factory is not None and self.sandbox is not None and self.sandbox.isolation.net:
+            # The kernel listens on its own loopback: the client talks to it through a relay.
+            self.relay = PortRelay(factory)
+            info = self.km.get_connection_info()
+            inner = {ch: int(info[f"{ch}_port"]) for ch in KERNEL_CHANNELS}
+            hosts = await self.relay.start(inner.values())
+            outer = {f"{ch}_port": hosts[port] for ch, port in inner.items()}
         self.kc = self.km.client()
+        for name, port in outer.items():  # (load_connection_info keeps ports already set)
+            setattr(self.kc, name, port)
         self.kc.start_channels()
         try:
             await self.kc.wait_for_ready(timeout=60)
@@ -314,7 +342,13 @@ class SessionProcess:
             await self.km.shutdown_kernel(now=True)
         if old is not None:
             kill_tree({old})
+        await self._close_relay()
         await self.start_kernel()
+
+    async def _close_relay(self) -> None:
+        if self.relay is not None:
+            await self.relay.close()
+            self.relay = None
 
     # -- shell commands (batch steps, startup command, bootstrap) -----------------------------
 
@@ -405,10 +439,14 @@ class SessionProcess:
                 break
             await asyncio.sleep(0.05)
         kill_tree(tree, signal.SIGKILL)
+        await self._close_relay()
         if self.sandbox is not None:
             await self.sandbox.stop()
-        if self.cgroup is not None:
-            await asyncio.to_thread(self.cgroup.remove)
+        for cg in (self.cgroup, self.pids_cgroup):
+            if cg is not None:
+                await asyncio.to_thread(cg.remove)
+        if self.home_image is not None:
+            await asyncio.to_thread(self.home_image.unmount)
         if self.service_dir is not None:
             shutil.rmtree(self.service_dir, ignore_errors=True)
         if self.km is not None:
@@ -424,7 +462,10 @@ class SessionProcess:
         kill_tree(pids | descendants(pids), signal.SIGKILL)
         if self.sandbox is not None:
             self.sandbox.kill()
-        if self.cgroup is not None:
-            self.cgroup.kill_all()
+        for cg in (self.cgroup, self.pids_cgroup):
+            if cg is not None:
+                cg.kill_all()
+        if self.home_image is not None:
+            self.home_image.unmount()
 
 

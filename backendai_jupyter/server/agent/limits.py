@@ -12,12 +12,13 @@ no ``preexec_fn`` (unsafe with threads) and no race after start:
   daemons it double-forks are all charged to the one session limit;
 * ``rlimit_mem``: the fallback without a writable cgroup: ``RLIMIT_DATA`` per process (an idle
   ipykernel reserves ~220 MiB of address space, so ``RLIMIT_AS`` would kill it at start);
-* ``sandbox``: ``{"pid": P, "start": T, "cwd": "/home/work", "keep_caps": false}`` — enter the
-  namespaces of the session's bubblewrap sandbox (:mod:`.sandbox`) whose init has host pid ``P``
-  (user, IPC, mount, PID: its own file-system view with ``/home/work``, and the session's PID
-  namespace, so destroying the sandbox kills every descendant), drop every capability and set
-  ``no_new_privs``. Joining a PID namespace only applies to children, so the caller forks once
-  more (:func:`relay_child`): the parent stays outside and relays signals and the exit status.
+* ``sandbox``: ``{"pid": P, "start": T, "cwd": "/home/work", "ids": [1000, 1000]}`` — enter the
+  namespaces of the session's bubblewrap sandbox (:mod:`.sandbox`) whose ``sandbox_init`` has
+  host pid ``P`` (user, IPC, mount, network, PID: its own file-system view with ``/home/work``,
+  its own loopback, and the session's PID namespace, so destroying the sandbox kills every
+  descendant), become its ``work`` user, drop every capability and set ``no_new_privs``.
+  Joining a PID namespace only applies to children, so the caller forks once more
+  (:func:`relay_child`): the parent stays outside and relays signals and the exit status.
 
 Stdlib only and runnable as a script: importing the package would pull in aiohttp/jupyter_client
 for every process start.
@@ -50,9 +51,10 @@ ENV_VAR = "BJUP_LIMITS"
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50, "e": 2**60}
 _AMOUNT_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgtpe]?)(i?b?)?\s*$", re.IGNORECASE)
 
-# Namespace kinds in the order they must be joined: the user namespace first (it grants the
-# capabilities the others need), the PID namespace last.
-_NAMESPACES = (("user", 0x10000000), ("ipc", 0x08000000), ("mnt", 0x00020000), ("pid", 0x20000000))
+# Namespace kinds in the order they are joined (the PID namespace last of these; the user
+# namespace before or after them, ``enter_sandbox``).
+_NAMESPACES = (("ipc", 0x08000000), ("mnt", 0x00020000), ("net", 0x40000000), ("pid", 0x20000000))
+_USER = ("user", 0x10000000)
 _PR_SET_PDEATHSIG = 1
 _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
@@ -102,9 +104,9 @@ def apply_limits(limits: dict[str, Any]) -> None:
     if isinstance(cpus, list) and cpus and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(c) for c in cpus})
     procs = limits.get("cgroup_procs")
-    if isinstance(procs, str):
+    for path in [procs] if isinstance(procs, str) else procs if isinstance(procs, list) else []:
         # Failing to join would run the session without its limit: fail the start instead.
-        Path(procs).write_text(str(os.getpid()))
+        Path(path).write_text(str(os.getpid()))
     mem = limits.get("rlimit_mem")
     if isinstance(mem, int) and mem > 0:
         resource.setrlimit(resource.RLIMIT_DATA, (mem, mem))
@@ -153,32 +155,44 @@ def drop_capabilities() -> None:
 
 
 def enter_sandbox(sandbox: dict[str, Any]) -> None:
-    """Join the namespaces of the sandbox whose init is host pid ``sandbox["pid"]``.
+    """Join the namespaces of the sandbox process whose host pid is ``sandbox["pid"]``, become
+    its ``work`` user (``sandbox["ids"]``, when it has a user namespace) and drop every
+    capability.
 
     The calling process must be single-threaded. Its *children* are in the sandbox's PID
-    namespace; fork (:func:`relay_child`) before running anything.
+    namespace; fork (:func:`relay_child`) before running anything. Root joins the user
+    namespace last (the others are owned by the host's, ``sandbox_init.py``); anyone else
+    first (bwrap made it, and it owns the others).
     """
     pid = int(sandbox["pid"])
+    root = os.geteuid() == 0
+    order = (*_NAMESPACES, _USER) if root else (_USER, *_NAMESPACES)
+    ids = sandbox.get("ids")
     fds: list[tuple[int, int]] = []
     try:
         # Open every namespace first: once in the sandbox's mount namespace, its /proc no
         # longer shows host pids.
-        for name, flag in _NAMESPACES:
+        for name, flag in order:
             target = f"/proc/{pid}/ns/{name}"
             if os.readlink(target) == os.readlink(f"/proc/self/ns/{name}"):
                 continue  # e.g. no user namespace of its own when the endpoint runs as root
             fds.append((os.open(target, os.O_RDONLY | os.O_CLOEXEC), flag))
         if _start_time(pid) != sandbox.get("start"):
             raise ProcessLookupError(f"the session's sandbox (pid {pid}) is gone")
+        if root and ids:
+            os.setgroups([])  # root's groups must not follow it into the session
         libc = _libc()
         for fd, flag in fds:
             _check(libc.setns(fd, flag), "setns")
     finally:
         for fd, _ in fds:
             os.close(fd)
+    if isinstance(ids, list) and len(ids) == 2:
+        uid, gid = int(ids[0]), int(ids[1])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
     os.chdir(str(sandbox.get("cwd") or "/home/work"))
-    if not sandbox.get("keep_caps"):
-        drop_capabilities()
+    drop_capabilities()
 
 
 def _exit_like(status: int) -> None:

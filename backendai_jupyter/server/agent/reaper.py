@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cgroups import MemoryCgroup
+from .diskquota import unmount_home
 from .procfs import start_time
 
 if TYPE_CHECKING:
@@ -67,6 +68,10 @@ def session_record(sess: ComputeSession) -> dict[str, Any]:
         return record
     if proc.cgroup is not None:
         record["cgroup"] = [str(proc.cgroup.path), proc.cgroup.version]
+    if proc.pids_cgroup is not None:
+        record["pids_cgroup"] = [str(proc.pids_cgroup.path), proc.pids_cgroup.version]
+    if proc.home_image is not None:
+        record["home_mount"] = True
     if proc.service_dir is not None:
         record["service_dir"] = str(proc.service_dir)
     if proc.sandbox is not None:
@@ -124,11 +129,15 @@ class CrashRecords:
                     path.unlink(missing_ok=True)
                     continue
                 killed = _kill_recorded(record.get("pids") or [])
-                cg = record.get("cgroup")
-                if isinstance(cg, list) and len(cg) == 2 and str(cg[0]).startswith("/sys/fs/"):
-                    cgroup = MemoryCgroup(Path(str(cg[0])), int(cg[1]))
-                    killed += len(cgroup.pids())
-                    cgroup.remove()
+                for key in ("cgroup", "pids_cgroup"):
+                    cg = record.get(key)
+                    if isinstance(cg, list) and len(cg) == 2 and str(cg[0]).startswith(
+                            "/sys/fs/"):
+                        cgroup = MemoryCgroup(Path(str(cg[0])), int(cg[1]))
+                        killed += len(cgroup.pids())
+                        cgroup.remove()
+                if record.get("home_mount") and record.get("id"):
+                    unmount_home(self.data_dir / "sessions" / str(record["id"]))
                 sdir = record.get("service_dir")
                 if isinstance(sdir, str) and Path(sdir).name.startswith("bjup-"):
                     shutil.rmtree(sdir, ignore_errors=True)

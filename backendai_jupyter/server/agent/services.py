@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import importlib.util
 import json
 import os
 import shutil
 import socket
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +44,9 @@ from aiohttp import web
 from ..manager.errors import Problem, invalid_api_params
 from ..manager.state import ComputeSession
 from .limits import ENV_VAR, launcher_argv
-from .sandbox import HOME
+from .netns import connect_in_session
+from .safefs import write_beneath
+from .sandbox import CONFIG_DIR, HOME
 
 __all__ = [
     "SERVICES",
@@ -139,20 +143,17 @@ class SessionServices:
                 return cur.address
             return await self._start(sdef, arguments, envs)
 
-    def _env(self, envs: Any, *, keep_caps: bool = False) -> dict[str, str]:
+    def _env(self, envs: Any) -> dict[str, str]:
         proc = self.sess.process
         env = dict(proc.env) if proc is not None else {}
         if proc is not None:
-            limits = dict(proc.limits)
-            if keep_caps and isinstance(limits.get("sandbox"), dict):
-                # sshd drops privileges itself (privilege separation needs them first).
-                limits["sandbox"] = {**limits["sandbox"], "keep_caps": True}
-            env[ENV_VAR] = json.dumps(limits)
+            env[ENV_VAR] = json.dumps(proc.limits)
         if isinstance(envs, dict):
             env.update({str(k): str(v) for k, v in envs.items()})
         return env
 
-    def _runtime(self) -> Path:
+    def _logs(self) -> Path:
+        """The services' logs: next to the session's directory, never visible in it."""
         path = self.sess.workdir.parent / (self.sess.workdir.name + ".services")
         path.mkdir(exist_ok=True, mode=0o700)
         return path
@@ -160,6 +161,11 @@ class SessionServices:
     def _sandboxed(self) -> bool:
         proc = self.sess.process
         return proc is not None and "sandbox" in proc.limits
+
+    def _own_network(self) -> bool:
+        proc = self.sess.process
+        return (proc is not None and proc.sandbox is not None
+                and proc.sandbox.isolation.net and proc.sandbox.factory is not None)
 
     def _home(self) -> str:
         return HOME if self._sandboxed() else str(self.sess.workdir)
@@ -170,25 +176,49 @@ class SessionServices:
             return None
         return str(proc.service_dir / f"{name}.sock")
 
+    def _inside(self, host_socket: str) -> str:
+        """Where the service sees its socket (the sockets directory's fixed sandbox path)."""
+        if not self._sandboxed():
+            return host_socket
+        return f"{CONFIG_DIR}/sockets/{os.path.basename(host_socket)}"
+
+    async def connect(self, address: Address) -> socket.socket:
+        """A connected socket to the service at ``address`` (one the proxy pumps bytes over).
+
+        A port is one of the session's loopback — its own network namespace, reached through a
+        socket made inside it (``netns.py``) — or the host's. A Unix socket is opened once
+        with ``O_PATH | O_NOFOLLOW`` and connected through ``/proc/self/fd``: the inode that
+        was checked, even if the session swaps the name for a symlink meanwhile."""
+        if isinstance(address, int):
+            proc = self.sess.process
+            factory = proc.sandbox.factory if self._own_network() and proc and proc.sandbox \
+                else None
+            return await connect_in_session(factory, address)
+        return await connect_unix_nofollow(address)
+
     async def _start(self, sdef: ServiceDef, arguments: Any, envs: Any) -> Address:
         if self.sess.process is None or self.sess.status != "RUNNING":
             raise Problem(
                 500, "app-service-start-failed", "Failed to launch the app service",
                 data=f"session {self.sess.name} is {self.sess.status}",
             )
-        address: Address = _free_port()
-        if sdef.name != "sshd":  # sshd authenticates by key and speaks TCP
-            address = self._socket(sdef.name) or address
+        address: Address
+        if self._own_network():  # the session's own loopback: the service's own port
+            address = sdef.port
+        else:
+            address = _free_port()
+            if sdef.name != "sshd":  # sshd authenticates by key and speaks TCP
+                address = self._socket(sdef.name) or address
         if isinstance(address, str):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(address)
         argv = await self._argv(sdef, address, arguments)
-        log = open(self._runtime() / f"{sdef.name}.log", "ab")  # noqa: SIM115 - child's
+        log = open(self._logs() / f"{sdef.name}.log", "ab")  # noqa: SIM115 - child's
         try:
             proc = await asyncio.create_subprocess_exec(
                 *launcher_argv(argv),
                 cwd=str(self.sess.workdir),
-                env=self._env(envs, keep_caps=sdef.name == "sshd"),
+                env=self._env(envs),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -198,11 +228,11 @@ class SessionServices:
             log.close()
         self.sess.process.adopt(proc)  # destroy kills it with the session
         try:
-            await _wait_listening(proc, address, READY_TIMEOUT)
+            await self._wait_listening(proc, address, READY_TIMEOUT)
         except Exception as e:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, 9)
-            tail = (self._runtime() / f"{sdef.name}.log").read_text(errors="replace")[-1500:]
+            tail = (self._logs() / f"{sdef.name}.log").read_text(errors="replace")[-1500:]
             raise Problem(
                 500, "app-service-start-failed", "Failed to launch the app service",
                 data=f"{sdef.name}: {e}\n{tail}",
@@ -223,7 +253,7 @@ class SessionServices:
         if sdef.name in ("jupyter", "jupyterlab"):
             module = "jupyterlab" if sdef.name == "jupyterlab" else "jupyter_server"
             listen = (
-                [f"--ServerApp.sock={address}", "--ServerApp.sock_mode=0600"]
+                [f"--ServerApp.sock={self._inside(address)}", "--ServerApp.sock_mode=0600"]
                 if isinstance(address, str)
                 else ["--ip=127.0.0.1", f"--port={address}", "--port-retries=0"]
             )
@@ -238,43 +268,88 @@ class SessionServices:
                 *extra,
             ]
         if sdef.name == "ttyd":
-            where = ["-i", address] if isinstance(address, str) else [
+            where = ["-i", self._inside(address)] if isinstance(address, str) else [
                 "-i", "127.0.0.1", "-p", str(address)]
             return [shutil.which("ttyd") or "ttyd", *where,
                     "-W", *extra, os.environ.get("SHELL", "/bin/bash")]
         if sdef.name == "sshd" and isinstance(address, int):
+            proc = self.sess.process
+            if proc is not None and proc.sandbox is not None and proc.sandbox.owner() is None:
+                raise Problem(500, "app-service-start-failed", "Failed to launch the app service",
+                              data="sshd runs only as the session's own user (no user "
+                                   "namespaces here)")
             return await self._sshd_argv(address)
         raise Problem(500, "app-service-start-failed", "Failed to launch the app service",
                       data=f"unknown service {sdef.name}")
 
     async def _sshd_argv(self, port: int) -> list[str]:
-        rt = self._runtime()
-        if os.geteuid() == 0:  # sshd running as root wants its privilege-separation directory
-            with contextlib.suppress(OSError):
-                Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        """sshd as the session's ``work`` user: key only, its own host key, no root login.
+        Its files are in the session's runtime directory, which only the endpoint writes
+        (read-only at ``/home/config/ssh`` in the sandbox)."""
+        proc = self.sess.process
+        assert proc is not None
+        ssh = proc.runtime_dir / "ssh"
+        ssh.mkdir(parents=True, exist_ok=True, mode=0o755)
+        inside = f"{CONFIG_DIR}/ssh" if self._sandboxed() else str(ssh)
+        owner = proc.sandbox.owner() if proc.sandbox is not None else None
         keygen = shutil.which("ssh-keygen") or "ssh-keygen"
-        host_key = rt / "ssh_host_ed25519_key"
+        host_key = ssh / "host_ed25519_key"
         if not host_key.exists():
             await _run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)])
-        ensure_id_container(self.sess.workdir)
-        auth = rt / "authorized_keys"
-        auth.write_text((self.sess.workdir / "id_container.pub").read_text())
-        auth.chmod(0o600)
-        conf = rt / "sshd_config"
+        ensure_id_container(ssh)
+        # The user's copy of the key pair, in /home/work as a real session has it: written
+        # without following whatever the session put there.
+        for name, mode in (("id_container", 0o600), ("id_container.pub", 0o644)):
+            give_file(self.sess.workdir, name, (ssh / name).read_bytes(), mode, owner)
+        auth = ssh / "authorized_keys"
+        auth.write_text((ssh / "id_container.pub").read_text())
+        for path, mode in ((host_key, 0o600), (auth, 0o644)):
+            path.chmod(mode)
+            if owner is not None:
+                os.chown(path, *owner)
+        conf = ssh / "sshd_config"
         conf.write_text(
-            f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
-            f"AuthorizedKeysFile {auth}\nPidFile {rt / 'sshd.pid'}\n"
+            f"Port {port}\nListenAddress 127.0.0.1\nHostKey {inside}/{host_key.name}\n"
+            f"AuthorizedKeysFile {inside}/authorized_keys\nPidFile none\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
-            "StrictModes no\nPermitRootLogin prohibit-password\nPubkeyAuthentication yes\n"
+            "StrictModes no\nPermitRootLogin no\nPubkeyAuthentication yes\n"
             f"SetEnv HOME={self._home()}\n"
             "Subsystem sftp internal-sftp\n"
         )
-        return [sshd_path() or "sshd", "-D", "-e", "-f", str(conf)]
+        return [sshd_path() or "sshd", "-D", "-e", "-f", f"{inside}/sshd_config"]
+
+    async def _wait_listening(
+        self, proc: asyncio.subprocess.Process, address: Address, timeout: float
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if proc.returncode is not None:
+                raise RuntimeError(f"exited with status {proc.returncode}")
+            try:
+                sock = await self.connect(address)
+            except OSError:
+                await asyncio.sleep(0.1)
+                continue
+            sock.close()
+            return
+        raise TimeoutError(f"not listening after {timeout:.0f} s")
 
 
-def ensure_id_container(workdir: Path) -> None:
-    """The session's SSH key pair, ``id_container`` (RSA 2048, as the seed doc says)."""
-    key = workdir / "id_container"
+def give_file(workdir: Path, name: str, data: bytes, mode: int,
+              owner: tuple[int, int] | None) -> None:
+    """Write ``workdir/name`` for the session, following no symlink (``safefs``)."""
+    root = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        write_beneath(root, name, data, owner, mode=mode)
+    finally:
+        os.close(root)
+
+
+def ensure_id_container(ssh_dir: Path) -> None:
+    """The session's SSH key pair, ``id_container`` (RSA 2048, as the seed doc says), made in
+    the endpoint's own runtime directory."""
+    key = ssh_dir / "id_container"
     if key.exists():
         return
     keygen = shutil.which("ssh-keygen")
@@ -305,27 +380,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _wait_listening(
-    proc: asyncio.subprocess.Process, address: Address, timeout: float
-) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if proc.returncode is not None:
-            raise RuntimeError(f"exited with status {proc.returncode}")
+async def connect_unix_nofollow(path: str) -> socket.socket:
+    """Connect to the Unix socket at ``path`` without following a symlink at its last
+    component (``O_PATH | O_NOFOLLOW``, then ``/proc/self/fd``)."""
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "not a socket")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
         try:
-            if isinstance(address, str):
-                _, writer = await asyncio.open_unix_connection(address)
-            else:
-                _, writer = await asyncio.open_connection("127.0.0.1", address)
-        except OSError:
-            await asyncio.sleep(0.1)
-            continue
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
-        return
-    raise TimeoutError(f"not listening on {address} after {timeout:.0f} s")
+            await asyncio.get_running_loop().sock_connect(sock, f"/proc/self/fd/{fd}")
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    finally:
+        os.close(fd)
 
 
 class ServiceManager:

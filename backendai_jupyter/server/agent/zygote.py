@@ -253,10 +253,19 @@ class ZygoteProvisioner(LocalProvisioner):
     """``LocalProvisioner`` whose kernel is forked by the zygote; the classic launch (the
     ``limits.py`` launcher + ``Popen``) when the zygote is unusable for this kernel."""
 
-    zygote: Zygote
+    zygote: Zygote | None
     log_path: str
+    #: Host uid/gid of the session's user: the connection file must be readable by it.
+    owner: tuple[int, int] | None = None
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        conn = str(getattr(self.parent, "connection_file", "") or "")
+        if self.owner is not None and conn:
+            # Written by jupyter_client (0600) in the session's runtime directory, which only
+            # the endpoint can write to: no symlink can be there.
+            os.chown(conn, *self.owner, follow_symlinks=False)
+        if self.zygote is None:
+            return await super().launch_kernel(launcher_argv(cmd), **kwargs)
         env = dict(kwargs.get("env") or os.environ)
         raw = env.pop(ENV_VAR, "")
         cwd = str(kwargs.get("cwd") or os.getcwd())

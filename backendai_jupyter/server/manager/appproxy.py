@@ -38,9 +38,11 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from ...client._local_transfer import LOCAL_CONNECT_HEADER
 from ...client.apps import TcpPipe
 from ..agent.limits import launcher_argv
 from ..agent.services import ServiceDef, service_ports, session_services
+from .appconnect import connect_offer
 from .auth import ACCESS_KEY
 from .errors import Problem, decode_json, invalid_api_params, read_json
 from .state import REGISTRY, ComputeSession
@@ -95,7 +97,12 @@ def _resolve(
 
 
 async def apps(request: web.Request) -> web.Response:
-    return web.json_response(service_ports(request.app, _session(request)))
+    sess = _session(request)
+    resp = web.json_response(service_ports(request.app, sess))
+    offer = connect_offer(request, sess)  # loopback clients: the same-machine path
+    if offer is not None:
+        resp.headers[LOCAL_CONNECT_HEADER] = offer
+    return resp
 
 
 async def tcpproxy(request: web.Request) -> web.StreamResponse:
@@ -115,15 +122,15 @@ async def tcpproxy(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         # Only an (authenticated) websocket upgrade starts a service: not a plain GET.
         raise invalid_api_params("This route is a websocket: send an Upgrade request.")
-    address = await session_services(request.app, sess).ensure(sdef, arguments, envs)
+    services = session_services(request.app, sess)
+    address = await services.ensure(sdef, arguments, envs)
     sess.last_used = time.monotonic()
     await ws.prepare(request)
     loop = asyncio.get_running_loop()
     try:
-        if isinstance(address, str):
-            _, pipe = await loop.create_unix_connection(TcpPipe, address)
-        else:
-            _, pipe = await loop.create_connection(TcpPipe, "127.0.0.1", address)
+        # How the endpoint reaches the service (inside the session's network): services.py.
+        sock = await services.connect(address)
+        _, pipe = await loop.create_connection(TcpPipe, sock=sock)
     except ConnectionRefusedError:
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER)
         return ws

@@ -8,6 +8,7 @@ from aiohttp import web
 from . import auth
 from .access import Access, access_of
 from .errors import Problem
+from .scheduler import SCHEDULER
 from .state import CONFIG, KEYPAIRS
 
 __all__ = ["func_proxy", "hello"]
@@ -17,7 +18,12 @@ async def hello(request: web.Request) -> web.Response:
     """Unsigned ``GET /``: the version probe every client starts with."""
     config = request.app[CONFIG]
     release = config.features.manager_release
-    return web.json_response({"version": config.api_version, "manager": f"{release}-local"})
+    body: dict[str, object] = {"version": config.api_version, "manager": f"{release}-local"}
+    sched = request.app.get(SCHEDULER)
+    if sched is not None:
+        # Which of the sandbox's layers sessions get here, and what is missing (sandbox.py).
+        body["sandbox"] = sched.isolation.diagnostics()
+    return web.json_response(body)
 
 
 async def func_proxy(request: web.Request) -> web.StreamResponse:

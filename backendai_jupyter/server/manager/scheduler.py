@@ -27,23 +27,39 @@ from typing import Any
 
 from aiohttp import web
 
-from ..agent.cgroups import MIN_MEMORY, create_memory_cgroup, memory_cgroup_parent
+from ..agent.cgroups import (
+    MIN_MEMORY,
+    create_memory_cgroup,
+    create_pids_cgroup,
+    memory_cgroup_parent,
+)
+from ..agent.diskquota import HomeImage, probe_home_quota
 from ..agent.kernel_runner import SessionProcess
 from ..agent.limits import format_amount, parse_amount
 from ..agent.reaper import CrashRecords, terminated_session
-from ..agent.sandbox import HOME, SessionSandbox, resolve_mode, session_base_env
+from ..agent.sandbox import (
+    HOME,
+    Isolation,
+    SessionLimits,
+    SessionSandbox,
+    give_to_session,
+    host_ids,
+    resolve_mode,
+    session_base_env,
+)
 from ..agent.zygote import Zygote
-from . import userconfig
 from .errors import Problem
 from .events import publish_session_event
 from .state import CONFIG, ComputeSession
+from .userconfig.store import bootstrap_script_for, dotfiles_for
 
-__all__ = ["Capacity", "Scheduler", "detect_capacity", "detect_gpus"]
+__all__ = ["SCHEDULER", "Capacity", "Scheduler", "detect_capacity", "detect_gpus", "resource_usage"]
 
 log = logging.getLogger(__name__)
 SLOTS = ("cpu", "mem", "cuda.device", "cuda.shares")
-#: A session's directories next to its working directory: the kernel's connection file and the
-#: services' sockets/configuration (bound into the sandbox at their own paths).
+#: A session's directories next to its working directory: its runtime files (the kernel's
+#: connection file, sshd's configuration and keys; read-only at ``/home/config`` in the
+#: sandbox) and its services' logs (never visible in the session).
 SIDE_DIRS = (".runtime", ".services")
 OOM_REASON = "oom-killed"
 
@@ -111,8 +127,10 @@ class Scheduler:
         self._reaper: asyncio.Task[None] | None = None
         self._oom_watch: asyncio.Task[None] | None = None
         self.zygote: Zygote | None = None
-        #: Whether sessions run in a bubblewrap sandbox (``--sandbox``; probed at start).
-        self.sandboxed = False
+        #: Which layers sessions get (``--sandbox``; probed at start).
+        self.isolation = Isolation()
+        #: ``serve -r``: the PID limit and disk sizes every session gets.
+        self.session_limits = SessionLimits.parse(app[CONFIG].session_limits)
         #: Warnings said once at start (no sandbox, no memory cgroup).
         self.warnings: list[str] = []
         self.crash_records = CrashRecords(app[CONFIG].data_dir)
@@ -121,9 +139,13 @@ class Scheduler:
     def choose_isolation(self) -> None:
         """Resolve ``--sandbox`` (probes bubblewrap once) and the memory-limit mechanism;
         raises :class:`.sandbox.SandboxUnavailable` for ``--sandbox bwrap`` without bwrap."""
-        self.sandboxed, warning = resolve_mode(self.app[CONFIG].sandbox)
+        self.isolation, warning = resolve_mode(self.app[CONFIG].sandbox)
         if warning is not None:
             self.warnings.append(warning)
+        quota = probe_home_quota() if self.isolation.userns else "no sandbox"
+        self.home_quota = quota is None
+        if quota is not None and self.isolation.userns:
+            self.warnings.append(quota)
         if memory_cgroup_parent() is None:
             self.warnings.append(
                 "no writable memory cgroup: memory limits are per process (RLIMIT_DATA), so "
@@ -305,7 +327,7 @@ class Scheduler:
     def _environ(self, sess: ComputeSession) -> dict[str, str]:
         env = self._base_environ()
         ncpu = str(max(1, len(sess.cpu_set)))
-        home = HOME if self.sandboxed else str(sess.workdir)
+        home = HOME if self.isolation.sandboxed else str(sess.workdir)
         env.update(
             HOME=home,
             PWD=home,
@@ -334,14 +356,14 @@ class Scheduler:
     def _prepare_workdir(self, sess: ComputeSession) -> None:
         sess.workdir.mkdir(parents=True, exist_ok=True)
         for host_dir, inside in sess.mounts:
-            if self.sandboxed:  # bwrap binds the folder there (onto a directory, not a link)
+            if self.isolation.sandboxed:  # bwrap binds the folder there (not a link)
                 continue
             rel = inside.removeprefix("/home/work/").lstrip("/")
             link = sess.workdir / rel
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.exists() and not link.is_symlink():
                 link.symlink_to(host_dir, target_is_directory=True)
-        for dot in userconfig.dotfiles_for(self.app, sess.access_key):
+        for dot in dotfiles_for(self.app, sess.access_key):
             rel = str(dot["path"]).removeprefix("/home/work/").lstrip("/")
             path = sess.workdir / rel
             if sess.workdir.resolve() not in path.resolve().parents:
@@ -349,9 +371,63 @@ class Scheduler:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(str(dot.get("data", "")))
             path.chmod(int(str(dot.get("permission", "644")), 8))
-        script = userconfig.bootstrap_script_for(self.app, sess.access_key)
+        script = bootstrap_script_for(self.app, sess.access_key)
         if script and not sess.bootstrap_script:
             sess.bootstrap_script = script
+        if sess.bootstrap_script:
+            (sess.workdir / "bootstrap.sh").write_text(sess.bootstrap_script)
+        if self.isolation.userns and os.geteuid() == 0:
+            give_to_session(sess.workdir)
+
+    async def _home_image(self, sess: ComputeSession) -> HomeImage | None:
+        """``/home/work`` on a file system of its own size (``serve -r disk=``), when root."""
+        if not self.home_quota:
+            return None
+        image = HomeImage(sess.workdir)
+        await image.mount(self.session_limits.disk, host_ids())
+        return image
+
+    async def _session_process(self, sess: ComputeSession, limits: dict[str, Any]
+                               ) -> SessionProcess:
+        """The session's cgroups, runtime directories and sandbox (not started yet)."""
+        mem = int(limits["mem"])
+        procs: list[str] = []
+        cgroup = create_memory_cgroup(sess.id, mem)
+        if cgroup is not None:
+            procs.append(str(cgroup.procs_file))
+        else:
+            limits["rlimit_mem"] = mem
+        pids = create_pids_cgroup(sess.id, self.session_limits.pids)
+        if pids is not None and (cgroup is None or pids.path != cgroup.path):
+            procs.append(str(pids.procs_file))
+        if procs:
+            limits["cgroup_procs"] = procs
+        log_path = sess.workdir.parent / f"{sess.workdir.name}.log"
+        # The runtime directory (kernel.json, sshd's files) is read-only in the session; the
+        # services' logs are where the session cannot reach at all.
+        runtime, logs = (sess.workdir.parent / (sess.workdir.name + s) for s in SIDE_DIRS)
+        for d in (runtime, runtime / "ssh", logs):
+            d.mkdir(exist_ok=True, mode=0o755 if d is not logs else 0o700)
+        service_dir: Path | None = None
+        if not self.isolation.net:
+            # Unix sockets for Jupyter/ttyd (no network of its own to listen in); short paths.
+            service_dir = Path(tempfile.mkdtemp(prefix=f"bjup-{sess.id[:8]}-"))
+            (runtime / "sockets").mkdir(exist_ok=True)
+        sandbox: SessionSandbox | None = None
+        if self.isolation.sandboxed:
+            if self.isolation.userns and service_dir is not None:
+                os.chown(service_dir, *host_ids())
+            sandbox = SessionSandbox.for_session(
+                workdir=sess.workdir, config_dir=runtime, data_dir=self.app[CONFIG].data_dir,
+                mounts=sess.mounts, isolation=self.isolation, sockets_dir=service_dir,
+                tmp_size=self.session_limits.tmp,
+            )
+        proc = SessionProcess(
+            sess.workdir, self._environ(sess), limits, log_path, zygote=self.zygote,
+            sandbox=sandbox, cgroup=cgroup, service_dir=service_dir, runtime_dir=runtime,
+            pids_cgroup=pids if pids is not None and pids != cgroup else None,
+        )
+        return proc
 
     async def _start(self, sess: ComputeSession) -> None:
         app = self.app
@@ -360,43 +436,23 @@ class Scheduler:
             publish_session_event(app, "session_scheduled", sess, "triggered-by-scheduler")
             sess.set_status("PREPARING")
             publish_session_event(app, "session_preparing", sess, "passed-preconditions")
+            home = await self._home_image(sess)
             self._prepare_workdir(sess)
             sess.set_status("PREPARED")
             publish_session_event(app, "session_prepared", sess, "triggered-by-scheduler")
             publish_session_event(app, "kernel_preparing", sess)
             mem = int(sess.resources["mem"])
             limits: dict[str, Any] = {"cpus": sess.cpu_set, "mem": mem}
-            cgroup = create_memory_cgroup(sess.id, mem)
-            if cgroup is not None:
-                limits["cgroup_procs"] = str(cgroup.procs_file)
-            else:
-                limits["rlimit_mem"] = mem
-            log_path = sess.workdir.parent / f"{sess.workdir.name}.log"
-            # Unix socket paths are limited to 107 bytes: a short directory of its own.
-            service_dir = Path(tempfile.mkdtemp(prefix=f"bjup-{sess.id[:8]}-"))
-            sandbox: SessionSandbox | None = None
-            if self.sandboxed:
-                runtime = [sess.workdir.parent / (sess.workdir.name + s) for s in SIDE_DIRS]
-                runtime.append(service_dir)
-                for d in runtime:
-                    d.mkdir(exist_ok=True, mode=0o700)
-                sandbox = SessionSandbox.for_session(
-                    workdir=sess.workdir, runtime_dirs=runtime,
-                    data_dir=self.app[CONFIG].data_dir, mounts=sess.mounts,
-                )
-            proc = SessionProcess(
-                sess.workdir, self._environ(sess), limits, log_path, zygote=self.zygote,
-                sandbox=sandbox, cgroup=cgroup, service_dir=service_dir,
-            )
+            proc = await self._session_process(sess, limits)
+            proc.home_image = home
             sess.process = proc
-            if sandbox is not None:
-                limits["sandbox"] = (await sandbox.start(log_path)).to_limits()
+            if proc.sandbox is not None:
+                limits["sandbox"] = (await proc.sandbox.start(proc.log_path)).to_limits()
             proc.on_spawn = lambda: self.crash_records.write(sess)
             self.crash_records.write(sess)
             sess.set_status("CREATING")
             publish_session_event(app, "kernel_creating", sess)
             if sess.bootstrap_script:
-                (sess.workdir / "bootstrap.sh").write_text(sess.bootstrap_script)
                 await proc.run_shell("/bin/sh bootstrap.sh", None)
             if sess.type != "batch":
                 await proc.start_kernel()
@@ -535,3 +591,14 @@ class Scheduler:
                 sess.process.stop_now()
         if self.zygote is not None:
             await self.zygote.close()
+
+
+SCHEDULER: web.AppKey[Scheduler] = web.AppKey("bjup_scheduler", Scheduler)
+
+
+def resource_usage(app: web.Application) -> dict[str, dict[str, str]]:
+    """``{"total": {slot: amount}, "used": {slot: amount}}`` — amounts as strings, mem in bytes.
+
+    Slots: ``cpu``, ``mem``, and ``cuda.device``/``cuda.shares`` when the machine has GPUs.
+    """
+    return app[SCHEDULER].usage()

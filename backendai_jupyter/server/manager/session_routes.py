@@ -9,10 +9,9 @@ real manager is broken or removed a feature the local endpoint keeps the useful 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
+import os
 import stat
-import tarfile
 import time
 import uuid
 from datetime import datetime, timezone
@@ -23,13 +22,14 @@ from urllib.parse import unquote
 from aiohttp import BodyPartReader, MultipartWriter, web
 
 from .. import storage as folders
-from ..agent import services
+from ..agent import safefs, services
 from ..paths import path_problem
 from . import userconfig
 from .auth import ACCESS_KEY
 from .errors import Problem, invalid_api_params, json_body
+from .scheduler import SCHEDULER
 from .session_params import check_name, parse_create
-from .state import CONFIG, KEYPAIRS, REGISTRY, SCHEDULER, ComputeSession
+from .state import CONFIG, KEYPAIRS, REGISTRY, ComputeSession
 
 __all__ = ["create", "destroy", "info"]
 
@@ -282,8 +282,15 @@ async def rename(request: web.Request) -> web.Response:
 # -- files ------------------------------------------------------------------------------------
 
 
-def _inside(s: ComputeSession, rel: str) -> Path:
-    """Map a path as the user sees it (relative, or under /home/work) into the workdir."""
+def _forbidden() -> Problem:
+    return Problem(403, "generic-forbidden", "Forbidden operation.",
+                   "Not allowed to access outside /home/work")
+
+
+def _inside(rel: str) -> str:
+    """A path as the user sees it (relative, or under /home/work) → relative to the workdir.
+    Every access below is ``openat``-style from the workdir's descriptor (``safefs``): the
+    session's symlinks are never followed, even one swapped in while the endpoint works."""
     problem = path_problem(rel)
     if problem is not None:
         raise invalid_api_params(problem)
@@ -292,22 +299,27 @@ def _inside(s: ComputeSession, rel: str) -> Path:
         try:
             p = p.relative_to("/home/work")
         except ValueError:
-            raise Problem(
-                403,
-                "generic-forbidden",
-                "Forbidden operation.",
-                "Not allowed to access outside /home/work",
-            ) from None
-    target = (s.workdir / p).resolve()
-    root = s.workdir.resolve()
-    if target != root and root not in target.parents:
-        raise Problem(
-            403,
-            "generic-forbidden",
-            "Forbidden operation.",
-            "Not allowed to access outside /home/work",
-        )
-    return target
+            raise _forbidden() from None
+    try:
+        safefs.parts_of(p)
+    except safefs.BeneathError:
+        raise _forbidden() from None
+    return str(p)
+
+
+def _in_workdir(s: ComputeSession, rel: str, what: str, op: Any) -> Any:
+    """``op(workdir fd, rel)`` with the workdir open; errors in words without host paths."""
+    root = os.open(s.workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return op(root, rel)
+    except safefs.BeneathError:
+        raise _forbidden() from None
+    except FileNotFoundError:
+        raise Problem(404, "generic-not-found", "Not found.", f"no such file: {what}") from None
+    except OSError as e:
+        raise invalid_api_params(f"cannot access {what}: {e.strerror}") from None
+    finally:
+        os.close(root)
 
 
 async def upload(request: web.Request) -> web.Response:
@@ -316,7 +328,7 @@ async def upload(request: web.Request) -> web.Response:
         reader = await request.multipart()
     except (AssertionError, ValueError, KeyError):
         raise invalid_api_params("multipart/form-data body expected") from None
-    files: list[tuple[Path, bytes]] = []
+    files: list[tuple[str, str, bytes]] = []
     try:
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader) or not part.filename:
@@ -324,30 +336,26 @@ async def upload(request: web.Request) -> web.Response:
             if len(files) >= MAX_UPLOAD_PARTS:
                 raise invalid_api_params("Too many files")
             # aiohttp's client percent-quotes "/" in multipart filenames (sub%2Fa.txt).
-            target = _inside(s, unquote(part.filename))
+            name = unquote(part.filename)
+            target = _inside(name)
             data = bytearray()
             while chunk := await part.read_chunk():
                 data += chunk
                 if len(data) >= MAX_UPLOAD_SIZE:
                     raise invalid_api_params("Too large file")
-            files.append((target, bytes(data)))
+            files.append((target, name, bytes(data)))
     except (AssertionError, ValueError) as e:  # a broken multipart body
         raise invalid_api_params(f"malformed multipart body: {e}") from None
     # Every part was read and checked: only now is anything written.
-    for target, content in files:
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
-        except OSError as e:
-            raise invalid_api_params(f"cannot write {target.name}: {e.strerror}") from None
+    owner = s.process.sandbox.owner() if s.process and s.process.sandbox else None
+    for target, name, content in files:
+        _in_workdir(s, target, PurePosixPath(name).name,
+                    lambda root, rel, c=content: safefs.write_beneath(root, rel, c, owner))
     return web.Response(status=204)
 
 
-def _tar_of(path: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(str(path), arcname=path.name)
-    return buf.getvalue()
+def _tar_of(s: ComputeSession, rel: str, name: str) -> bytes:
+    return bytes(_in_workdir(s, rel, name, safefs.tar_beneath))
 
 
 async def download(request: web.Request) -> web.Response:
@@ -363,10 +371,8 @@ async def download(request: web.Request) -> web.Response:
         raise invalid_api_params("Input validation error", {"files": "1 to 5 paths"})
     writer = MultipartWriter("mixed")
     for f in files:
-        path = _inside(s, str(f))
-        if not path.exists():
-            raise Problem(404, "generic-not-found", "Not found.", f"no such file: {f}")
-        part = writer.append(_tar_of(path), {"Content-Type": "application/x-tar"})
+        data = await asyncio.to_thread(_tar_of, s, _inside(str(f)), str(f))
+        part = writer.append(data, {"Content-Type": "application/x-tar"})
         part.headers["Content-Encoding"] = "identity"
     return web.Response(body=writer)  # Content-Type: multipart/mixed; boundary=...
 
@@ -376,33 +382,30 @@ async def download_single(request: web.Request) -> web.Response:
     name = request.query.get("file") or (await _body(request)).get("file")
     if not name or not isinstance(name, str):
         raise invalid_api_params("Input validation error", {"file": "is required"})
-    path = _inside(s, name)
-    if not path.exists():
-        raise Problem(404, "generic-not-found", "Not found.", f"no such file: {name}")
-    return web.Response(body=_tar_of(path), content_type="application/x-tar")
+    data = await asyncio.to_thread(_tar_of, s, _inside(name), name)
+    return web.Response(body=data, content_type="application/x-tar")
 
 
 async def list_files(request: web.Request) -> web.Response:
     s = _session(request)
-    rel = (await _body(request)).get("path") or "."
-    path = _inside(s, rel)
+    rel = _inside((await _body(request)).get("path") or ".")
     entries, errors = [], ""
     try:
-        for child in sorted(path.iterdir()):
-            st = child.lstat()
-            entries.append(
-                {
-                    "mode": stat.filemode(st.st_mode),
-                    "size": st.st_size,
-                    "ctime": st.st_ctime,
-                    "mtime": st.st_mtime,
-                    "atime": st.st_atime,
-                    "filename": child.name,
-                }
-            )
-    except OSError as e:
-        errors = str(e)
-    abspath = "/home/work/" + str(path.relative_to(s.workdir.resolve())).lstrip(".")
+        listing = _in_workdir(s, rel, rel, lambda root, r: list(safefs.scandir_beneath(root, r)))
+    except Problem as e:
+        listing, errors = [], str(e.msg or e.title)
+    for name, st in listing:
+        entries.append(
+            {
+                "mode": stat.filemode(st.st_mode),
+                "size": st.st_size,
+                "ctime": st.st_ctime,
+                "mtime": st.st_mtime,
+                "atime": st.st_atime,
+                "filename": name,
+            }
+        )
+    abspath = "/home/work/" + ("" if rel == "." else rel)
     return web.json_response(
         {"files": json.dumps(entries), "errors": errors, "abspath": abspath.rstrip("/")}
     )

@@ -6,7 +6,7 @@ the storage/user-config modules written separately — reach the state only thro
 defined here, so there is one typed way in.
 
 Contract for ``folders`` / ``userconfig``: read ``app[CONFIG].data_dir`` for storage, and
-:func:`resource_usage` for ``/resource/check-presets``.
+:func:`~.scheduler.resource_usage` for ``/resource/check-presets``.
 """
 
 from __future__ import annotations
@@ -29,22 +29,17 @@ from .errors import Problem
 
 if TYPE_CHECKING:
     from ..agent.kernel_runner import SessionProcess
-    from .events import EventBus
-    from .scheduler import Scheduler
 
 __all__ = [
     "CONFIG",
     "DEFAULT_API_VERSION",
-    "EVENTS",
     "KEYPAIRS",
     "REGISTRY",
-    "SCHEDULER",
     "ComputeSession",
     "Keypair",
     "Registry",
     "ServerConfig",
     "load_or_create_keypair",
-    "resource_usage",
 ]
 
 DEFAULT_API_VERSION = "v9.20250722"
@@ -65,8 +60,11 @@ class ServerConfig:
     default_resources: dict[str, str] = field(default_factory=lambda: {"cpu": "1", "mem": "1g"})
     #: Login for session mode (``/server/login``); defaults to the keypair's user/password.
     keypair: Keypair | None = None
-    #: ``auto`` (bubblewrap when it works), ``bwrap`` (required) or ``none`` (``sandbox.py``).
+    #: ``auto`` (every layer that works), ``bwrap`` (bubblewrap required), ``strict`` (every
+    #: layer required) or ``none`` (``sandbox.py``).
     sandbox: str = "auto"
+    #: ``serve -r``: ``{"pids": "1024", "tmp": "1g", "disk": "10g"}`` (``sandbox.SessionLimits``).
+    session_limits: dict[str, str] = field(default_factory=dict)
 
     @property
     def sessions_dir(self) -> Path:
@@ -246,13 +244,3 @@ class Registry:
 CONFIG: web.AppKey[ServerConfig] = web.AppKey("bjup_config", ServerConfig)
 KEYPAIRS: web.AppKey[dict[str, Keypair]] = web.AppKey("bjup_keypairs", dict)
 REGISTRY: web.AppKey[Registry] = web.AppKey("bjup_registry", Registry)
-SCHEDULER: web.AppKey[Scheduler] = web.AppKey("bjup_scheduler")
-EVENTS: web.AppKey[EventBus] = web.AppKey("bjup_events")
-
-
-def resource_usage(app: web.Application) -> dict[str, dict[str, str]]:
-    """``{"total": {slot: amount}, "used": {slot: amount}}`` — amounts as strings, mem in bytes.
-
-    Slots: ``cpu``, ``mem``, and ``cuda.device``/``cuda.shares`` when the machine has GPUs.
-    """
-    return app[SCHEDULER].usage()
