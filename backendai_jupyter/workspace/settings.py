@@ -113,8 +113,9 @@ class SessionSettings:
             }.get(key, f"BACKEND_{key.upper()}")
             if key not in _SHAPE_KEYS and env.get(var):
                 pairs[key] = env[var]
+        image = "" if (shape.image or "").lower() == "auto" else shape.image or ""  # "": auto
         return replace(
-            cls().update(pairs), image=shape.image or DEFAULT_IMAGE, resources=shape.resources,
+            cls().update(pairs), image=image, resources=shape.resources,
             resource_opts=shape.resource_opts, mounts=shape.mounts, mount_map=shape.mount_map,
         )
 
