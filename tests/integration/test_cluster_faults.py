@@ -302,8 +302,12 @@ async def test_agent_stop_mid_cell_ends_the_cell_with_the_reason(client: Client,
     try:
         run = client.sessions.execute(sid, "import time\nwhile True:\n    print('.', flush=True)\n    time.sleep(0.5)")
         stopped_at = 0.0
+        v9 = client.features.version >= (9, "20250722")
         try:
-            with pytest.raises(SessionError) as info:
+            # 24.03 answers the next continuation with a bare 500 (its manager's RPC to the
+            # stopped agent fails with callosum's AuthenticationError) and keeps the session
+            # RUNNING: the cell ends with the client's "the kernel may have died" instead.
+            with pytest.raises(SessionError if v9 else (SessionError, ServerError)) as info:
                 async with asyncio.timeout(180):
                     async for ev in run:
                         if isinstance(ev, Output) and not stopped_at:
@@ -311,9 +315,10 @@ async def test_agent_stop_mid_cell_ends_the_cell_with_the_reason(client: Client,
                             await cluster("stop", "agent")
         finally:
             await cluster("start", "agent")
-        # The continuation in flight gets no answer (20 s), the next one "agent connection
-        # unavailable": the cell ends with that reason instead of hanging.
+        # 26.9.6: the continuation in flight gets no answer (20 s), the next one "agent
+        # connection unavailable": the cell ends with that reason instead of hanging.
         assert time.monotonic() - stopped_at < 150
-        assert "agent" in str(info.value) and "\n" not in str(info.value)
+        assert "\n" not in str(info.value)
+        assert ("agent" if v9 else "kernel may have died") in str(info.value)
     finally:
         await destroy(client, sid)
