@@ -147,8 +147,12 @@ async def test_manager_restart_mid_cell_over_websocket(client: Client, image: st
     try:
         restart = asyncio.ensure_future(after(4.0, lambda: cluster("restart", "manager")))
         events: list[ExecEvent] = []
+        # 24.03 sometimes answers the client's probe of the lost run with a 500
+        # (kernel-execution-failed) instead of leaving the queue wedged: the cell then ends
+        # with "the session's kernel may have died".
+        v9 = client.features.version >= (9, "20250722")
         try:
-            with pytest.raises(SessionWedged) as info:
+            with pytest.raises(SessionWedged if v9 else (SessionWedged, ServerError)) as info:
                 run = client.sessions.execute(sid, FORTY_LINES, transport="websocket")
                 async with asyncio.timeout(150):
                     async for ev in run:
@@ -163,7 +167,11 @@ async def test_manager_restart_mid_cell_over_websocket(client: Client, image: st
         assert seen and EXPECTED.startswith(seen)  # what arrived is the head of the output
         last = seen.rstrip("\n").rsplit("\n", 1)[-1]
         assert lost[0].after == f"after the stdout line {last!r}"
-        assert "Start a new session" in str(info.value) and "\n" not in str(info.value)
+        assert "\n" not in str(info.value)
+        if isinstance(info.value, ServerError):
+            assert "kernel may have died" in str(info.value) and not v9
+            return  # 24.03 failed the probe: the queue is not wedged, nothing more to check
+        assert "Start a new session" in str(info.value)
         # A plain (REST) cell on the wedged session ends too, after a bounded wait, not a hang.
         started = time.monotonic()
         with pytest.raises(SessionWedged, match="did not start the code within"):
