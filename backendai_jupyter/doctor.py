@@ -21,8 +21,15 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from .client import Client, ClientConfig
-from .client._exceptions import APIError, AuthError, BackendAIError, ClientError, ConfigError
+from .client import (
+    APIError,
+    AuthError,
+    BackendAIError,
+    Client,
+    ClientConfig,
+    ClientError,
+    ConfigError,
+)
 from .client.defaults import DEFAULT_IMAGE
 from .client.images import ImageInfo, choose_image, closest_images, list_images
 from .client.parsing import parse_resource_flags
