@@ -79,6 +79,7 @@ __all__ = [
     "WarmSockets",
     "events_from_result",
     "output_tail",
+    "split_flush",
     "split_prompt",
 ]
 
@@ -111,6 +112,25 @@ def split_prompt(items: list[ConsoleItem]) -> tuple[list[ConsoleItem], str]:
     if sep:
         rest.append(ConsoleItem("stdout", head + sep))
     return rest, tail
+
+
+def split_flush(prompt: str, prefix: str | None) -> tuple[str, str | None] | None:
+    """Recognise a live-output pump's prompt (``backendai_jupyter.live``). Pure.
+
+    Returns ``None`` for a real ``input()`` prompt, else ``(text, answer)``: ``text`` is output
+    that came before the marker on the same line (a ``\r`` progress bar), ``answer`` the token
+    to answer with, or ``None`` for a quiet prompt (answered by an input already sent).
+    """
+    if not prefix or not prompt.endswith("\x07"):
+        return None
+    at = prompt.rfind(prefix)
+    if at < 0:
+        return None
+    token = prompt[at:]
+    kind, seq = token[len(prefix) : len(prefix) + 1], token[len(prefix) + 1 : -1]
+    if kind not in ("f", "q") or not seq.isdigit():
+        return None
+    return prompt[:at], (token if kind == "f" else None)
 
 
 def events_from_result(result: dict[str, Any]) -> list[ExecEvent]:
@@ -256,6 +276,7 @@ class Execution:
         self._input: asyncio.Queue[str] = asyncio.Queue()
         self._started = False
         self._delivered: list[ExecEvent] = []
+        self._flush_answer = False  # the REST request in flight answers a pump's prompt
 
     def __aiter__(self) -> AsyncIterator[ExecEvent]:
         if self._started:
@@ -349,6 +370,16 @@ class Execution:
                 session=self.session,
             )
 
+    def _flush(self, event: ExecEvent) -> tuple[list[ExecEvent], str | None] | None:
+        """For a live-output pump's prompt: (output to yield, answer or None); else None."""
+        if not isinstance(event, WaitingInput):
+            return None
+        found = split_flush(event.prompt, self._client.sessions.flush_prefix(self.session))
+        if found is None:
+            return None
+        text, answer = found
+        return ([Output(ConsoleItem("stdout", text))] if text else []), answer
+
     def _deliver(self, event: ExecEvent) -> ExecEvent:
         if isinstance(event, Finished):
             self.exit_code = event.exit_code
@@ -406,6 +437,13 @@ class Execution:
                     )
                 events = events_from_result(frame)
                 for event in events:
+                    flush = self._flush(event)
+                    if flush is not None:
+                        for out in flush[0]:
+                            yield self._deliver(out)
+                        if flush[1] is not None:
+                            await ws.send_str(flush[1])
+                        continue
                     yield self._deliver(event)
                     if isinstance(event, WaitingInput):
                         await ws.send_str(await self._next_input())
@@ -552,9 +590,14 @@ class Execution:
                     reconnecting = outage.failed(reason)
                     yield reconnecting
                     await asyncio.sleep(reconnecting.delay)
-                    if not isinstance(e, ConnectError) and mode != "continue":
+                    if (
+                        not isinstance(e, ConnectError)
+                        and mode != "continue"
+                        and not self._flush_answer
+                    ):
                         # The request may have reached the agent: never send code twice, go on
-                        # reading the run instead.
+                        # reading the run instead. A flush answer is sent again: one that never
+                        # arrived would stall the run, a second copy is harmless (live.remote).
                         mode, code, options = "continue", "", {}
                     continue
                 sent = True
@@ -565,8 +608,16 @@ class Execution:
                 if result.get("runId") or result.get("run_id"):
                     self.run_id = str(result.get("runId") or result.get("run_id"))
                 mode, code = "continue", ""
+                self._flush_answer = False
                 events = events_from_result(result)
                 for event in events:
+                    flush = self._flush(event)
+                    if flush is not None:
+                        for out in flush[0]:
+                            yield self._deliver(out)
+                        if flush[1] is not None:
+                            mode, code, self._flush_answer = "input", flush[1], True
+                        continue
                     yield self._deliver(event)
                     if isinstance(event, WaitingInput):
                         mode, code = "input", await self._next_input()

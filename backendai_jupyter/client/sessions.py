@@ -75,6 +75,18 @@ class Sessions:
         self._client = client
         self.warm_sockets = WarmSockets(client)
         self._drains: dict[str, asyncio.Task[None]] = {}
+        self._flush_prefixes: dict[str, str] = {}
+
+    def set_flush_prefix(self, session: str, prefix: str | None) -> None:
+        """Name the prompt prefix of a session's live-output pump (``backendai_jupyter.live``):
+        every run on ``session`` then answers such prompts itself and never shows them."""
+        if prefix:
+            self._flush_prefixes[session] = prefix
+        else:
+            self._flush_prefixes.pop(session, None)
+
+    def flush_prefix(self, session: str) -> str | None:
+        return self._flush_prefixes.get(session)
 
     def track_drain(self, session: str, drain: Coroutine[Any, Any, None]) -> None:
         """Finish an abandoned run in the background; the session's next run waits for it."""
