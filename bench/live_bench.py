@@ -30,7 +30,10 @@ from typing import Any
 from jupyter_client.manager import KernelManager, start_new_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
-CLUSTER_SH = ROOT.parent / "shared" / "backendai-cluster" / "cluster.sh"
+CLUSTER_SH = Path(os.environ.get("BAI_CLUSTER_DIR") or next(
+    (p / "shared" / "backendai-cluster" for p in ROOT.parents if (p / "shared").is_dir()),
+    ROOT.parent / "shared" / "backendai-cluster",
+)) / "cluster.sh"
 ENV_FILES = {
     "26.9": Path("/tmp/backendai-cluster/user.env"),
     "24.3": Path("/tmp/backendai-cluster-24.3/user.env"),
