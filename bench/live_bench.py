@@ -117,7 +117,9 @@ def restart_check(kc: Any, server: str) -> str:
 
 def measure(name: str, km: KernelManager, kc: Any, server: str, restart: bool) -> str:
     kc.execute_interactive("import time", timeout=300)  # starts the session
-    first = statistics.median(first_output(kc) for _ in range(3))
+    firsts = [first_output(kc) for _ in range(3)]
+    first = statistics.median(firsts)
+    print(name, "first outputs", [round(f, 3) for f in firsts], flush=True)
     lags = [lag for _, lag in loop_lines(kc, 30)]
     row = (f"{name:<34} first {first:6.3f} s   lag p50 {percentile(lags, 0.5):6.3f} s   "
            f"p95 {percentile(lags, 0.95):6.3f} s")

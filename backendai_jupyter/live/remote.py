@@ -35,6 +35,8 @@ from typing import Any
 
 MIN_GAP = 0.15
 """Seconds between two flushes of one run: ~5 REST requests a second while a cell prints."""
+SETTLE = 0.01
+"""Seconds between flushing the streams and asking: the common case then needs no second flush."""
 PREFIX_TAG = "\x1b]BAIF;"
 
 
@@ -155,8 +157,12 @@ class Pump:
         return ask
 
     def loop(self) -> None:
+        owed = False
         while not self.stopped:
-            self.pending.wait()
+            # The runner reads a pending stdin request before pending iopub messages, so output
+            # sent just before a prompt can miss that answer: a flush that carried output is
+            # followed by one more, MIN_GAP later, even if nothing new was written.
+            woke = self.pending.wait(MIN_GAP if owed else None)
             if self.stopped:
                 return
             wait = self.last + MIN_GAP - time.monotonic()
@@ -164,18 +170,27 @@ class Pump:
                 time.sleep(wait)
             self.acquire()
             try:
-                target = self.cell
                 self.pending.clear()
-                if target is not None and not self.stopped:
-                    self.seq += 1
-                    token = flush_token(self.prefix, "f", self.seq)
-                    try:
-                        self.kernel._input_request(token, *target, password=False)
-                    except Exception:
-                        pass  # EOF or a broken stdin channel: output still goes out at the end
+                owed = woke and self.cell is not None
+                if self.cell is not None and not self.stopped:
+                    self.flush(self.cell)
             finally:
                 self.lock.release()
             self.last = time.monotonic()
+
+    def flush(self, target: Any) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        time.sleep(SETTLE)  # lets the runner read that output before the prompt
+        self.seq += 1
+        token = flush_token(self.prefix, "f", self.seq)
+        try:
+            self.kernel._input_request(token, *target, password=False)
+        except Exception:
+            pass  # EOF or a broken stdin channel: output still goes out at the end
 
 
 def install() -> str:
