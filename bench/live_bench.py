@@ -40,7 +40,10 @@ ENV_FILES = {
 }
 VERSIONS = {"26.9": "26.9.6", "24.3": "24.3.11"}
 FIRST = "import time\nprint('first', flush=True)\ntime.sleep(3)"
-LOOP = "import time\nfor i in range({n}):\n    print('L', i, time.time(), flush=True)\n    time.sleep(0.2)"
+LOOP = (
+    "import time\nfor i in range({n}):\n"
+    "    print('L', i, time.time(), flush=True)\n    time.sleep(0.2)"
+)
 
 
 def kernel_env(server: str, transport: str) -> dict[str, str]:
