@@ -4,6 +4,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+__all__ = ["load_ipython_extension", "unload_ipython_extension"]
+
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext backendai_jupyter``: register the ``%backendai`` magics (imported lazily)."""

@@ -204,7 +204,7 @@ async def bench_sessions(server: Server, n: int, tmp: Path) -> dict[str, float]:
 async def bench_sandbox_start(n: int, tmp: Path) -> list[float]:
     """Seconds until each of ``n`` concurrently started session sandboxes (bwrap) is ready:
     the part of a sandboxed session start that an unsandboxed one does not have."""
-    from backendai_jupyter.server.sandbox import SessionSandbox
+    from backendai_jupyter.server.agent.sandbox import SessionSandbox
 
     async def one(i: int) -> tuple[SessionSandbox, float]:
         work, runtime = tmp / f"s{i}", tmp / f"s{i}.runtime"

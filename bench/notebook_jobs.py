@@ -56,7 +56,7 @@ def notebook(path: Path, sleep: float) -> None:
 
 def start_server(data: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     from backendai_jupyter.server.local import ensure_local_endpoint
-    from backendai_jupyter.server.state import load_or_create_keypair
+    from backendai_jupyter.server.manager.state import load_or_create_keypair
 
     load_or_create_keypair(data)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKEND_", "SORNA_"))}

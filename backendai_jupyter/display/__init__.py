@@ -1,21 +1,16 @@
-"""Jupyter output mapping shared by the proxy kernel and the magics (kernel-independent)."""
+"""Jupyter output mapping shared by the proxy kernel and the magics (kernel-independent).
+
+Rich-channel frames live in :mod:`backendai_jupyter.richchannel`.
+"""
 
 from .outputs import (
-    Frame,
-    FrameDecoder,
     Message,
     console_to_messages,
-    encode_frame,
-    frame_to_message,
     parse_traceback_text,
 )
 
 __all__ = [
-    "Frame",
-    "FrameDecoder",
     "Message",
     "console_to_messages",
-    "encode_frame",
-    "frame_to_message",
     "parse_traceback_text",
 ]

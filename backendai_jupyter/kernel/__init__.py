@@ -1,8 +1,7 @@
 """The "Backend.AI Python (remote GPU)" proxy kernel.
 
 ``BackendAIKernel`` is imported on first use, so that the pure modules of this package
-(:mod:`.bootstrap`, the remote side of the rich channel; :mod:`.routing`) can be imported
-without ipykernel by the workspace and the magics.
+(:mod:`.routing`, :mod:`.fidelity`) can be imported without ipykernel.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Why
 ---
 ipywidgets, ``tqdm.auto``, ipympl and ``interact`` talk over Jupyter *comms*. Remote code opens
 them in the remote kernel; their messages to the front-end travel as rich-channel frames
-(:mod:`.bootstrap`). The way back is ours: the front-end sends ``comm_open`` / ``comm_msg`` /
+(:mod:`..richchannel`). The way back is ours: the front-end sends ``comm_open`` / ``comm_msg`` /
 ``comm_close`` on the proxy's shell channel, and a stock Backend.AI server has no route to the
 remote kernel's shell socket. The only way in is an execution.
 
@@ -24,10 +24,10 @@ What
   reloaded page and every later message waited behind it.)
 * **Delivery.** Remote-bound messages are queued and delivered by one hidden execution per batch
   that hands them, binary buffers included, to the remote kernel's own comm manager (the
-  function :data:`REMOTE_SOURCE` defines, added to the bootstrap's module on first use). Shell
+  program :mod:`..richchannel.remote.comms`, added to the bootstrap's module on first use). Shell
   messages are handled one at a time, so while a remote cell runs they wait and are delivered
   after it, in order, as by a busy ipykernel; the next remote cell waits for the queue
-  (:meth:`CommBridge.drain`).
+  (:meth:`CommBridge.remote_cell`).
 * **Parents.** Before each message the remote side writes a ``comm_parent`` marker frame; what the
   callbacks publish after it (widget updates, prints, displays, errors) is published by the proxy
   with *that front-end message* as parent, as ipykernel does. ipywidgets needs this: the
@@ -51,7 +51,6 @@ import asyncio
 import base64
 import concurrent.futures
 import contextlib
-import json
 import logging
 import secrets
 import sys
@@ -69,19 +68,23 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..display.outputs import IopubMessage
+from ..richchannel import (
+    MARK_DONE,
+    MARK_INFO,
+    MARK_PARENT,
+    IopubMessage,
+    comm_info_code,
+    decode_comm_info,
+    dispatch_code,
+    with_header,
+)
 
 __all__ = [
     "COMM_MSG_TYPES",
     "CONTROL_TARGET",
-    "REMOTE_SOURCE",
     "CommBridge",
     "CommTracker",
     "Pending",
-    "comm_info_code",
-    "decode_comm_info",
-    "dispatch_code",
-    "encode_batch",
     "manager_state_to_update",
     "merge_update_states",
     "rewrite_output_capture",
@@ -95,14 +98,6 @@ COMM_MSG_TYPES = ("comm_open", "comm_msg", "comm_close")
 CONTROL_TARGET = "jupyter.widget.control"
 WIDGET_TARGET = "jupyter.widget"
 OUTPUT_MODEL = "OutputModel"
-MODULE = "_backendai_rich"
-MARK_PARENT = "bai_comm_parent"
-"""Remote marker: what follows belongs to front-end message ``i`` of batch ``id``."""
-MARK_DONE = "bai_comm_done"
-"""Remote marker: batch ``id`` is delivered; ``missing`` lists the messages nobody took."""
-MARK_INFO = "bai_comm_info"
-"""Remote answer to :func:`comm_info_code`: ``comms`` of request ``id``."""
-"""The bootstrap's module in the remote ``sys.modules`` (see :mod:`.bootstrap`)."""
 
 BATCH_MESSAGES = 64
 BATCH_BYTES = 8 << 20
@@ -112,77 +107,6 @@ DELIVERY_TIMEOUT = 30.0
 """A delivery that takes longer is abandoned: its messages are logged as dropped, the remote run
 is interrupted and read to its end (the client's drain), and later messages go on. A stock
 server makes the next run wait at most its 30 s RPC timeout for this one anyway."""
-
-# Runs in the remote kernel (any Python >= 3.8), once per remote process: adds ``comms`` and
-# ``comm_info`` to the bootstrap's module ``mod``. Its markers and answers are iopub messages of
-# our own types (``bai_*``): the bootstrap carries every iopub message as a frame, in order with
-# the stdout of the callbacks around them, and no front-end ever sees them.
-REMOTE_SOURCE = r"""
-def _install(mod):
-    import base64, json, sys
-
-    def emit(msg_type, content):
-        kernel = get_ipython().kernel
-        kernel.session.send(kernel.iopub_socket, msg_type, content, parent=kernel.get_parent())
-
-    def manager():
-        kernel = get_ipython().kernel
-        mgr = getattr(kernel, "comm_manager", None)
-        if mgr is None:
-            import comm
-            mgr = comm.get_comm_manager()
-        return mgr
-
-    def comms(rid, batch):
-        mgr = manager()
-        items = json.loads(base64.b64decode(batch))
-        missing = []
-        for i, item in enumerate(items):
-            # Output from here on belongs to front-end message i.
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            except Exception:
-                pass
-            emit("bai_comm_parent", {"id": rid, "i": i})
-            msg_type = item["msg_type"]
-            content = item["content"]
-            if msg_type == "comm_open":
-                known = content.get("target_name") in mgr.targets
-            else:
-                known = content.get("comm_id") in mgr.comms
-            if not known:
-                missing.append(i)
-                continue
-            header = item["header"]
-            msg = {
-                "header": header, "msg_id": header.get("msg_id"), "msg_type": msg_type,
-                "parent_header": {}, "metadata": item.get("metadata") or {},
-                "content": content,
-                "buffers": [memoryview(base64.b64decode(b)) for b in item.get("buffers") or []],
-            }
-            try:
-                getattr(mgr, msg_type)(None, None, msg)
-            except Exception:
-                get_ipython().showtraceback()
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except Exception:
-            pass
-        emit("bai_comm_done", {"id": rid, "missing": missing})
-
-    def comm_info(rid, target):
-        comms = {k: {"target_name": c.target_name} for k, c in list(manager().comms.items())
-                 if target is None or c.target_name == target}
-        emit("bai_comm_info", {"id": rid, "status": "ok", "comms": comms})
-
-    mod.comms = comms
-    mod.comm_info = comm_info
-
-_install(mod)
-"""
-
 
 # -- pure parts ---------------------------------------------------------------------------------
 
@@ -211,61 +135,6 @@ class Pending:
     @property
     def size(self) -> int:
         return sum(len(memoryview(b).cast("B")) for b in self.msg.get("buffers") or ())
-
-
-def _b64(buf: Any) -> str:
-    return base64.b64encode(memoryview(buf).cast("B")).decode("ascii")
-
-
-def encode_batch(messages: Iterable[Mapping[str, Any]]) -> str:
-    """Front-end messages as one base64 text (JSON inside; buffers base64 each)."""
-    items = [
-        {
-            "msg_type": m["header"]["msg_type"],
-            "header": dict(m["header"]),
-            "content": m.get("content") or {},
-            "metadata": m.get("metadata") or {},
-            "buffers": [_b64(b) for b in m.get("buffers") or ()],
-        }
-        for m in messages
-    ]
-    return base64.b64encode(json.dumps(items, default=str).encode()).decode("ascii")
-
-
-def _remote_call(name: str, args: str) -> str:
-    # One expression: installs REMOTE_SOURCE into the bootstrap's module on first use, then
-    # calls it. It evaluates to None, so nothing is displayed and ``_`` is left alone.
-    return (
-        f"(lambda mod: (getattr(mod, {name!r}, None) or (exec({REMOTE_SOURCE!r}, "
-        f"{{'mod': mod, 'get_ipython': get_ipython}}) or getattr(mod, {name!r})))({args}))"
-        f"(__import__('sys').modules[{MODULE!r}])\n"
-    )
-
-
-def dispatch_code(rid: str, messages: Iterable[Mapping[str, Any]]) -> str:
-    """The hidden remote execution delivering ``messages`` to the remote comm manager."""
-    if not rid.isalnum():
-        raise ValueError("bad request id")
-    return _remote_call("comms", f"{rid!r}, {encode_batch(messages)!r}")
-
-
-def comm_info_code(rid: str, target_name: str | None) -> str:
-    """The hidden remote execution answering with a ``reply`` frame listing remote comms."""
-    if not rid.isalnum():
-        raise ValueError("bad request id")
-    return _remote_call("comm_info", f"{rid!r}, {target_name!r}")
-
-
-def decode_comm_info(content: Any) -> dict[str, dict[str, str]]:
-    """The ``comms`` of a remote comm_info answer, only well-formed entries."""
-    comms = content.get("comms") if isinstance(content, Mapping) else None
-    if not isinstance(comms, Mapping):
-        return {}
-    return {
-        str(k): {"target_name": str(v["target_name"])}
-        for k, v in comms.items()
-        if isinstance(v, Mapping) and isinstance(v.get("target_name"), str)
-    }
 
 
 def split_batches(
@@ -606,26 +475,23 @@ class CommBridge:
 
     @contextlib.asynccontextmanager
     async def remote_cell(self) -> AsyncIterator[None]:
-        """Around a remote cell: what came first is delivered first; what comes meanwhile
-        waits until it ends (the remote kernel runs one thing at a time, and a stock server's
-        run queue makes a second run wait, up to its 30 s RPC timeout)."""
+        """(Bridge loop) Around a remote cell: what came first is delivered first; what comes
+        meanwhile waits until it ends (the remote kernel runs one thing at a time, and a stock
+        server's run queue makes a second run wait, up to its 30 s RPC timeout). The cell's
+        one workspace call enters it (:meth:`~..workspace.CellRunner.run_cell`'s ``around``)."""
         # Held first, then drained: no new delivery starts meanwhile, and the running worker
-        # delivers everything queued before it stops. Both steps are queued on the bridge's loop
-        # in this order; the release is never awaited, so a cancelled cell still releases.
-        self.submit(self._hold(1))
+        # delivers everything queued before it stops. The release takes no await, so a
+        # cancelled cell still releases.
+        self._hold(1)
         try:
-            await self.drain()
+            await self._drain()
             yield
         finally:
-            self.submit(self._hold(-1))
+            self._hold(-1)
 
-    async def _hold(self, delta: int) -> None:
+    def _hold(self, delta: int) -> None:
         self._cells += delta
         self._kick()
-
-    async def drain(self) -> None:
-        """Wait until every queued front-end message has been delivered (or dropped)."""
-        await self._call(self._drain())
 
     async def _drain(self) -> None:
         while self._worker is not None and not self._worker.done():
@@ -773,7 +639,7 @@ class CommBridge:
     async def _remote_comm_info(self, target_name: str | None) -> dict[str, dict[str, str]] | None:
         """(Bridge loop) Ask the remote kernel, after the queued deliveries and before new ones
         (one run at a time on the session)."""
-        self._cells += 1
+        self._hold(1)
         try:
             await self._drain()
             self._check_session()
@@ -785,8 +651,7 @@ class CommBridge:
                 self.log.warning("remote comm_info failed: %s", e)
             return sink.comms
         finally:
-            self._cells -= 1
-            self._kick()
+            self._hold(-1)
 
 
 def attach(kernel: Any, workspace: Any, transport: str = "rest") -> CommBridge:
@@ -798,18 +663,17 @@ def attach(kernel: Any, workspace: Any, transport: str = "rest") -> CommBridge:
     of ``pass``: ~90 ms vs ~130 ms); a long callback's output then comes in 2 s batches.
     """
     from ..workspace import relay
-    from .bootstrap import cell_header
 
-    def up() -> bool:
-        session = workspace.session
-        return bool(session.active and session.rich)
+    def up() -> bool:  # any thread: the snapshot, never the live session
+        return bool(workspace.session.snapshot.rich)
 
     async def hidden(code: str, sink: _DeliverySink) -> object:
         session = workspace.session
         nonce = session.nonce
-        if nonce:
-            code = cell_header(nonce, silent=True, store_history=False, allow_stdin=False) + code
+        code = with_header(code, nonce, silent=True, store_history=False, allow_stdin=False)
         run = session.client.sessions.execute(session.session_id, code, transport=transport)
         return await relay(run, sink, nonce=nonce)
 
-    return CommBridge(kernel, up, hidden, lambda: workspace.session.nonce, workspace.submit)
+    return CommBridge(
+        kernel, up, hidden, lambda: workspace.session.snapshot.nonce, workspace.submit
+    )

@@ -1,6 +1,6 @@
 """What makes the proxy kernel answer like a local ipykernel, as pure functions.
 
-The remote side (:mod:`.bootstrap`) reports the remote interpreter in its ``ready`` frame and
+The remote side (:mod:`..richchannel`) reports the remote interpreter in its ``ready`` frame and
 each cell's ``execute_reply``; these functions turn that into what the proxy answers:
 
 * :func:`kernel_info_for`: ``kernel_info`` with the *remote* ``language_info`` (Python version,

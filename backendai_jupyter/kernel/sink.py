@@ -5,27 +5,61 @@ so a sink carries everything the kernel's context variables would otherwise supp
 header (the cell's ``execute_request``, or any message a hidden run should answer to), the
 stdin ident, the execution count. Publishing from that thread is safe: ipykernel's iopub socket
 queues every send onto its I/O thread in order, the path ipykernel's own output streams take.
+
+A remote ``input()`` is asked on the front-end's stdin channel from that thread too
+(:class:`StdinChannel`): the kernel's own thread only awaits the cell meanwhile and never
+touches the stdin socket, and the answer is awaited on the socket's readiness, not polled.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from ..display.outputs import IopubMessage
+import zmq
+import zmq.asyncio
 
-__all__ = ["IOPubSink", "KernelLike"]
+from ..richchannel import IopubMessage
+
+__all__ = ["IOPubSink", "KernelLike", "StdinChannel"]
 
 
 class KernelLike(Protocol):
     session: Any
     iopub_socket: Any
 
-    async def stdin_request(
-        self, prompt: str, password: bool, parent: dict[str, Any], ident: Any
-    ) -> str: ...
+
+class StdinChannel:
+    """``input_request`` → ``input_reply`` on the kernel's stdin socket, awaited on the loop
+    that calls :meth:`ask` (the workspace's; one question at a time)."""
+
+    def __init__(self, session: Any, socket: zmq.Socket[Any]) -> None:
+        self.session = session
+        self.socket = socket
+        self._readable: zmq.asyncio.Socket | None = None
+
+    async def ask(self, prompt: str, password: bool, parent: dict[str, Any], ident: Any) -> str:
+        """The front-end's answer ("" if it is malformed). Cancel it to stop waiting."""
+        while True:  # purge stale replies (an earlier question's, answered after it ended)
+            try:
+                self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.ZMQError as e:
+                if e.errno == zmq.EAGAIN:
+                    break
+                raise
+        content = {"prompt": prompt, "password": password}
+        self.session.send(self.socket, "input_request", content, parent, ident=ident)
+        if self._readable is None:  # the same socket, watched by this loop
+            self._readable = zmq.asyncio.Socket.from_socket(self.socket)
+        while True:
+            await self._readable.poll()  # readable (POLLIN), however long it takes
+            _ident, reply = self.session.recv(self.socket, zmq.NOBLOCK)
+            if reply is not None:
+                try:
+                    return str(reply["content"]["value"])
+                except (KeyError, TypeError):
+                    return ""
 
 
 class IOPubSink:
@@ -37,20 +71,16 @@ class IOPubSink:
         parent: dict[str, Any],
         *,
         silent: bool = False,
-        allow_stdin: bool = False,
+        stdin: StdinChannel | None = None,
         ident: Any = None,
-        loop: asyncio.AbstractEventLoop | None = None,
         outgoing: Callable[[IopubMessage, dict[str, Any]], IopubMessage] | None = None,
-        on_event: Callable[[object], None] | None = None,
     ) -> None:
         self.kernel = kernel
         self.outgoing = outgoing  # comm messages pass the comm bridge (:mod:`.comms`)
         self.parent = parent
         self.silent = silent
-        self.allow_stdin = allow_stdin
+        self.stdin = stdin  # None: the front-end takes no input for this cell
         self.ident = ident
-        self.loop = loop  # the kernel's loop, where stdin requests are made
-        self.on_event = on_event  # outage events, for the kernel's own state (from the loop)
 
     def publish(
         self,
@@ -83,16 +113,12 @@ class IOPubSink:
         )
 
     async def ask(self, prompt: str, password: bool) -> str | None:
-        if not self.allow_stdin or self.loop is None:
+        if self.stdin is None:
             return None
-        request = self.kernel.stdin_request(prompt, password, self.parent, self.ident)
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(request, self.loop))
+        return await self.stdin.ask(prompt, password, self.parent, self.ident)
 
     def notice(self, event: object) -> None:
-        """Client events the execution path rendered or that have no output: the kernel tracks
-        outages with them."""
-        if self.on_event is not None:
-            self.on_event(event)
+        """Client events the execution path rendered itself or that have no output."""
 
     def progress(self) -> Progress:
         return Progress(self)

@@ -1,6 +1,6 @@
 """The embedded local Backend.AI endpoint (``backendai-jupyter serve``)."""
 
-from .app import create_app
-from .state import ServerConfig
+from .manager.app import create_app
+from .manager.state import ServerConfig
 
 __all__ = ["ServerConfig", "create_app"]

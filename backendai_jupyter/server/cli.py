@@ -25,9 +25,10 @@ from aiohttp import web
 
 from ..client._exceptions import BackendAIError
 from ..client._versioning import parse_api_version
-from .app import create_app
-from .sandbox import SANDBOX_MODES, SandboxUnavailable
-from .state import (
+from .agent.procfs import start_time
+from .agent.sandbox import SANDBOX_MODES, SandboxUnavailable, SessionLimits
+from .manager.app import create_app
+from .manager.state import (
     DEFAULT_API_VERSION,
     KEYPAIR_FILE,
     REGISTRY,
@@ -36,7 +37,7 @@ from .state import (
     load_or_create_keypair,
 )
 
-__all__ = ["ENDPOINT_FILE", "add_arguments", "default_data_dir", "proc_start_time", "run"]
+__all__ = ["ENDPOINT_FILE", "add_arguments", "default_data_dir", "run"]
 
 ENDPOINT_FILE = "endpoint.json"
 DEFAULT_PORT = 8090
@@ -50,14 +51,6 @@ def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "backendai-jupyter" / "local"
 
-
-def proc_start_time(pid: int) -> str | None:
-    """Field 22 of ``/proc/<pid>/stat``: tells a live server from a recycled pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat[stat.rfind(")") + 2 :].split()[19]
 
 
 def _port(text: str) -> int:
@@ -103,8 +96,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sandbox",
         choices=SANDBOX_MODES,
         default="auto",
-        help="run sessions in a bubblewrap sandbox: auto (when bwrap works; default), bwrap "
-        "(required), none",
+        help="run sessions as containers (bubblewrap, user and network namespaces): auto (every "
+        "layer that works here, naming the missing ones; default), bwrap (bubblewrap "
+        "required), strict (every layer required), none",
+    )
+    parser.add_argument(
+        "-r",
+        "--session-limit",
+        action="append",
+        default=[],
+        metavar="SLOT=AMOUNT",
+        help="what every session gets, as a cluster's resource policy says: pids=N (processes "
+        "+ threads, default 1024), tmp=SIZE (/tmp and /dev/shm, default 1g), disk=SIZE "
+        "(/home/work when root, default 10g); repeatable",
     )
     parser.add_argument(
         "--exit-when-idle",
@@ -194,7 +198,7 @@ async def _serve(config: ServerConfig, show_secret: bool, exit_when_idle: float 
         "port": port,
         "host": config.host,
         "url": url,
-        "start": proc_start_time(os.getpid()),
+        "start": start_time(os.getpid()),
         "started_at": time.time(),
     }
     tmp = endpoint_file.with_suffix(".tmp")
@@ -229,6 +233,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: --capacity expects SLOT=AMOUNT, got {item!r}", file=sys.stderr)
             return 2
         capacity[slot.strip()] = amount.strip()
+    limits: dict[str, str] = {}
+    for item in args.session_limit:
+        slot, sep, amount = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError(f"-r expects SLOT=AMOUNT, got {item!r}")
+            limits[slot.strip()] = amount.strip()
+            SessionLimits.parse(limits)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     keypair, created = load_or_create_keypair(data_dir)
     if not _is_loopback(args.host):
         print(
@@ -246,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout,
         keypair=keypair,
         sandbox=args.sandbox,
+        session_limits=limits,
     )
     try:
         show = created or args.show_keys
@@ -254,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 1
     except SandboxUnavailable as e:
-        print(f"error: --sandbox bwrap: {e}", file=sys.stderr)
+        print(f"error: --sandbox {args.sandbox}: {e}", file=sys.stderr)
         return 2
     except ValueError as e:  # e.g. an unknown --api-version
         print(f"error: {e}", file=sys.stderr)

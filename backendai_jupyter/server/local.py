@@ -19,8 +19,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .cli import ENDPOINT_FILE, default_data_dir, proc_start_time
-from .state import KEYPAIR_FILE, load_or_create_keypair
+from .agent.procfs import start_time
+from .cli import ENDPOINT_FILE, default_data_dir
+from .manager.state import KEYPAIR_FILE, load_or_create_keypair
 
 __all__ = ["ensure_local_endpoint"]
 
@@ -45,7 +46,7 @@ def _live_url(data_dir: Path) -> str | None:
         pid, url = int(rec["pid"]), str(rec["url"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if proc_start_time(pid) is None or proc_start_time(pid) != rec.get("start"):
+    if start_time(pid) is None or start_time(pid) != rec.get("start"):
         return None
     return url if _answers(url) else None
 

@@ -35,6 +35,11 @@ API (for the kernel, the magics, the widgets and whoever plugs into them)
 ``await Workspace.client()``
     The one :class:`~..client.Client` (on the loop).
 
+``await Workspace.call(Workspace.cells.run_cell(cell, sink, around))``
+    A proxy kernel's remote cell, start to reply, in one call (:mod:`.cells`): session start,
+    the run, interrupts (``cells.interrupt()`` from any thread), outages, lost sessions and the
+    reply. ``Workspace.session.snapshot`` is what other threads may read of the session.
+
 ``Workspace.session``
     The kernel session (:class:`.session.KernelSession`): ``ensure()``, ``run(code, sink)``,
     ``run_hidden(code, sink=None)``, ``helper()``, ``interrupt()``, ``stop()``. Only the proxy
@@ -49,20 +54,27 @@ API (for the kernel, the magics, the widgets and whoever plugs into them)
 """
 
 from ._workspace import ConfigChange, Workspace, current
+from .cells import Cell, CellRunner, CellSink
 from .config import CLIENT_KEYS, load_config, split_items
+from .loop import Inbox
 from .relay import Outcome, Sink, relay
-from .session import HiddenSink, KernelSession, install_rich, run_hidden
+from .session import HiddenSink, KernelSession, SessionSnapshot, install_rich, run_hidden
 from .settings import DEFAULT_IMAGE, SESSION_KEYS, SessionSettings
 
 __all__ = [
     "CLIENT_KEYS",
     "DEFAULT_IMAGE",
     "SESSION_KEYS",
+    "Cell",
+    "CellRunner",
+    "CellSink",
     "ConfigChange",
     "HiddenSink",
+    "Inbox",
     "KernelSession",
     "Outcome",
     "SessionSettings",
+    "SessionSnapshot",
     "Sink",
     "Workspace",
     "current",

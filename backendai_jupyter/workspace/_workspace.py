@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..client import Client, ClientConfig
+from .cells import CellRunner
 from .config import load_config, split_items
-from .loop import BackgroundLoop, get_loop
+from .loop import BackgroundLoop, Inbox, get_loop
 from .registry import Registry
 from .session import KernelSession
 from .settings import SessionSettings
@@ -77,19 +78,25 @@ class Workspace:
         self.session = KernelSession(
             lambda: self.settings, self.client, notebook_key=notebook_key, registry=registry
         )
+        self.cells = CellRunner(self.session)
+        """The proxy kernel's remote cells (:mod:`.cells`): one call per cell."""
 
     def _environ(self) -> Mapping[str, str]:
         return os.environ if self._env is None else self._env
 
     # -- the bridge ------------------------------------------------------------------------------
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the workspace loop and wait (sync callers: magics, widgets, tests).
+    def run(
+        self, coro: Coroutine[Any, Any, T], timeout: float | None = None, *,
+        inbox: Inbox[Any] | None = None,
+    ) -> T:
+        """Run ``coro`` on the workspace loop and wait (sync callers: magics, widgets, tests),
+        handling what it posts to ``inbox`` in this thread meanwhile (:class:`.loop.Inbox`).
 
         ``KeyboardInterrupt`` cancels the work and waits for its clean-up before re-raising.
         Never call it on the loop's own thread (it raises instead of deadlocking).
         """
-        return self.loop.run(coro, timeout)
+        return self.loop.run(coro, timeout, inbox=inbox)
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Start ``coro`` on the workspace loop; do not wait (widget callbacks)."""
@@ -123,7 +130,7 @@ class Workspace:
             if client_changes:
                 self.overrides, self._config = overrides, config
                 self._retire_client()
-        live = self.session.session_name if self.session.active else None
+        live = self.session.snapshot.session_name
         return ConfigChange(bool(client_changes), bool(session_changes), live)
 
     def reset(self) -> None:
@@ -138,8 +145,8 @@ class Workspace:
         """``%backendai config``: connection settings (never the secret) and session settings."""
         rows = list(self.client_config().describe().items())
         rows += [(f"session.{k}", v) for k, v in self.session.settings.describe().items()]
-        if self.session.active:
-            rows.append(("session.running", f"{self.session.session_name} (kept settings)"))
+        if (running := self.session.snapshot.session_name) is not None:
+            rows.append(("session.running", f"{running} (kept settings)"))
         return rows
 
     def _retire_client(self) -> None:

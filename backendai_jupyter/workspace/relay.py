@@ -2,7 +2,7 @@
 
 Kernel cells, ``%%backendai run``, ``%backendai run -c``, sweeps and hidden helper runs all go
 through :func:`relay`: it iterates the run's typed events, decodes the rich channel (frames in
-the remote stdout, :class:`~..display.outputs.FrameDecoder`), maps console records
+the remote stdout, :class:`~..richchannel.FrameDecoder`), maps console records
 (:func:`~..display.outputs.console_to_messages`) and hands every message to a :class:`Sink`.
 
 Seams for what plugs in here:
@@ -11,7 +11,7 @@ Seams for what plugs in here:
   cell's parent header; the magics render through IPython's display machinery in the cell's
   thread; a hidden run collects nothing but its non-output frames. ``publish`` takes message
   ``metadata`` and binary ``buffers`` besides the content.
-* **Frames → messages** is :func:`~..display.outputs.frame_message` (any iopub message the
+* **Frames → messages** is :func:`~..richchannel.frame_message` (any iopub message the
   remote kernel sent, with metadata and buffers); the remote ``execute_reply`` frame is kept in
   :attr:`Outcome.remote_reply`, other frames it does not map (``ready``, ``reply``, ...) in
   :attr:`Outcome.frames`, for the caller.
@@ -36,14 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..client import Execution, Finished, Output, OutputLost, Reconnecting, Resumed, WaitingInput
-from ..display.outputs import (
-    Frame,
-    FrameDecoder,
-    IopubMessage,
-    console_to_messages,
-    frame_message,
-)
-from ..kernel.bootstrap import EOF_REPLY
+from ..display.outputs import console_to_messages
+from ..richchannel import EOF_REPLY, Frame, FrameDecoder, IopubMessage, frame_message
 from .outage_status import OutageStatus
 
 __all__ = ["Outcome", "Sink", "relay"]

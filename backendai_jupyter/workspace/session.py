@@ -19,17 +19,23 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..client import Client, ClientConfig, Execution
-from ..client._exceptions import APIError, BackendAIError, NotFoundError, SessionGone
-from ..client.outages import Outage, outage_reason
-from ..display.outputs import read_ready
-from ..kernel.bootstrap import bootstrap_code, cell_header, helper_call
-from ..live import install_code as live_install_code
-from ..live import read_prefix
+from ..client import (
+    APIError,
+    BackendAIError,
+    Client,
+    ClientConfig,
+    Execution,
+    NotFoundError,
+    SessionGone,
+)
+from ..client.lifecycle import has_ended
+from ..richchannel import bootstrap_code, helper_call, read_ready, with_header
+from ..richchannel.pump import live_code, read_flush_prefix
 from .folder_upload import Answers, scan, upload
 from .registry import Record, Registry
 from .relay import Outcome, Sink, relay
@@ -39,9 +45,10 @@ __all__ = [
     "PROGRESS_WORDS",
     "HiddenSink",
     "KernelSession",
+    "SessionSnapshot",
     "install_rich",
     "run_hidden",
-    "with_header",
+    "with_header",  # the rich channel's (re-exported: the magics import it from here)
 ]
 
 log = logging.getLogger(__name__)
@@ -73,7 +80,6 @@ TERMINAL_EVENTS = {
     "session_failure",
     "kernel_failure",
 }
-_DEAD = {"TERMINATED", "TERMINATING", "CANCELLED", "ERROR"}
 
 
 class HiddenSink:
@@ -125,15 +131,13 @@ async def run_hidden(
     frames and, without a sink, the plain stdout text. ``allow_stdin``: the code may call
     ``input()``, answered by the sink's ``ask``.
     """
-    if nonce:
-        header = cell_header(nonce, silent=True, store_history=False, allow_stdin=allow_stdin)
-        code = header + code
+    code = with_header(code, nonce, silent=True, store_history=False, allow_stdin=allow_stdin)
     run = client.sessions.execute(session_id, code)
     return await relay(run, sink or HiddenSink(), nonce=nonce, keep_text=sink is None)
 
 
 async def install_rich(client: Client, session_id: str) -> tuple[str, dict[str, Any]] | None:
-    """Install the rich channel (:mod:`..kernel.bootstrap`) in a session: its nonce and the
+    """Install the rich channel (:mod:`..richchannel`) in a session: its nonce and the
     ``ready`` frame (remote versions, ``language_info``), or ``None`` when the remote side is
     not IPython (plain console records then)."""
     outcome = await run_hidden(client, session_id, bootstrap_code(), None)
@@ -146,47 +150,30 @@ async def install_rich(client: Client, session_id: str) -> tuple[str, dict[str, 
     return nonce, ready.payload
 
 
-async def _destroy_through_outages(client: Client, session_id: str) -> None:
-    """Destroy a session, waiting out a manager outage (a restart) instead of leaking it."""
-    outage: Outage | None = None
-    while True:
-        try:
-            await client.sessions.destroy(session_id, forced=True)
-            return
-        except BackendAIError as e:
-            reason = outage_reason(e)
-            if reason is None:
-                raise
-            outage = outage or Outage(client.config.outage_limit)
-            await asyncio.sleep(outage.failed(reason).delay)
-
-
-def with_header(
-    code: str,
-    nonce: str | None,
-    *,
-    count: int | None = None,
-    silent: bool = False,
-    store_history: bool = True,
-    user_expressions: dict[str, Any] | None = None,
-    allow_stdin: bool = True,
-) -> str:
-    """``code`` with the rich channel's cell header (the notebook's count, flags and
-    user_expressions for the remote ``do_execute``); unchanged without the rich channel."""
-    if not nonce:
-        return code
-    header = cell_header(
-        nonce,
-        count=count,
-        silent=silent,
-        store_history=store_history,
-        user_expressions=user_expressions,
-        allow_stdin=allow_stdin,
-    )
-    return header + code
 
 
 ClientSource = Callable[[], Awaitable[Client]]
+
+
+@dataclass(frozen=True)
+class SessionSnapshot:
+    """What other threads may know of the kernel session: replaced whole, never changed, by the
+    workspace's loop when the session starts or ends (the kernel's ``kernel_info``, the comm
+    handlers and ``%backendai config`` read it from their own threads)."""
+
+    session_name: str | None = None
+    nonce: str | None = None
+    remote_info: Mapping[str, Any] | None = None
+    """The bootstrap's ``ready`` frame: remote versions and ``language_info``."""
+
+    @property
+    def active(self) -> bool:
+        return self.session_name is not None
+
+    @property
+    def rich(self) -> bool:
+        """A live session with the rich channel."""
+        return self.active and self.nonce is not None
 
 
 class KernelSession:
@@ -216,6 +203,8 @@ class KernelSession:
         """The bootstrap's ``ready`` frame: remote versions and ``language_info``."""
         self.reattached = False
         self.terminated_reason: str | None = None
+        self.snapshot = SessionSnapshot()
+        """For other threads; see :class:`SessionSnapshot`."""
         self._watch: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[str] | None = None
         self._closed = False
@@ -332,6 +321,7 @@ class KernelSession:
             if found is not None:
                 self.nonce, self.remote_info = found
                 await self._install_live(client)
+        self.snapshot = SessionSnapshot(name, self.nonce, self.remote_info)
         took = time.monotonic() - t0
         what = "found again (variables kept)" if self.reattached else f"ready in {took:.1f} s"
         mode = "rich output" if self.rich else "plain output"
@@ -343,15 +333,15 @@ class KernelSession:
         return self.session_id
 
     async def _install_live(self, client: Client) -> None:
-        """Over REST, start the session's live-output pump (:mod:`..live`): output every ~0.2 s
-        instead of every 2 s, on the route that survives a manager restart. The websocket
-        flushes every 0.2 s by itself: nothing to install there."""
+        """Over REST, start the session's live-output pump (:mod:`..richchannel.pump`): output
+        every ~0.2 s instead of every 2 s, on the route that survives a manager restart. The
+        websocket flushes every 0.2 s by itself: nothing to install there."""
         assert self.session_id is not None
         client.sessions.set_flush_prefix(self.session_id, None)
         if client.config.execute_transport != "rest":
             return
-        outcome = await run_hidden(client, self.session_id, live_install_code(), self.nonce)
-        prefix = read_prefix("".join(outcome.text))
+        outcome = await run_hidden(client, self.session_id, live_code(), self.nonce)
+        prefix = read_flush_prefix("".join(outcome.text))
         if prefix is None:
             log.info("live output not installed; output comes every 2 s")
         client.sessions.set_flush_prefix(self.session_id, prefix)
@@ -360,8 +350,7 @@ class KernelSession:
         client = self.client
         if client is None:
             return
-        with contextlib.suppress(BackendAIError, asyncio.TimeoutError):
-            await asyncio.wait_for(client.sessions.destroy(name, forced=True), 30)
+        await client.sessions.destroy_quietly(name, timeout=30)
 
     async def _progress(
         self, client: Client, name: str, progress: Callable[[str], None], t0: float
@@ -478,7 +467,7 @@ class KernelSession:
         except BackendAIError:
             return None
         status = info.status.upper()
-        if status in _DEAD:
+        if has_ended(status):
             reason = info.status_info or self.terminated_reason
             return SessionGone(name, reason or status.lower())
         return None
@@ -492,6 +481,15 @@ class KernelSession:
         self.session_id = self.session_name = self.nonce = None
         self.remote_info = None
         self.started_with = None
+        self.snapshot = SessionSnapshot()
+
+    def kept_name(self) -> str | None:
+        """The name to report when this session ends, if it is a kept one (its state was meant
+        to outlive the kernel, so a new session must not silently replace it)."""
+        settings = self.settings
+        if settings.keep or settings.name:
+            return self.session_name or settings.name or "the kept session"
+        return None
 
     async def stop(self) -> None:
         """``%backendai kernel stop``: destroy the live session now; the next cell starts anew."""
@@ -534,13 +532,10 @@ class KernelSession:
                 )
             )
             return
-        try:
-            await asyncio.wait_for(_destroy_through_outages(client, self.session_id), 20)
-        except NotFoundError:
-            pass
-        except (BackendAIError, asyncio.TimeoutError) as e:
+        why = await client.sessions.destroy_quietly(self.session_id, timeout=20)
+        if why is not None:
             # The record stays: the next kernel start destroys the orphan.
-            log.warning("could not destroy session %s: %s", self.session_name, e)
+            log.warning("could not destroy session %s: %s", self.session_name, why)
             return
         self.registry.remove(self.session_name)
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from backendai_jupyter.client import BackendAIError, Client
+from backendai_jupyter.client import BackendAIError, Client, Output
 from backendai_jupyter.client.apps import AppProxy
-from backendai_jupyter.server.services import SERVICES
+from backendai_jupyter.server.agent.services import SERVICES
 
 from .conftest import IMAGE, Local
 
@@ -71,14 +71,56 @@ async def session(client: Client) -> AsyncIterator[str]:
         await client.sessions.destroy(info.name)
 
 
-async def _echo_server(port: int) -> asyncio.base_events.Server:
-    async def echo(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        while data := await r.read(65536):
-            w.write(data)
-            await w.drain()
-        w.close()
+#: A ``preopen`` service is the session's own program, listening on its own loopback (its
+#: network namespace): this one echoes, or — after a 4-byte command — reads an upload once
+#: ``/tmp/go`` exists (its digest into ``/tmp/digest``) or sends a 64 MiB download.
+SERVICE = r"""
+import hashlib, os, socket, threading, time
+BLOCK = bytes(range(256)) * 4096
+def handle(c):
+    head = b""
+    while len(head) < 4:
+        d = c.recv(4 - len(head))
+        if not d:
+            c.close(); return
+        head += d
+    if head == b"BPU!":
+        while not os.path.exists("/tmp/go"):
+            time.sleep(0.05)
+        h, n = hashlib.sha256(), 0
+        while n < 64 * len(BLOCK) and (d := c.recv(1 << 20)):
+            h.update(d); n += len(d)
+        open("/tmp/digest", "w").write(h.hexdigest())
+    elif head == b"BPD!":
+        for _ in range(64):
+            c.sendall(BLOCK)
+    else:
+        d = head
+        while d:
+            c.sendall(d); d = c.recv(65536)
+    c.close()
+def serve():
+    srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", PORT)); srv.listen()
+    while True:
+        threading.Thread(target=handle, args=(srv.accept()[0],), daemon=True).start()
+if "_bjup_service" not in globals():
+    _bjup_service = threading.Thread(target=serve, daemon=True); _bjup_service.start()
+time.sleep(0.3)
+print("serving")
+"""
 
-    return await asyncio.start_server(echo, "127.0.0.1", port)
+
+async def _cell(client: Client, session: str, code: str) -> str:
+    text = ""
+    async for ev in client.sessions.execute(session, code, transport="rest"):
+        if isinstance(ev, Output) and ev.item.kind in ("stdout", "stderr"):
+            text += ev.item.data
+    return text
+
+
+async def _start_service_in_session(client: Client, session: str) -> None:
+    assert "serving" in await _cell(client, session, f"PORT = {PREOPEN}\n" + SERVICE)
 
 
 async def test_apps_listing_shape(client: Client, session: str) -> None:
@@ -135,7 +177,7 @@ async def test_preopen_relay_and_refused(client: Client, session: str) -> None:
         reply = await asyncio.wait_for(r.read(), 10)
         assert reply.startswith(b"HTTP/1.1 503 Service Unavailable") and b"1013" in reply
         w.close()
-        server = await _echo_server(PREOPEN)
+        await _start_service_in_session(client, session)
         try:
             r, w = await asyncio.open_connection("127.0.0.1", proxy.port)
             payload = os.urandom(3 * 1024 * 1024 + 17)
@@ -154,8 +196,7 @@ async def test_preopen_relay_and_refused(client: Client, session: str) -> None:
                 b"conn %d" % i for i in range(8)]
             assert proxy.connections >= 10
         finally:
-            server.close()
-            await server.wait_closed()
+            pass
     assert not proxy.running
 
 
@@ -164,10 +205,8 @@ async def test_backpressure_bounds_the_proxy(client: Client, session: str) -> No
     side, both in this process; traced by tracemalloc) stay bounded, and the bytes arrive intact
     once the slow end reads. Kernel socket buffers are outside the proxy and not counted."""
     size, mib = 64 * 1024 * 1024, 1024 * 1024
-    block = os.urandom(mib)
+    block = bytes(range(256)) * 4096
     digest = hashlib.sha256(block * 64).hexdigest()
-    reading = asyncio.Event()
-    got: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     async def write_all(w: asyncio.StreamWriter) -> None:
         for _ in range(size // mib):  # this end buffers at most one block itself
@@ -180,34 +219,30 @@ async def test_backpressure_bounds_the_proxy(client: Client, session: str) -> No
             h.update(await r.readexactly(mib))
         return h.hexdigest()
 
-    async def service(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        if await r.readexactly(1) == b"U":  # upload: read only once told to
-            await reading.wait()
-            got.set_result(await read_all(r))
-        else:  # download: write it all, however slowly the other end reads
-            await write_all(w)
-        w.close()
-
     def stalled_peak() -> int:
         return tracemalloc.get_traced_memory()[1]
 
-    server = await asyncio.start_server(service, "127.0.0.1", PREOPEN)
+    await _start_service_in_session(client, session)
+    await _cell(client, session, "import os\nfor f in ('/tmp/go', '/tmp/digest'):\n"
+                                 "    os.path.exists(f) and os.unlink(f)")
     tracemalloc.start()
     try:
         async with AppProxy(client, session, str(PREOPEN), port=0) as proxy:
             r, w = await asyncio.open_connection("127.0.0.1", proxy.port)
-            w.write(b"U")
+            w.write(b"BPU!")
             sender = asyncio.create_task(write_all(w))
             await asyncio.sleep(3)  # the service does not read
             assert 0 < proxy.bytes_up < size and not sender.done()
             assert stalled_peak() < 16 * mib, stalled_peak()
-            reading.set()
+            await _cell(client, session, "open('/tmp/go', 'w').close()")
             await asyncio.wait_for(sender, 60)
-            assert await asyncio.wait_for(got, 60) == digest
+            code = ("import os, time\nwhile not os.path.exists('/tmp/digest'): time.sleep(0.1)"
+                    "\ntime.sleep(0.2); print(open('/tmp/digest').read())")
+            assert (await asyncio.wait_for(_cell(client, session, code), 60)).strip() == digest
             w.close()
 
             r, w = await asyncio.open_connection("127.0.0.1", proxy.port)
-            w.write(b"D")
+            w.write(b"BPD!")
             tracemalloc.reset_peak()
             await asyncio.sleep(3)  # nobody reads
             assert 0 < proxy.bytes_down < size
@@ -216,8 +251,6 @@ async def test_backpressure_bounds_the_proxy(client: Client, session: str) -> No
             w.close()
     finally:
         tracemalloc.stop()
-        server.close()
-        await server.wait_closed()
 
 
 async def _run_cell(http: aiohttp.ClientSession, base: str, code: str) -> str:
@@ -299,10 +332,14 @@ async def test_start_service(local: Local, client: Client, session: str) -> None
     # The answer names the endpoint (the proxy), never the service itself.
     assert data["wsproxy_addr"] == local.url and "/tcpproxy?app=jupyter" in data["url"]
     address = _service_address(local, session, "jupyter")
-    assert isinstance(address, str) and stat.S_ISSOCK(os.stat(address).st_mode)
-    # A private socket: mode 0600 in a 0700 directory.
-    assert stat.S_IMODE(os.stat(address).st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(os.path.dirname(address)).st_mode) == 0o700
+    if isinstance(address, int):
+        # The session's own network: the service listens on its own port there (the
+        # proxy reaches it through the session; test_jupyter_not_reachable_without_the_proxy).
+        assert address == 8081
+    else:
+        assert stat.S_ISSOCK(os.stat(address).st_mode)
+        # A private socket: mode 0600 in a 0700 directory.
+        assert stat.S_IMODE(os.stat(address).st_mode) == 0o600
     with pytest.raises(BackendAIError, match="404"):
         await client.http.json("POST", f"/session/{session}/start-service", json={"app": "x"})
 
@@ -371,7 +408,7 @@ async def test_sshd(local: Local, client: Client, session: str, tmp_path: Path) 
         key = sess.workdir / "id_container"
         assert key.exists()
         argv = ["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "BatchMode=yes", "-i", str(key), "-p", str(proxy.port), "127.0.0.1",
+                "-o", "BatchMode=yes", "-i", str(key), "-p", str(proxy.port), "work@127.0.0.1",
                 "echo ssh-$((6*7))"]
         proc = await asyncio.create_subprocess_exec(
             *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
@@ -383,13 +420,12 @@ async def test_services_die_with_session(local: Local, client: Client) -> None:
     info = await client.sessions.create(IMAGE, name=f"die-{uuid.uuid4().hex[:6]}")
     await client.http.json("POST", f"/session/{info.name}/start-service", json={"app": "jupyter"})
     address = _service_address(local, info.name, "jupyter")
-    assert isinstance(address, str)
     sess = next(s.sess for s in local.app[SERVICES].sessions.values() if s.sess.id == info.id)
     assert sess.process is not None
     pids = {p.pid for p in sess.process.children if p.returncode is None}
     assert pids
     await client.sessions.destroy(info.name)
-    assert not os.path.exists(address)
+    assert isinstance(address, int) or not os.path.exists(address)
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     # no apps for a dead session

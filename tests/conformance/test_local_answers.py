@@ -20,8 +20,8 @@ from aiohttp.test_utils import TestServer
 
 from backendai_jupyter.client import Client, ClientConfig, parse_endpoints
 from backendai_jupyter.server import ServerConfig, create_app
-from backendai_jupyter.server.gql import GqlError, parse
-from backendai_jupyter.server.state import KEYPAIRS
+from backendai_jupyter.server.manager.gql import GqlError, parse
+from backendai_jupyter.server.manager.state import KEYPAIRS
 
 from .conftest import IMAGE
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "e2e"
 
 WIDGETS_NB = [
-    "from backendai_jupyter.magics.widgets import folder_browser, resource_picker, session_dashboard\n"
+    "from backendai_jupyter.widgets import folder_browser, resource_picker, session_dashboard\n"
     "picker = resource_picker()\npicker",
     "print(picker.to_flags(), picker.last_session.status)",
     "browser = folder_browser()\nbrowser",
@@ -32,7 +32,7 @@ WIDGETS_NB = [
 REMOTE_NB = [
     "import os\nprint('remote', 6 * 7, os.environ.get('BACKENDAI_KERNEL_IMAGE'))",
     # A widget made by the proxy kernel's own Python (%%local): its comms go through the proxy.
-    "%%local\nfrom backendai_jupyter.magics.widgets import resource_picker\nresource_picker()",
+    "%%local\nfrom backendai_jupyter.widgets import resource_picker\nresource_picker()",
 ]
 
 

@@ -25,7 +25,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from backendai_jupyter.client import Client, ClientConfig, parse_endpoints
 from backendai_jupyter.server import ServerConfig, create_app
-from backendai_jupyter.server.state import DEFAULT_API_VERSION, KEYPAIRS
+from backendai_jupyter.server.manager.state import DEFAULT_API_VERSION, KEYPAIRS
 
 # Hypothesis keeps caches in ./.hypothesis by default; the working directory must stay untouched.
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "backendai-jupyter-hypothesis")

@@ -1,6 +1,6 @@
 """Property-based fuzzing of every route of the local endpoint (issue 11, deliverable 6).
 
-For every row of the route table (``server/routes.py``) Hypothesis sends malformed and random
+For every row of the route table (``server/manager/routes.py``) Hypothesis sends malformed and random
 JSON bodies, raw bytes, headers, path segments and query parameters, signed with the endpoint's
 keypair (so the handlers are reached) or not; the websocket routes also get random frames.
 Properties, for every answer:
@@ -33,8 +33,8 @@ from yarl import URL
 
 from backendai_jupyter.client._auth import sign_request
 from backendai_jupyter.client._versioning import API_VERSION, MIN_API_VERSION, features_for
-from backendai_jupyter.server.auth import ANON_LIMIT
-from backendai_jupyter.server.routes import ROUTES, Route
+from backendai_jupyter.server.manager.auth import ANON_LIMIT
+from backendai_jupyter.server.manager.routes import ROUTES, Route
 
 from .conftest import Fuzzed
 

@@ -108,7 +108,7 @@ def local_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoin
     """A private local endpoint (this checkout's server, as the embedded default starts it),
     stopped at the end."""
     from backendai_jupyter.server.local import ensure_local_endpoint
-    from backendai_jupyter.server.state import load_or_create_keypair
+    from backendai_jupyter.server.manager.state import load_or_create_keypair
 
     data = tmp_path_factory.mktemp("local")
     load_or_create_keypair(data)

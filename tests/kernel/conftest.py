@@ -83,6 +83,7 @@ def _collect_client_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
         "test_bootstrap",
         "test_protocol",
         "test_fidelity",
+        "test_cell_path",
     ):
         import gc
         import warnings

@@ -16,18 +16,16 @@ import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager, start_new_kernel
 
-from backendai_jupyter.display.outputs import (
+from backendai_jupyter.display.outputs import strip_ansi
+from backendai_jupyter.richchannel import (
+    EOF_REPLY,
     Frame,
     FrameDecoder,
-    frame_message,
-    read_ready,
-    strip_ansi,
-)
-from backendai_jupyter.kernel.bootstrap import (
-    EOF_REPLY,
     bootstrap_code,
-    cell_header,
+    frame_message,
     helper_call,
+    read_ready,
+    with_header,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -52,16 +50,21 @@ def remote() -> Iterator[Remote]:
 
 
 def run_raw(
-    kc: BlockingKernelClient, code: str, stdin: str | None = None
+    kc: BlockingKernelClient, code: str, stdin: str | list[str] | None = None
 ) -> tuple[dict[str, Any], str, list[tuple[str, Any]]]:
-    """Execute as the runner does; return the reply, all stdout text and other iopub output."""
+    """Execute as the runner does; return the reply, all stdout text and other iopub output.
+    ``stdin`` answers every input request (a list: one answer each, in turn)."""
+    answers = list(stdin) if isinstance(stdin, list) else None
     msg_id = kc.execute(code, allow_stdin=True)
     stdout: list[str] = []
     other: list[tuple[str, Any]] = []
     while True:
         try:
             kc.get_stdin_msg(timeout=0.01)
-            kc.input(stdin if stdin is not None else "")
+            if answers is not None:
+                kc.input(answers.pop(0) if answers else "q")
+            else:
+                kc.input(stdin if stdin is not None else "")
         except queue.Empty:
             pass
         try:
@@ -82,10 +85,14 @@ def run_raw(
 
 
 def run(
-    kc: BlockingKernelClient, nonce: str, code: str, stdin: str | None = None, **header: Any
+    kc: BlockingKernelClient,
+    nonce: str,
+    code: str,
+    stdin: str | list[str] | None = None,
+    **header: Any,
 ) -> tuple[list[Frame], list[tuple[str, Any]]]:
     """Execute with a cell header; return the frames and every other output."""
-    _, text, other = run_raw(kc, cell_header(nonce, **header) + code, stdin)
+    _, text, other = run_raw(kc, with_header(code, nonce, **header), stdin)
     decoder = FrameDecoder(nonce)
     frames: list[Frame] = []
     for part in decoder.feed(text) + decoder.flush():
@@ -243,6 +250,32 @@ def test_stdin_not_implemented(remote: Remote) -> None:
     assert msgs(frames)[0][1]["content"]["data"]["text/plain"] == "'yes'"
 
 
+def _shown(frames: list[Frame]) -> str:
+    [(_, p)] = msgs(frames)
+    assert p["msg_type"] == "error"
+    return strip_ansi("\n".join(p["content"]["traceback"]))
+
+
+def test_no_frame_of_ours_in_tracebacks(remote: Remote) -> None:
+    _, kc, nonce = remote
+    ours = ("backendai rich channel", "ask(", "Channel", "guard", "skipping hidden")
+    # ipykernel refuses (allow_stdin=False), or the proxy answers "no stdin" (EOF_REPLY)
+    for text in (
+        _shown(run(kc, nonce, "input('q? ')", allow_stdin=False)[0]),
+        _shown(run(kc, nonce, "input('q? ')", stdin=EOF_REPLY)[0]),
+    ):
+        assert "----> 1 input('q? ')" in text
+        assert not [w for w in ours if w in text], text
+        assert text.rstrip().endswith("does not support input requests.")
+    # %tb shows the last one again, %debug walks it: neither meets our frames
+    frames, _ = run(kc, nonce, "%tb")
+    assert not [w for w in ours if w in _shown(frames)]
+    frames, other = run(kc, nonce, "%debug", stdin=["where", "q"])
+    text = strip_ansi("".join(t for k, t in other if k == "stdout"))
+    # (IPython's own bottom frame is hidden, "[... skipping 1 hidden frame(s)]", as locally)
+    assert "input('q? ')" in text and not [w for w in ours[:-1] if w in text], text
+
+
 def test_thread_output_during_a_run_arrives(remote: Remote) -> None:
     _, kc, nonce = remote
     code = (
@@ -283,7 +316,7 @@ def test_helper_call_validates() -> None:
     with pytest.raises(TypeError):
         helper_call("r", "do_complete", 1.5)
     with pytest.raises(ValueError):
-        cell_header("bad nonce!")
+        with_header("1", "bad nonce!")
 
 
 def test_bootstrap_again_changes_the_nonce(remote: Remote) -> None:

@@ -10,21 +10,23 @@ from typing import Any
 import pytest
 from jupyter_client.manager import KernelManager
 
-from backendai_jupyter.display.outputs import IopubMessage
 from backendai_jupyter.kernel.comms import (
-    MARK_DONE,
-    MARK_PARENT,
     CommTracker,
     Pending,
-    comm_info_code,
-    decode_comm_info,
-    dispatch_code,
-    encode_batch,
     manager_state_to_update,
     merge_update_states,
     rewrite_output_capture,
     route_comm,
     split_batches,
+)
+from backendai_jupyter.richchannel import (
+    MARK_DONE,
+    MARK_PARENT,
+    IopubMessage,
+    comm_info_code,
+    decode_comm_info,
+    dispatch_code,
+    encode_batch,
 )
 
 

@@ -17,8 +17,8 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager, start_new_kernel
 
 from backendai_jupyter.client.execution import split_flush
-from backendai_jupyter.live import install_code, read_prefix
-from backendai_jupyter.live.remote import flush_token
+from backendai_jupyter.richchannel.pump import live_code, read_flush_prefix
+from backendai_jupyter.richchannel.remote.live import flush_token
 
 from .conftest import LOCAL, kernel_env
 
@@ -54,11 +54,11 @@ def test_split_flush(prompt: str, prefix: str | None, expected: Any) -> None:
     ],
 )
 def test_read_prefix(text: str, expected: str | None) -> None:
-    assert read_prefix(text) == expected
+    assert read_flush_prefix(text) == expected
 
 
 def test_install_code_compiles_and_hides_its_value() -> None:
-    code = install_code()
+    code = live_code()
     compile(code, "<install>", "exec")
     assert code.rstrip().endswith("and None")
 

@@ -1,4 +1,4 @@
-"""Pure tables for backendai_jupyter.display.outputs; every message is schema-validated."""
+"""Pure tables for backendai_jupyter.display.outputs and richchannel.frames; every message is schema-validated."""
 
 from __future__ import annotations
 
@@ -11,18 +11,20 @@ from jupyter_client.session import Session
 from jupyter_kernel_test.msgspec_v5 import schema_fragments, validate_message
 
 from backendai_jupyter.display.outputs import (
+    console_to_messages,
+    media_bundle,
+    parse_traceback_text,
+    strip_ansi,
+)
+from backendai_jupyter.richchannel import (
     Frame,
     FrameDecoder,
     IopubMessage,
-    console_to_messages,
     encode_frame,
     frame_message,
     frame_to_message,
-    media_bundle,
-    parse_traceback_text,
     read_ready,
     remote_reply,
-    strip_ansi,
 )
 
 NONCE = "n0nce_TEST-123"

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 
 from backendai_jupyter.client import Client, ClientConfig, parse_endpoints
 from backendai_jupyter.server import ServerConfig, create_app
-from backendai_jupyter.server.state import CONFIG, KEYPAIRS
+from backendai_jupyter.server.manager.state import CONFIG, KEYPAIRS
 
 IMAGE = "cr.backend.ai/stable/python:3.13-ubuntu24.04"
 

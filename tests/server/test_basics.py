@@ -9,7 +9,7 @@ import pytest
 
 from backendai_jupyter.client import AuthError, BadRequestError
 from backendai_jupyter.client._auth import sign_request
-from backendai_jupyter.server.state import KEYPAIRS
+from backendai_jupyter.server.manager.state import KEYPAIRS
 
 from .conftest import Local
 

@@ -15,8 +15,8 @@ import pytest
 from yarl import URL
 
 from backendai_jupyter.client import Client, ClientConfig, parse_endpoints
-from backendai_jupyter.server.reaper import REAPED_REASON
-from backendai_jupyter.server.sandbox import probe_bwrap
+from backendai_jupyter.server.agent.reaper import REAPED_REASON
+from backendai_jupyter.server.agent.sandbox import probe_bwrap
 
 from .conftest import IMAGE, marked_pids, proc_alive, sleep_marker
 from .test_serve import _read_exports, _serve

@@ -14,7 +14,7 @@ import pytest
 from yarl import URL
 
 from backendai_jupyter.client import Client
-from backendai_jupyter.server.state import KEYPAIRS, REGISTRY
+from backendai_jupyter.server.manager.state import KEYPAIRS, REGISTRY
 
 from .conftest import IMAGE, Local
 from .test_basics import _signed

@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from backendai_jupyter.server.state import KEYPAIRS, Keypair
+from backendai_jupyter.server.manager.state import KEYPAIRS, Keypair
 
 from .conftest import Local
 from .test_basics import _signed

@@ -14,9 +14,19 @@ from typing import Any
 import pytest
 
 from backendai_jupyter.client import BackendAIError, Client
-from backendai_jupyter.server.cgroups import memory_cgroup_parent
-from backendai_jupyter.server.sandbox import bwrap_argv, probe_bwrap, session_base_env
-from backendai_jupyter.server.state import CONFIG, KEYPAIR_FILE, REGISTRY, load_or_create_keypair
+from backendai_jupyter.server.agent.cgroups import memory_cgroup_parent
+from backendai_jupyter.server.agent.sandbox import (
+    bwrap_argv,
+    passwd_with_work,
+    probe_bwrap,
+    session_base_env,
+)
+from backendai_jupyter.server.manager.state import (
+    CONFIG,
+    KEYPAIR_FILE,
+    REGISTRY,
+    load_or_create_keypair,
+)
 
 from .conftest import IMAGE, Local
 from .test_sessions import _out
@@ -50,31 +60,34 @@ def _pairs(argv: list[str], flag: str) -> list[tuple[str, str]]:
     return [(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == flag]
 
 
+RUNTIME = ("/srv/d/s/1.runtime", "/home/config")
+
+
 @pytest.mark.parametrize(
     ("data_dir", "hide", "mounts", "keep", "binds", "ro_binds", "hidden"),
     [
         # data dir outside /home: its own tmpfs; storage folders under /home/work
         ("/srv/d", [], [(Path("/srv/d/vf/1"), "/home/work/data")], ["/usr/lib/python3"],
-         [("/srv/d/s/1", "/home/work"), ("/srv/d/s/1.runtime", "/srv/d/s/1.runtime"),
-          ("/srv/d/vf/1", "/home/work/data")], [], ["/dev/shm", "/tmp", "/home", "/srv/d"]),
+         [("/srv/d/s/1", "/home/work"), ("/srv/d/vf/1", "/home/work/data")], [RUNTIME],
+         ["/dev/shm", "/tmp", "/home", "/run", "/srv/d"]),
         # data dir under /home (hidden with /home); a venv under /home is bound back read-only,
         # but not a path that holds the data directory
         ("/home/u/.local/share/bj", ["/home/u"], [(Path("/x/vf"), "/mnt/vf")],
          ["/home/u/venv/lib", "/home/u", "/usr/lib"],
-         [("/srv/d/s/1", "/home/work"), ("/srv/d/s/1.runtime", "/srv/d/s/1.runtime"),
-          ("/x/vf", "/mnt/vf")], [("/home/u/venv/lib",) * 2], ["/dev/shm", "/tmp", "/home"]),
+         [("/srv/d/s/1", "/home/work"), ("/x/vf", "/mnt/vf")],
+         [("/home/u/venv/lib",) * 2, RUNTIME], ["/dev/shm", "/tmp", "/home", "/run"]),
         # root: its home is hidden too; the interpreter's prefix there is bound back
         ("/root/.local/share/bj", ["/root"], [], ["/root/.pyenv/versions/3.11", "/tmp/venv"],
-         [("/srv/d/s/1", "/home/work"), ("/srv/d/s/1.runtime", "/srv/d/s/1.runtime")],
-         [("/root/.pyenv/versions/3.11",) * 2, ("/tmp/venv",) * 2],
-         ["/dev/shm", "/tmp", "/home", "/root"]),
+         [("/srv/d/s/1", "/home/work")],
+         [("/root/.pyenv/versions/3.11",) * 2, ("/tmp/venv",) * 2, RUNTIME],
+         ["/dev/shm", "/tmp", "/home", "/run", "/root"]),
     ],
 )
 def test_bwrap_argv(
     data_dir: str, hide: list[str], mounts: list[tuple[Path, str]], keep: list[str],
     binds: list[tuple[str, str]], ro_binds: list[tuple[str, str]], hidden: list[str],
 ) -> None:
-    argv = bwrap_argv("bwrap", workdir=Path("/srv/d/s/1"), runtime_dirs=[Path("/srv/d/s/1.runtime")],
+    argv = bwrap_argv("bwrap", workdir=Path("/srv/d/s/1"), config_dir=Path(RUNTIME[0]),
                       data_dir=Path(data_dir), mounts=mounts, keep_paths=keep, hide=hide,
                       devices=["/dev/nvidiactl", "/dev/nvidia0"], info_fd=5)
     assert argv[0] == "bwrap" and argv[argv.index("--info-fd") + 1] == "5"
@@ -90,6 +103,44 @@ def test_bwrap_argv(
     # Later mounts win: every bind comes after the tmpfs that would hide it.
     last_tmpfs = max(i for i, a in enumerate(argv) if a == "--tmpfs")
     assert all(i > last_tmpfs for i, a in enumerate(argv) if a == "--bind")
+    # No host path names where the session finds its runtime files; /home is read-only.
+    assert argv[argv.index("--remount-ro") + 1] == "/home"
+    assert "--unshare-user" not in argv and "--unshare-net" not in argv
+
+
+@pytest.mark.parametrize(
+    ("user", "net", "present", "absent", "tail"),
+    [
+        ("unshare", True, ["--unshare-user", "--unshare-net"], ["--cap-add"], []),
+        ("map", True, ["--unshare-net", "--cap-add"], ["--unshare-user"],
+         ["--map", "101000:101000"]),
+        (None, False, [], ["--unshare-user", "--unshare-net", "--cap-add"], []),
+    ],
+)
+def test_bwrap_argv_layers(user: str | None, net: bool, present: list[str], absent: list[str],
+                           tail: list[str]) -> None:
+    argv = bwrap_argv("bwrap", workdir=Path("/d/s/1"), config_dir=Path("/d/s/1.runtime"),
+                      data_dir=Path("/d"), mounts=[], user=user, net=net,
+                      host_id=(101000, 101000), data_fds={"/etc/passwd": 7}, tmp_size=2**20)
+    assert all(f in argv for f in present) and not any(f in argv for f in absent)
+    assert argv[argv.index("--") + 5:] == tail  # python -I -S sandbox_init.py [--map U:G]
+    assert _pairs(argv, "--ro-bind-data") == [("7", "/etc/passwd")]
+    sizes = [argv[i + 1] for i, a in enumerate(argv) if a == "--size"]
+    assert sizes == [str(2**20)] * 2  # /dev/shm and /tmp
+
+
+@pytest.mark.parametrize(
+    ("text", "group", "expected"),
+    [
+        ("root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n", False,
+         "root:x:0:0::/root:/bin/sh\nwork:x:1000:1000:work:/home/work:/bin/bash\n"),
+        ("root:x:0:\nwork:x:55:\nstaff:x:50:\n", True,
+         "root:x:0:\nstaff:x:50:\nwork:x:1000:\n"),
+        ("", False, "work:x:1000:1000:work:/home/work:/bin/bash\n"),
+    ],
+)
+def test_passwd_names_work(text: str, group: bool, expected: str) -> None:
+    assert passwd_with_work(text, group=group) == expected
 
 
 # -- the sandbox --------------------------------------------------------------------------------

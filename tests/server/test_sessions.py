@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from backendai_jupyter.client import Client, Finished, NotFoundError, Output
-from backendai_jupyter.server.sandbox import probe_bwrap
+from backendai_jupyter.server.agent.sandbox import probe_bwrap
 
 from .conftest import IMAGE, Local, marked_pids, sleep_marker
 

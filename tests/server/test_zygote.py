@@ -1,4 +1,4 @@
-"""The kernel fork server (``server/zygote.py``): kernels it forks are indistinguishable from
+"""The kernel fork server (``server/agent/zygote.py``): kernels it forks are indistinguishable from
 kernels started the classic way (``limits.py`` launcher + ``python -m ipykernel_launcher``), and
 the endpoint falls back to the classic way whenever the zygote cannot be used."""
 
@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from backendai_jupyter.client import Client
-from backendai_jupyter.server.sandbox import probe_bwrap
-from backendai_jupyter.server.state import CONFIG, REGISTRY, SCHEDULER
-from backendai_jupyter.server.zygote import NO_ZYGOTE_VAR
+from backendai_jupyter.server.agent.sandbox import probe_bwrap
+from backendai_jupyter.server.agent.zygote import NO_ZYGOTE_VAR
+from backendai_jupyter.server.manager.state import CONFIG, REGISTRY, SCHEDULER
 
 from .conftest import IMAGE, Local
 from .test_sessions import _alive, _out

@@ -16,12 +16,19 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from backendai_jupyter.server import auth, folders
-from backendai_jupyter.server.errors import Problem, problem_response
-from backendai_jupyter.server.folders import FOLDER_STORE, FolderStore
-from backendai_jupyter.server.routes import register_routes
-from backendai_jupyter.server.state import CONFIG, KEYPAIRS, SCHEDULER, Keypair, ServerConfig
-from backendai_jupyter.server.userconfig import USER_CONFIG, UserConfigStore
+from backendai_jupyter.server import storage as folders
+from backendai_jupyter.server.manager import auth
+from backendai_jupyter.server.manager.errors import Problem, problem_response
+from backendai_jupyter.server.manager.routes import register_routes
+from backendai_jupyter.server.manager.state import (
+    CONFIG,
+    KEYPAIRS,
+    SCHEDULER,
+    Keypair,
+    ServerConfig,
+)
+from backendai_jupyter.server.manager.userconfig import USER_CONFIG, UserConfigStore
+from backendai_jupyter.server.storage import FOLDER_STORE, FolderStore
 
 AK1 = "AKIATESTUSER1AAAAAAA"
 AK2 = "AKIATESTUSER2BBBBBBB"
@@ -77,7 +84,7 @@ async def client(data_dir: Path) -> AsyncIterator[TestClient[Any, Any]]:
 @pytest.fixture
 async def real_server(data_dir: Path) -> AsyncIterator[TestServer]:
     """S1's real ``create_app`` (HMAC auth, version emulation, scheduler) with our modules."""
-    from backendai_jupyter.server.app import create_app
+    from backendai_jupyter.server.manager.app import create_app
 
     keypair = Keypair(AK1, "s1-secret-key", user_email="one@localhost")
     app = create_app(ServerConfig(data_dir=data_dir, keypair=keypair))

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from backendai_jupyter.server.errors import Problem
-from backendai_jupyter.server.folders import FOLDER_STORE, mount_paths
+from backendai_jupyter.server.manager.errors import Problem
+from backendai_jupyter.server.storage import FOLDER_STORE, mount_paths
 
 from .conftest import AK2, make_app
 

@@ -13,7 +13,7 @@ import aiohttp
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from backendai_jupyter.server.folders import FOLDER_STORE
+from backendai_jupyter.server.storage import FOLDER_STORE
 
 Client = TestClient[Any, Any]
 TUS = {"Tus-Resumable": "1.0.0"}

@@ -10,9 +10,13 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
-from backendai_jupyter.server.errors import Problem
-from backendai_jupyter.server.state import SCHEDULER
-from backendai_jupyter.server.userconfig import bootstrap_script_for, dotfiles_for, get_template
+from backendai_jupyter.server.manager.errors import Problem
+from backendai_jupyter.server.manager.state import SCHEDULER
+from backendai_jupyter.server.manager.userconfig import (
+    bootstrap_script_for,
+    dotfiles_for,
+    get_template,
+)
 
 from .conftest import AK1, AK2
 

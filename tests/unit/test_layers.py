@@ -1,4 +1,5 @@
-"""Layers point one way: ``client`` ← ``display`` / ``workspace`` ← ``kernel``, ``magics``.
+"""Layers point one way: ``richchannel``, ``client`` ← ``display`` / ``workspace`` ← ``kernel``,
+``magics``.
 
 Checked on the source (every import statement, lazy ones inside functions included), so a
 forbidden import cannot hide behind a code path the tests do not run.
@@ -20,9 +21,15 @@ PACKAGE = "backendai_jupyter"
 FORBIDDEN = {
     "client": {"kernel", "magics", "server", "workspace", "display", "cli", "jobs"},
     "display": {"client", "kernel", "magics", "server", "workspace"},
-    # The workspace may import the pure remote-side code of the rich channel (kernel.bootstrap)
-    # and start the local endpoint (server.local) lazily, nothing else above it.
-    "workspace": {"magics", "kernel.kernel", "kernel.sink", "cli", "jobs"},
+    # The rich channel (frames, header, the remote programs) stands on nothing of ours.
+    "richchannel": {
+        "client", "display", "kernel", "magics", "server", "workspace", "widgets", "cli", "jobs"
+    },
+    # The workspace may start the local endpoint (server.local) lazily, nothing else above it.
+    "workspace": {"magics", "kernel", "cli", "jobs", "widgets"},
+    "widgets": {"kernel", "magics", "server", "cli", "jobs"},
+    # The local endpoint speaks the wire protocol: it shares the client's pure functions only.
+    "server": {"kernel", "magics", "workspace", "widgets", "display", "cli", "jobs"},
 }
 
 

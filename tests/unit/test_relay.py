@@ -20,7 +20,7 @@ from backendai_jupyter.client import (
     SessionError,
     WaitingInput,
 )
-from backendai_jupyter.display.outputs import encode_frame
+from backendai_jupyter.richchannel import encode_frame
 from backendai_jupyter.workspace import relay
 
 NONCE = "n0nce-for-tests-123"

@@ -11,9 +11,9 @@ import pytest
 
 import backendai_jupyter.server as server_pkg
 from backendai_jupyter.client._versioning import KNOWN_VERSIONS, SINCE, Features
-from backendai_jupyter.server.app import create_app
-from backendai_jupyter.server.routes import ROUTES, Access
-from backendai_jupyter.server.state import Keypair, ServerConfig
+from backendai_jupyter.server.manager.app import create_app
+from backendai_jupyter.server.manager.routes import ROUTES, Access
+from backendai_jupyter.server.manager.state import Keypair, ServerConfig
 
 ROOT = Path(server_pkg.__file__).parent
 

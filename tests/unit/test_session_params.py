@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from backendai_jupyter.server.errors import Problem
+from backendai_jupyter.server.manager.errors import Problem
+from backendai_jupyter.server.manager.session_params import check_name, parse_create
 from backendai_jupyter.server.paths import path_problem
-from backendai_jupyter.server.session_params import check_name, parse_create
 
 IMG = "python:3.13"
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from backendai_jupyter.magics.widgets._data import (
+from backendai_jupyter.widgets._data import (
     FALLBACK_IMAGE,
     GIB,
     Preset,

@@ -15,7 +15,7 @@ import ipywidgets as w
 import pytest
 
 from backendai_jupyter.client import Client
-from backendai_jupyter.magics.widgets import (
+from backendai_jupyter.widgets import (
     FolderBrowser,
     ResourcePicker,
     SessionDashboard,
@@ -23,7 +23,7 @@ from backendai_jupyter.magics.widgets import (
     resource_picker,
     session_dashboard,
 )
-from backendai_jupyter.magics.widgets._base import Progress
+from backendai_jupyter.widgets._base import Progress
 from backendai_jupyter.workspace import Workspace
 from backendai_jupyter.workspace.loop import run
 

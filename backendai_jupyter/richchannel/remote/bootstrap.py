@@ -1,0 +1,334 @@
+"""The rich channel's remote half: installed once into the session's own IPython kernel.
+
+This file runs INSIDE the remote session (stdlib, IPython and ipykernel only, any Python >= 3.8:
+nothing from ``backendai_jupyter`` is importable there). The proxy sends its text with
+:func:`backendai_jupyter.richchannel.bootstrap_code`, which executes it in the namespace of a
+private module ``_backendai_rich`` (never the user's) and calls :func:`install`. See the
+package docstring for the frame format and what each replacement is for.
+
+On the live kernel instance only (nothing on disk, no class patched) :func:`install` replaces
+``session.send`` (iopub messages become frames on stdout), ``kernel.do_execute`` (the cell
+header), ``kernel.raw_input``/``getpass`` (the no-stdin answer), ``shell.ask_exit`` (exit/quit
+only write the payload) and ``shell.showtraceback`` (frames of this file never reach a
+traceback a user sees: errors, ``%tb``, ``%debug``). The originals are kept in the module, so a
+second install (a kept session found again) starts from them with a new nonce.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import json
+import secrets
+import sys
+from typing import Any
+
+PIECE = 1 << 20
+"""Frames are written in pieces of at most this many characters, each flushed: the agent cuts
+stdout records at 10 MiB."""
+PASSTHROUGH = ("stream", "status", "execute_input")
+COMM_TYPES = ("comm_open", "comm_msg", "comm_close")
+FILENAME = "<backendai rich channel>"
+"""The file name this code is compiled under remotely: how its frames are recognised."""
+
+originals: dict[str, Any] = globals().setdefault("originals", {})
+"""The kernel's own methods, saved by the first install. This text runs again at every install,
+in the same module: what an earlier install saved stays."""
+
+
+def install(eof_reply: str, version: int, tag: str) -> None:
+    """Install the rich channel on the running kernel, then write the ``ready`` frame."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    kernel: Any = getattr(shell, "kernel", None)
+    session = getattr(kernel, "session", None)
+    if shell is None or session is None or not hasattr(shell, "display_pub"):
+        return
+    for name, own in (
+        ("send", session.send),
+        ("do_execute", kernel.do_execute),
+        ("raw_input", kernel.raw_input),
+        ("getpass", kernel.getpass),
+        ("showtraceback", shell.showtraceback),
+    ):
+        originals.setdefault(name, own)
+    channel = Channel(shell, kernel, secrets.token_urlsafe(16), eof_reply, tag)
+    channel.patch()
+    globals()["call"] = channel.call  # what helper_call() reaches
+    import IPython
+
+    try:
+        import ipykernel
+
+        ipk = str(getattr(ipykernel, "__version__", ""))
+    except Exception:
+        ipk = ""
+    channel.emit(
+        {
+            "t": "ready",
+            "v": version,
+            "nonce": channel.nonce,
+            "ipython": IPython.__version__,
+            "ipykernel": ipk,
+            "language_info": dict(getattr(kernel, "language_info", {}) or {}),
+            "count": shell.execution_count,
+        }
+    )
+
+
+def _json_default() -> Any:
+    try:
+        from jupyter_client.jsonutil import json_default
+    except ImportError:
+        return repr
+
+    def default(obj: Any) -> Any:
+        try:
+            return json_default(obj)
+        except Exception:
+            return repr(obj)
+
+    return default
+
+
+def _b64(buf: Any) -> str:
+    return base64.b64encode(bytes(buf)).decode("ascii")
+
+
+def without_our_frames(tb: Any) -> Any:
+    """``tb`` with the entries of this file's frames unlinked (the chain is edited in place,
+    so ``sys.last_traceback`` and the debugger see the same)."""
+    while tb is not None and tb.tb_frame.f_code.co_filename == FILENAME:
+        tb = tb.tb_next
+    head = tb
+    while tb is not None:
+        nxt = tb.tb_next
+        while nxt is not None and nxt.tb_frame.f_code.co_filename == FILENAME:
+            nxt = nxt.tb_next
+        tb.tb_next = nxt
+        tb = nxt
+    return head
+
+
+class Channel:
+    """One install: the nonce, the streams frames go to, and the replacements."""
+
+    def __init__(self, shell: Any, kernel: Any, nonce: str, eof_reply: str, tag: str) -> None:
+        self.shell = shell
+        self.kernel = kernel
+        self.session = kernel.session
+        self.nonce = nonce
+        self.eof_reply = eof_reply
+        self.header = tag + nonce + " "
+        self.head = "\x1b]BAI;" + nonce + ";"
+        self.out, self.err = sys.stdout, sys.stderr
+        sockets = (getattr(kernel, "iopub_socket", None), getattr(kernel, "iopub_thread", None))
+        self.iopub = [s for s in sockets if s is not None]
+        self.default = _json_default()
+        self.unflushed = 0
+
+    def patch(self) -> None:
+        self.session.send = self.send
+        self.kernel.do_execute = self.do_execute
+        self.kernel.raw_input = self.guard(originals["raw_input"], "raw_input")
+        self.kernel.getpass = self.guard(originals["getpass"], "getpass")
+        self.shell.showtraceback = self.showtraceback
+        if getattr(self.shell, "payload_manager", None) is not None:
+            self.shell.ask_exit = self.ask_exit
+        # ipykernel batches stream output for 0.2 s; a shorter interval gets the first output
+        # of a cell to the notebook sooner (the runner and the websocket add their own latency).
+        streams: tuple[Any, ...] = (self.out, self.err)  # ipykernel's OutStream, usually
+        for stream in streams:
+            if isinstance(getattr(stream, "flush_interval", None), float):
+                stream.flush_interval = 0.05
+
+    # -- frames ---------------------------------------------------------------------------------
+
+    def emit(self, payload: dict[str, Any]) -> None:
+        """Write one frame into stdout, in order with the output around it."""
+        body = json.dumps(payload, default=self.default).encode()
+        text = self.head + base64.b64encode(body).decode("ascii") + "\x07"
+        # A comm message (a widget update: thousands per second from a tqdm loop) rides with
+        # the stream's own 0.05 s flushes; each flush is a round trip to ipykernel's I/O thread.
+        # Everything else is flushed at once, stderr first, as ipykernel does before a display.
+        eager = payload.get("msg_type") not in COMM_TYPES
+        if eager:
+            try:
+                self.err.flush()
+            except Exception:
+                pass
+        for i in range(0, len(text), PIECE):
+            self.out.write(text[i : i + PIECE])
+            self.unflushed += min(PIECE, len(text) - i)
+            # The agent cuts stdout records at 10 MiB: never let more than a piece pile up.
+            if eager or self.unflushed >= PIECE:
+                self.out.flush()
+                self.unflushed = 0
+
+    def send(
+        self,
+        stream: Any,
+        msg_or_type: Any,
+        content: Any = None,
+        parent: Any = None,
+        ident: Any = None,
+        buffers: Any = None,
+        track: bool = False,
+        header: Any = None,
+        metadata: Any = None,
+    ) -> Any:
+        """``session.send``: iopub output becomes a frame; the execute_reply is copied into one."""
+        if isinstance(msg_or_type, dict):
+            msg_type = msg_or_type.get("msg_type") or msg_or_type["header"]["msg_type"]
+        else:
+            msg_type = msg_or_type
+        if any(stream is s for s in self.iopub) and msg_type not in PASSTHROUGH:
+            if isinstance(msg_or_type, dict):
+                content = msg_or_type.get("content", content)
+                metadata = msg_or_type.get("metadata", metadata)
+                buffers = msg_or_type.get("buffers") or buffers
+            self.emit(
+                {
+                    "t": "msg",
+                    "msg_type": msg_type,
+                    "content": content or {},
+                    "metadata": metadata or {},
+                    "buffers": [_b64(b) for b in buffers or ()],
+                }
+            )
+            if isinstance(msg_or_type, dict):
+                return msg_or_type
+            return self.session.msg(
+                msg_type, content, parent=parent, header=header, metadata=metadata
+            )
+        if msg_type == "execute_reply":
+            self.emit({"t": "execute_reply", "content": content or {}})
+        return originals["send"](
+            stream, msg_or_type, content, parent, ident, buffers, track, header, metadata
+        )
+
+    # -- cells ----------------------------------------------------------------------------------
+
+    def do_execute(
+        self,
+        code: str,
+        silent: bool,
+        store_history: bool = True,
+        user_expressions: Any = None,
+        allow_stdin: bool = False,
+        **kw: Any,
+    ) -> Any:
+        """``kernel.do_execute``: a cell may start with the header line (see ``with_header``)."""
+        if code.startswith(self.header):
+            line, _, code = code.partition("\n")
+            h = read_header(line[len(self.header) :])
+            silent = bool(h.get("silent", silent))
+            store_history = bool(h.get("store_history", store_history)) and not silent
+            ue = h.get("user_expressions")
+            user_expressions = ue if isinstance(ue, dict) else {}
+            allow_stdin = bool(h.get("allow_stdin", allow_stdin))
+            count = h.get("count")
+            if isinstance(count, int) and count > 0 and store_history:
+                self.align(count)
+        return originals["do_execute"](
+            code, silent, store_history, user_expressions, allow_stdin, **kw
+        )
+
+    def align(self, count: int) -> None:
+        """Make the next stored cell number ``count``: pad In/_ih with empty entries, or start
+        a new history session when the notebook's count is below what history already holds
+        (proxy restarted against a kept session, or the bootstrap's own entry)."""
+        hm = getattr(self.shell, "history_manager", None)
+        if hm is not None:
+            if len(hm.input_hist_parsed) > count:
+                hm.reset(new_session=True)
+            while len(hm.input_hist_parsed) < count:
+                hm.input_hist_parsed.append("")
+                hm.input_hist_raw.append("")
+        self.shell.execution_count = count
+
+    def guard(self, fn: Any, what: str) -> Any:
+        """``raw_input``/``getpass`` that raise ipykernel's error for the no-stdin answer."""
+        from IPython.core.error import StdinNotImplementedError
+
+        eof_reply = self.eof_reply
+
+        def ask(*args: Any, **kwargs: Any) -> Any:
+            value = fn(*args, **kwargs)
+            if value == eof_reply:
+                raise StdinNotImplementedError(
+                    what + " was called, but this frontend does not support input requests."
+                )
+            return value
+
+        return ask
+
+    def ask_exit(self) -> None:
+        # exit/quit: the remote kernel *is* the session and must not stop; the payload tells
+        # the proxy, which then behaves as a local kernel would.
+        self.shell.payload_manager.write_payload(
+            {"source": "ask_exit", "keepkernel": self.shell.keepkernel_on_exit}
+        )
+
+    def showtraceback(self, exc_tuple: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """``shell.showtraceback`` without this file's frames (they sit between the user's
+        code and ipykernel's: ``input()``, an interrupt during a display, a callback)."""
+        found = exc_tuple if exc_tuple is not None else _current_or_last()
+        if found is not None and found[1] is not None:
+            tb = without_our_frames(found[2])
+            exc_tuple = (found[0], found[1].with_traceback(tb), tb)
+            if getattr(sys, "last_value", None) is found[1]:
+                sys.last_traceback = tb
+        return originals["showtraceback"](exc_tuple, *args, **kwargs)
+
+    # -- helpers (completion, inspection) -------------------------------------------------------
+
+    def call(self, rid: str, name: str, *args: Any) -> None:
+        """Answer ``kernel.<name>(*args)`` with a ``reply`` frame (see ``helper_call``)."""
+        try:
+            result = getattr(self.kernel, name)(*args)
+            if inspect.isawaitable(result):
+                result = _wait(result)
+        except Exception as e:
+            result = {
+                "status": "error",
+                "ename": type(e).__name__,
+                "evalue": str(e),
+                "traceback": [],
+            }
+        self.emit({"t": "reply", "id": rid, "content": result})
+
+
+def _current_or_last() -> tuple[Any, Any, Any] | None:
+    """The exception being handled, else the last one shown (what ``%tb`` shows again)."""
+    current = sys.exc_info()
+    if current[1] is not None:
+        return current
+    last = getattr(sys, "last_value", None)
+    if last is None:
+        return None
+    return type(last), last, getattr(sys, "last_traceback", None)
+
+
+def read_header(text: str) -> dict[str, Any]:
+    """The JSON object of a cell header line; empty when it is not one."""
+    try:
+        h = json.loads(text)
+    except ValueError:
+        return {}
+    return h if isinstance(h, dict) else {}
+
+
+def _wait(awaitable: Any) -> Any:
+    # The kernel's own loop is busy running this cell: wait on a private one in a thread.
+    import asyncio
+    import concurrent.futures
+
+    async def wait() -> Any:
+        return await awaitable
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, wait()).result()
