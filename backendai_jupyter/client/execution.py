@@ -114,12 +114,14 @@ def split_prompt(items: list[ConsoleItem]) -> tuple[list[ConsoleItem], str]:
     return rest, tail
 
 
-def split_flush(prompt: str, prefix: str | None) -> tuple[str, str | None] | None:
+def split_flush(prompt: str, prefix: str | None) -> tuple[str, str, str] | None:
     """Recognise a live-output pump's prompt (``backendai_jupyter.richchannel.pump``). Pure.
 
-    Returns ``None`` for a real ``input()`` prompt, else ``(text, answer)``: ``text`` is output
-    that came before the marker on the same line (a ``\r`` progress bar), ``answer`` the token
-    to answer with, or ``None`` for a quiet prompt (answered by an input already sent).
+    Returns ``None`` for a real ``input()`` prompt, else ``(text, kind, token)``: ``text`` is
+    output that came before the marker on the same line (a ``\\r`` progress bar); ``kind`` is
+    ``f`` (a flush), ``b`` (the cell ended with threads that may print while idle) or ``q``
+    (quiet: answered by an input already sent, so not answered); ``f`` and ``b`` are answered
+    with ``token``.
     """
     if not prefix or not prompt.endswith("\x07"):
         return None
@@ -128,9 +130,9 @@ def split_flush(prompt: str, prefix: str | None) -> tuple[str, str | None] | Non
         return None
     token = prompt[at:]
     kind, seq = token[len(prefix) : len(prefix) + 1], token[len(prefix) + 1 : -1]
-    if kind not in ("f", "q") or not seq.isdigit():
+    if kind not in ("f", "b", "q") or not seq.isdigit():
         return None
-    return prompt[:at], (token if kind == "f" else None)
+    return prompt[:at], kind, token
 
 
 def events_from_result(result: dict[str, Any]) -> list[ExecEvent]:
@@ -255,6 +257,7 @@ class Execution:
         options: dict[str, Any] | None = None,
         transport: Transport = "auto",
         outage_limit: float | None = None,
+        collector: bool = False,
     ) -> None:
         if mode not in ("query", "batch"):
             raise ConfigError(f"execution mode must be 'query' or 'batch', got {mode!r}")
@@ -273,6 +276,8 @@ class Execution:
         #: True when the server lost the run (an :class:`OutputLost` was yielded).
         self.lost = False
         self.used_transport: Literal["websocket", "rest"] | None = None
+        #: A background-output collector: other runs interrupt it (see Sessions.stop_collector).
+        self.collector = collector
         self._input: asyncio.Queue[str] = asyncio.Queue()
         self._started = False
         self._delivered: list[ExecEvent] = []
@@ -299,6 +304,8 @@ class Execution:
 
     async def _run(self) -> AsyncIterator[ExecEvent]:
         await self._client.connect()
+        if not self.collector:
+            await self._client.sessions.stop_collector(self.session)
         await self._client.sessions.wait_drained(self.session)
         transport = self.transport
         if transport == "auto":
@@ -366,8 +373,12 @@ class Execution:
         found = split_flush(event.prompt, self._client.sessions.flush_prefix(self.session))
         if found is None:
             return None
-        text, answer = found
-        return ([Output(ConsoleItem("stdout", text))] if text else []), answer
+        text, kind, token = found
+        if kind == "b":
+            self._client.sessions.note_background(self.session)
+        return ([Output(ConsoleItem("stdout", text))] if text else []), (
+            None if kind == "q" else token
+        )
 
     def _deliver(self, event: ExecEvent) -> ExecEvent:
         if isinstance(event, Finished):

@@ -18,24 +18,32 @@ import re
 from .calls import program
 from .remote.bootstrap import FILENAME
 
-__all__ = ["LIVE_MODULE", "live_code", "read_flush_prefix"]
+__all__ = ["LIVE_MODULE", "collect_code", "live_code", "read_flush_prefix"]
 
 LIVE_MODULE = "_backendai_live"
 """The remote module the pump runs in (its own: its names are not the bootstrap's)."""
 _PREFIX = re.compile(r"\x1b\]BAIF;[A-Za-z0-9_-]{16,64};(?=\x07)")
 
 
-def live_code() -> str:
+_MODULE = f"__import__('sys').modules[{LIVE_MODULE!r}]"
+
+
+def live_code(flush: bool) -> str:
     """The hidden run that installs the pump: :mod:`.remote.live` executed in
     :data:`LIVE_MODULE` (never the user's namespace), compiled under the rich channel's file name
-    so that its frames stay out of tracebacks, then ``install()``. Evaluates to None."""
-    module = f"__import__('sys').modules[{LIVE_MODULE!r}]"
+    so that its frames stay out of tracebacks, then ``install(flush)``. ``flush``: the session's
+    runs go over REST (over the websocket the pump only reports threads). Evaluates to None."""
     return (
         f"__import__('sys').modules.setdefault({LIVE_MODULE!r}, "
         f"__import__('types').ModuleType({LIVE_MODULE!r}))\n"
-        f"exec(compile({program('live')!r}, {FILENAME!r}, 'exec'), {module}.__dict__)\n"
-        f"{module}.install() and None\n"
+        f"exec(compile({program('live')!r}, {FILENAME!r}, 'exec'), {_MODULE}.__dict__)\n"
+        f"{_MODULE}.install({bool(flush)!r}) and None\n"
     )
+
+
+def collect_code() -> str:
+    """The hidden run that delivers threads' output while the kernel is idle (``collect``)."""
+    return f"{_MODULE}.pump.collect()\n"
 
 
 def read_flush_prefix(text: str) -> str | None:

@@ -36,6 +36,7 @@ from ..client import (
 from ..client.lifecycle import has_ended
 from ..richchannel import bootstrap_code, helper_call, read_ready, with_header
 from ..richchannel.pump import live_code, read_flush_prefix
+from .background import Collector
 from .folder_upload import Answers, scan, upload
 from .registry import Record, Registry
 from .relay import Outcome, Sink, relay
@@ -205,6 +206,7 @@ class KernelSession:
         self.terminated_reason: str | None = None
         self.snapshot = SessionSnapshot()
         """For other threads; see :class:`SessionSnapshot`."""
+        self.background = Collector()
         self._watch: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[str] | None = None
         self._closed = False
@@ -333,14 +335,14 @@ class KernelSession:
         return self.session_id
 
     async def _install_live(self, client: Client) -> None:
-        """Over REST, start the session's live-output pump (:mod:`..richchannel.pump`): output
-        every ~0.2 s instead of every 2 s, on the route that survives a manager restart. The
-        websocket flushes every 0.2 s by itself: nothing to install there."""
+        """Start the session's live-output pump (:mod:`..richchannel.pump`). Over REST it
+        flushes: output every ~0.2 s instead of every 2 s, on the route that survives a manager
+        restart (the websocket flushes every 0.2 s by itself). On both it reports threads that
+        print while the kernel is idle (:mod:`.background`)."""
         assert self.session_id is not None
         client.sessions.set_flush_prefix(self.session_id, None)
-        if client.config.execute_transport != "rest":
-            return
-        outcome = await run_hidden(client, self.session_id, live_code(), self.nonce)
+        rest = client.config.execute_transport == "rest"
+        outcome = await run_hidden(client, self.session_id, live_code(rest), self.nonce)
         prefix = read_flush_prefix("".join(outcome.text))
         if prefix is None:
             log.info("live output not installed; output comes every 2 s")
@@ -408,9 +410,12 @@ class KernelSession:
     ) -> Outcome:
         """Run code in the live session through the one execution path (see :func:`run_hidden`)."""
         assert self.session_id is not None and self.client is not None
-        return await run_hidden(
-            self.client, self.session_id, code, self.nonce, sink, allow_stdin=allow_stdin
-        )
+        try:
+            return await run_hidden(
+                self.client, self.session_id, code, self.nonce, sink, allow_stdin=allow_stdin
+            )
+        finally:
+            self.background.after_run(self.client, self.session_id, self.nonce)
 
     async def helper(self, method: str, *args: str | int) -> dict[str, Any] | None:
         """Ask the remote kernel for a completion/inspection reply over the rich channel."""
@@ -449,7 +454,13 @@ class KernelSession:
             user_expressions=user_expressions,
             allow_stdin=allow_stdin,
         )
-        return await relay(self.execute(code), sink, nonce=self.nonce, execution_count=count)
+        if not silent:
+            self.background.sink = sink
+        try:
+            return await relay(self.execute(code), sink, nonce=self.nonce, execution_count=count)
+        finally:
+            assert self.client is not None and self.session_id is not None
+            self.background.after_run(self.client, self.session_id, self.nonce)
 
     async def interrupt(self) -> None:
         if self.client is not None and self.session_id is not None:
@@ -478,6 +489,9 @@ class KernelSession:
             self.registry.remove(self.session_name)
         if self._watch is not None:
             self._watch.cancel()
+        if self.client is not None and self.session_id is not None:
+            self.client.sessions.drop_collector(self.session_id)
+        self.background = Collector()
         self.session_id = self.session_name = self.nonce = None
         self.remote_info = None
         self.started_with = None
@@ -518,6 +532,7 @@ class KernelSession:
     async def _finish(self, client: Client | None, keep: bool) -> None:
         if client is None or self.session_id is None or self.session_name is None:
             return
+        client.sessions.drop_collector(self.session_id)
         assert self.config is not None
         if keep:
             self.registry.save(

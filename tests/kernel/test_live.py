@@ -28,10 +28,11 @@ PREFIX = "\x1b]BAIF;" + "A" * 22 + ";"
 @pytest.mark.parametrize(
     ("prompt", "prefix", "expected"),
     [
-        (flush_token(PREFIX, "f", 3), PREFIX, ("", flush_token(PREFIX, "f", 3))),
+        (flush_token(PREFIX, "f", 3), PREFIX, ("", "f", flush_token(PREFIX, "f", 3))),
         ("\r 40%|####" + flush_token(PREFIX, "f", 12), PREFIX,
-         ("\r 40%|####", flush_token(PREFIX, "f", 12))),
-        (flush_token(PREFIX, "q", 4), PREFIX, ("", None)),
+         ("\r 40%|####", "f", flush_token(PREFIX, "f", 12))),
+        (flush_token(PREFIX, "b", 5), PREFIX, ("", "b", flush_token(PREFIX, "b", 5))),
+        (flush_token(PREFIX, "q", 4), PREFIX, ("", "q", flush_token(PREFIX, "q", 4))),
         ("name? ", PREFIX, None),  # a real input() prompt
         (flush_token(PREFIX, "f", 3), None, None),  # no pump in this session
         (flush_token("\x1b]BAIF;" + "B" * 22 + ";", "f", 3), PREFIX, None),  # another nonce
@@ -58,7 +59,7 @@ def test_read_prefix(text: str, expected: str | None) -> None:
 
 
 def test_install_code_compiles_and_hides_its_value() -> None:
-    code = live_code()
+    code = live_code(True)
     compile(code, "<install>", "exec")
     assert code.rstrip().endswith("and None")
 
@@ -152,3 +153,82 @@ def test_interrupt_during_live_output(rest_kernel: Any) -> None:
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
     reply, seen = stream_times(kc, "print('after')")
     assert reply["status"] == "ok" and seen[0][0] <= 1.0 and "after" in seen[0][2]
+
+
+THREAD = (
+    "import threading, time\n"
+    "def worker():\n"
+    "    for i in range(5):\n"
+    "        time.sleep(0.4)\n"
+    "        print('bg', i, time.time(), flush=True)\n"
+    "threading.Thread(target=worker).start()\n"
+)
+
+
+def idle_output(kc: BlockingKernelClient, code: str, wait: float) -> tuple[str, list[tuple[str, float, str]]]:
+    """Run ``code``, then read iopub for ``wait`` s while idle: (the cell's msg_id,
+    [(parent msg_id, lag, text)] of every stdout line that came after the cell's idle)."""
+    msg_id = kc.execute(code)
+    idle = False
+    got: list[tuple[str, float, str]] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            msg = kc.get_iopub_msg(timeout=0.2)
+        except Exception:  # queue.Empty
+            continue
+        parent = msg["parent_header"].get("msg_id", "")
+        if msg["msg_type"] == "status" and parent == msg_id:
+            if msg["content"]["execution_state"] == "idle" and not idle:
+                idle = True
+                deadline = time.monotonic() + wait
+        elif msg["msg_type"] == "stream" and idle:
+            for line in msg["content"]["text"].splitlines():
+                parts = line.split()
+                if len(parts) == 3 and parts[0] == "bg":
+                    got.append((parent, time.time() - float(parts[2]), line))
+    kc.get_shell_msg(timeout=10)  # the execute_reply
+    return msg_id, got
+
+
+def assert_thread_output_while_idle(kc: BlockingKernelClient) -> None:
+    msg_id, got = idle_output(kc, THREAD, wait=4.0)
+    assert [line.split()[1] for _, _, line in got] == ["0", "1", "2", "3", "4"], got
+    assert {parent for parent, _, _ in got} == {msg_id}  # under the cell that started it
+    assert max(lag for _, lag, _ in got) <= 1.0, got
+    # The next cell runs at once (the collector yields the run queue), and no thread is left:
+    reply, seen = stream_times(kc, "print('next')")
+    assert reply["status"] == "ok" and seen[0][0] <= 2.0
+
+
+def test_thread_output_while_idle_rest(rest_kernel: Any) -> None:
+    assert_thread_output_while_idle(rest_kernel[1])
+
+
+@pytest.fixture(scope="module")
+def ws_kernel() -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
+    with kernel_env({**LOCAL, "BACKEND_EXECUTE_TRANSPORT": None}):  # the local default
+        km, kc = start_new_kernel(kernel_name="backendai-python")
+    try:
+        kc.execute_interactive("import time", timeout=180)
+        yield km, kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+
+
+def test_thread_output_while_idle_websocket(ws_kernel: Any) -> None:
+    assert_thread_output_while_idle(ws_kernel[1])
+
+
+def test_next_cell_interrupts_the_collector(rest_kernel: Any) -> None:
+    """A thread that lives long keeps a collector running; a cell then starts at once, its
+    own output is its own, and the thread's later lines still arrive."""
+    _, kc = rest_kernel
+    code = THREAD.replace("range(5)", "range(15)")
+    msg_id, got = idle_output(kc, code, wait=1.5)
+    assert got and {p for p, _, _ in got} == {msg_id}
+    reply, seen = stream_times(kc, "print('mine')")
+    assert reply["status"] == "ok" and seen and seen[0][0] <= 3.0
+    assert any("mine" in text for _, _, text in seen)
+    time.sleep(6)  # the thread ends; its lines went to the cells that were running or last

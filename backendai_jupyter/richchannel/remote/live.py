@@ -35,6 +35,10 @@ from typing import Any
 
 MIN_GAP = 0.15
 """Seconds between two flushes of one run: ~5 REST requests a second while a cell prints."""
+SILENT_GRACE = 10.0
+"""Seconds a thread a cell started keeps a collector running before it has written anything."""
+HELD_MAX = 8 << 20
+"""Characters of thread output held while idle; beyond, the oldest is dropped."""
 SETTLE = 0.01
 """Seconds between flushing the streams and asking: the common case then needs no second flush."""
 PREFIX_TAG = "\x1b]BAIF;"
@@ -60,9 +64,10 @@ def stdin_target(kernel: Any) -> Any:
 class Pump:
     """One install: the lock, the cell being run, the pump thread."""
 
-    def __init__(self, kernel: Any, prefix: str) -> None:
+    def __init__(self, kernel: Any, prefix: str, flush: bool) -> None:
         self.kernel = kernel
         self.prefix = prefix
+        self.flushing = flush  # REST: the pump flushes; websocket: it only reports threads
         self.lock = threading.Lock()
         self.pending = threading.Event()
         self.cell: Any = None
@@ -70,16 +75,36 @@ class Pump:
         self.last = 0.0
         self.stopped = False
         self.wrapped: dict[str, Any] = {}
+        # Output of threads while no cell runs (the runner would drop it), until a collector
+        # run (:meth:`collect`) writes it out; bounded, oldest dropped first.
+        self.held: list[tuple[str, str]] = []
+        self.held_size = 0
+        self.held_lock = threading.Lock()
+        self.system = set(threading.enumerate())  # the kernel's own threads
+        self.writers: set[Any] = set()  # threads (not the kernel's) that wrote output
+        self.started: dict[Any, float] = {}  # threads a cell started: until when they count
+        self.before: set[Any] = set()
+        self.idle = False  # the last execute_request's status was idle: no run is active
 
     def install(self) -> None:
         k = self.kernel
         inner_send = k.session.send
         stdin = k.stdin_socket
 
-        def send(stream: Any, *args: Any, **kwargs: Any) -> Any:
-            if self.cell is not None and stream is not stdin:
-                self.pending.set()
-            return inner_send(stream, *args, **kwargs)
+        def send(stream: Any, msg_or_type: Any, *args: Any, **kwargs: Any) -> Any:
+            if stream is not stdin:
+                content = args[0] if args else kwargs.get("content")
+                if msg_or_type == "status":
+                    self.note_status(content, kwargs.get("parent"))
+                elif msg_or_type == "stream" and self.idle and isinstance(content, dict):
+                    if self.hold(content):
+                        return None
+                if self.cell is not None:
+                    self.pending.set()
+            return inner_send(stream, msg_or_type, *args, **kwargs)
+
+        for stream in (sys.stdout, sys.stderr):
+            self.watch_writes(stream)
 
         inner_execute = k.do_execute
 
@@ -94,7 +119,74 @@ class Pump:
         }
         for name, (owner, fn, _) in self.wrapped.items():
             setattr(owner, name, fn)
-        threading.Thread(target=self.loop, name="backendai-live", daemon=True).start()
+        thread = threading.Thread(target=self.loop, name="backendai-live", daemon=True)
+        self.system.add(thread)
+        thread.start()
+
+    def watch_writes(self, stream: Any) -> None:
+        """Note which threads write to ``stream`` (an instance attribute: no class changed)."""
+        inner = stream.write
+        system = self.system
+
+        def write(text: Any) -> Any:
+            thread = threading.current_thread()
+            if thread not in system:
+                self.writers.add(thread)
+            return inner(text)
+
+        self.wrapped["write " + str(id(stream))] = (stream, write, inner)
+        stream.write = write
+
+    def note_status(self, content: Any, parent: Any) -> None:
+        header = parent.get("header") if isinstance(parent, dict) else None
+        if isinstance(content, dict) and isinstance(header, dict):
+            if header.get("msg_type") == "execute_request":
+                self.idle = content.get("execution_state") == "idle"
+
+    def hold(self, content: dict[str, Any]) -> bool:
+        name, text = content.get("name"), content.get("text")
+        if name not in ("stdout", "stderr") or not isinstance(text, str):
+            return False
+        with self.held_lock:
+            self.held.append((name, text))
+            self.held_size += len(text)
+            while self.held_size > HELD_MAX and len(self.held) > 1:
+                self.held_size -= len(self.held.pop(0)[1])
+        return True
+
+    def note_started(self) -> None:
+        """At a cell's end: threads it started count for a while even before they write."""
+        until = time.monotonic() + SILENT_GRACE
+        for thread in threading.enumerate():
+            if thread not in self.before and thread not in self.system:
+                if type(thread).__name__ != "TMonitor":  # tqdm's own monitor
+                    self.started.setdefault(thread, until)
+
+    def background(self) -> bool:
+        """Whether output may still come from threads while idle: one that wrote output is
+        alive, one a cell started lately is alive (it may write soon), or output is held."""
+        now = time.monotonic()
+        self.writers = {t for t in self.writers if t.is_alive()}
+        self.started = {t: u for t, u in self.started.items() if t.is_alive() and u > now}
+        return bool(self.writers or self.started or self.held)
+
+    def collect(self) -> None:
+        """A hidden run while the kernel is idle: writes out held output, then lets the
+        threads' output flow with this run until they have all ended or the run is interrupted
+        (the proxy interrupts it as soon as it has another run to make)."""
+        main = threading.current_thread()
+        try:
+            while True:
+                with self.held_lock:
+                    held, self.held, self.held_size = self.held, [], 0
+                for name, text in held:
+                    (sys.stdout if name == "stdout" else sys.stderr).write(text)
+                self.writers.discard(main)
+                if not self.background():
+                    return
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            return
 
     def stop(self) -> None:
         """End the thread; put back what is still ours (a rich-channel reinstall replaced the
@@ -115,6 +207,7 @@ class Pump:
 
     def run_cell(self, inner: Any, args: Any, kwargs: Any) -> Any:
         self.cell = stdin_target(self.kernel)
+        self.before = set(threading.enumerate())
         try:
             result = inner(*args, **kwargs)
         except BaseException:
@@ -135,6 +228,9 @@ class Pump:
     def end_cell(self) -> None:
         self.acquire()  # a request in flight is answered before the run may finish
         try:
+            self.note_started()
+            if self.cell is not None and self.background():
+                self.ask(self.cell, "b")  # tells the proxy to run a collector while idle
             self.cell = None
             self.pending.clear()
         finally:
@@ -172,7 +268,7 @@ class Pump:
             try:
                 self.pending.clear()
                 owed = woke and self.cell is not None
-                if self.cell is not None and not self.stopped:
+                if self.cell is not None and self.flushing and not self.stopped:
                     self.flush(self.cell)
             finally:
                 self.lock.release()
@@ -185,16 +281,20 @@ class Pump:
             except Exception:
                 pass
         time.sleep(SETTLE)  # lets the runner read that output before the prompt
+        self.ask(target, "f")
+
+    def ask(self, target: Any, kind: str) -> None:
         self.seq += 1
-        token = flush_token(self.prefix, "f", self.seq)
+        token = flush_token(self.prefix, kind, self.seq)
         try:
             self.kernel._input_request(token, *target, password=False)
-        except Exception:
-            pass  # EOF or a broken stdin channel: output still goes out at the end
+        except BaseException:
+            pass  # EOF, an interrupt or a broken stdin channel: the output goes out at the end
 
 
-def install() -> str:
-    """Start live flushing on the running kernel; returns (and prints) the prompt prefix."""
+def install(flush: bool = True) -> str:
+    """Start the pump on the running kernel (``flush``: over REST, flush while a cell runs);
+    returns (and prints) the prompt prefix."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -207,7 +307,7 @@ def install() -> str:
     if old is not None:
         old.stop()
     prefix = PREFIX_TAG + secrets.token_urlsafe(16) + ";"
-    pump = Pump(kernel, prefix)
+    pump = Pump(kernel, prefix, flush)
     pump.install()
     globals()["pump"] = pump
     sys.stdout.write(prefix + "\x07\n")
