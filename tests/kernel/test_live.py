@@ -165,12 +165,12 @@ THREAD = (
 )
 
 
-def idle_output(kc: BlockingKernelClient, code: str, wait: float) -> tuple[str, list[tuple[str, float, str]]]:
-    """Run ``code``, then read iopub for ``wait`` s while idle: (the cell's msg_id,
-    [(parent msg_id, lag, text)] of every stdout line that came after the cell's idle)."""
+def after_idle(kc: BlockingKernelClient, code: str, wait: float) -> tuple[str, list[tuple[float, dict[str, Any]]]]:
+    """Run ``code``, then read iopub for ``wait`` s after its idle: (the cell's msg_id,
+    [(wall clock, message)] of every message that came after the cell's idle)."""
     msg_id = kc.execute(code)
     idle = False
-    got: list[tuple[str, float, str]] = []
+    got: list[tuple[float, dict[str, Any]]] = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -182,13 +182,23 @@ def idle_output(kc: BlockingKernelClient, code: str, wait: float) -> tuple[str, 
             if msg["content"]["execution_state"] == "idle" and not idle:
                 idle = True
                 deadline = time.monotonic() + wait
-        elif msg["msg_type"] == "stream" and idle:
+        elif idle:
+            got.append((time.time(), msg))
+    kc.get_shell_msg(timeout=10)  # the execute_reply
+    return msg_id, got
+
+
+def idle_output(kc: BlockingKernelClient, code: str, wait: float) -> tuple[str, list[tuple[str, float, str]]]:
+    """[(parent msg_id, lag, line)] of the ``bg`` lines printed after the cell's idle."""
+    msg_id, got = after_idle(kc, code, wait)
+    lines = []
+    for wall, msg in got:
+        if msg["msg_type"] == "stream":
             for line in msg["content"]["text"].splitlines():
                 parts = line.split()
                 if len(parts) == 3 and parts[0] == "bg":
-                    got.append((parent, time.time() - float(parts[2]), line))
-    kc.get_shell_msg(timeout=10)  # the execute_reply
-    return msg_id, got
+                    lines.append((msg["parent_header"].get("msg_id", ""), wall - float(parts[2]), line))
+    return msg_id, lines
 
 
 def assert_thread_output_while_idle(kc: BlockingKernelClient) -> None:
@@ -232,3 +242,27 @@ def test_next_cell_interrupts_the_collector(rest_kernel: Any) -> None:
     assert reply["status"] == "ok" and seen and seen[0][0] <= 3.0
     assert any("mine" in text for _, _, text in seen)
     time.sleep(6)  # the thread ends; its lines went to the cells that were running or last
+
+
+WIDGET = (
+    "import ipywidgets as W, threading, time\n"
+    "bar = W.IntProgress(max=5)\n"
+    "display(bar)\n"
+    "def work():\n"
+    "    for i in range(5):\n"
+    "        time.sleep(0.3)\n"
+    "        bar.value = i + 1\n"
+    "threading.Thread(target=work).start()\n"
+)
+
+
+def test_thread_updates_a_widget_while_idle(ws_kernel: Any) -> None:
+    _, kc = ws_kernel
+    msg_id, got = after_idle(kc, WIDGET, wait=3.0)
+    values = [
+        m["content"]["data"]["state"]["value"]
+        for _, m in got
+        if m["msg_type"] == "comm_msg" and "value" in m["content"]["data"].get("state", {})
+    ]
+    assert values == [1, 2, 3, 4, 5], [m["msg_type"] for _, m in got]
+    assert {m["parent_header"]["msg_id"] for _, m in got if m["msg_type"] == "comm_msg"} == {msg_id}
