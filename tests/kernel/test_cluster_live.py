@@ -133,3 +133,43 @@ def test_manager_restart_during_live_loop(cluster: Any) -> None:
     reply, seen = run(kc, "print(kept)")
     assert reply["status"] == "ok"
     assert "42" in "".join(m["content"].get("text", "") for _, _, m in seen)
+
+
+THREAD = (
+    "import threading, time\n"
+    "def worker():\n"
+    "    for i in range(5):\n"
+    "        time.sleep(0.4)\n"
+    "        print('bg', i, time.time(), flush=True)\n"
+    "threading.Thread(target=worker).start()\n"
+)
+
+
+def test_thread_output_while_idle(cluster: Any) -> None:
+    """A thread's 5 lines printed after its cell ended arrive while the kernel is idle, under
+    that cell, each within 1 s (here: through the collector run over REST)."""
+    _, _, kc = cluster
+    msg_id = kc.execute(THREAD)
+    idle, lines = False, []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            msg = kc.get_iopub_msg(timeout=0.2)
+        except Exception:  # queue.Empty
+            continue
+        parent = msg["parent_header"].get("msg_id")
+        if msg["msg_type"] == "status" and parent == msg_id and not idle:
+            idle = msg["content"]["execution_state"] == "idle"
+            if idle:
+                deadline = time.monotonic() + 4.0
+        elif msg["msg_type"] == "stream" and idle:
+            for line in msg["content"]["text"].splitlines():
+                parts = line.split()
+                if len(parts) == 3 and parts[0] == "bg":
+                    lines.append((parent, time.time() - float(parts[2]), parts[1]))
+    kc.get_shell_msg(timeout=10)
+    assert [n for _, _, n in lines] == ["0", "1", "2", "3", "4"], lines
+    assert {p for p, _, _ in lines} == {msg_id}
+    assert max(lag for _, lag, _ in lines) <= 1.0, lines
+    reply, seen = run(kc, "print('next')")
+    assert reply["status"] == "ok"
