@@ -22,7 +22,7 @@ import aiohttp.abc
 import aiohttp.payload
 from yarl import URL
 
-from .. import __version__
+from .._version import __version__
 from ._auth import sign_request
 from ._config import ClientConfig
 from ._exceptions import (

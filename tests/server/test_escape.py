@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from backendai_jupyter.client import BackendAIError, Client
-from backendai_jupyter.client.apps import AppProxy
 from backendai_jupyter.server.diskquota import probe_home_quota
 from backendai_jupyter.server.sandbox import probe_bwrap, probe_net, probe_userns
 from backendai_jupyter.server.state import CONFIG, REGISTRY
+
+from backendai_jupyter.client import BackendAIError, Client
+from backendai_jupyter.client.apps import AppProxy
 
 from .conftest import IMAGE, Local
 from .test_sessions import _out

@@ -10,7 +10,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from backendai_jupyter.server.safefs import (
     BeneathError,
     parts_of,
