@@ -437,6 +437,8 @@ class Scheduler:
             sess.set_status("PREPARING")
             publish_session_event(app, "session_preparing", sess, "passed-preconditions")
             home = await self._home_image(sess)
+            if sess.status != "PREPARING":  # destroyed while preparing: nothing to undo yet
+                return
             self._prepare_workdir(sess)
             sess.set_status("PREPARED")
             publish_session_event(app, "session_prepared", sess, "triggered-by-scheduler")
@@ -450,6 +452,9 @@ class Scheduler:
                 limits["sandbox"] = (await proc.sandbox.start(proc.log_path)).to_limits()
             proc.on_spawn = lambda: self.crash_records.write(sess)
             self.crash_records.write(sess)
+            if sess.status != "PREPARED":  # destroyed meanwhile: never mark it alive again
+                await proc.stop()
+                return
             sess.set_status("CREATING")
             publish_session_event(app, "kernel_creating", sess)
             if sess.bootstrap_script:
