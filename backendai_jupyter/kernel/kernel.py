@@ -131,7 +131,7 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
 
     async def dispatch_shell(self, *args: Any, **kwargs: Any) -> None:
         # ipykernel 7 dispatches comm messages "concurrently" (no busy/idle) while another
-        # request runs; the comm bridge publishes that status itself (see comms.Pending).
+        # request runs; the comm bridge publishes that status itself (see comm_messages.Pending).
         token = comms.DISPATCH_CONCURRENT.set(bool(kwargs.get("concurrent")))
         try:
             await super().dispatch_shell(*args, **kwargs)
