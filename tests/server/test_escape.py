@@ -18,9 +18,9 @@ import pytest
 
 from backendai_jupyter.client import BackendAIError, Client
 from backendai_jupyter.client.apps import AppProxy
-from backendai_jupyter.server.diskquota import probe_home_quota
-from backendai_jupyter.server.sandbox import probe_bwrap, probe_net, probe_userns
-from backendai_jupyter.server.state import CONFIG, REGISTRY
+from backendai_jupyter.server.agent.diskquota import probe_home_quota
+from backendai_jupyter.server.agent.layers import probe_bwrap, probe_net, probe_userns
+from backendai_jupyter.server.manager.state import CONFIG, REGISTRY
 
 from .conftest import IMAGE, Local
 from .test_sessions import _out

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from backendai_jupyter.server.safefs import (
+from backendai_jupyter.server.agent.safefs import (
     BeneathError,
     parts_of,
     remove_beneath,
