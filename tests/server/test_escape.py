@@ -331,3 +331,22 @@ async def test_request_upload_size_is_validated(local: Local, size: Any) -> None
         await client.http.json("POST", "/folders/vf-size/request-upload",
                                json={"path": "big.bin", "size": size})
     await client.close()
+
+
+async def test_create_waits_at_most_max_wait_when_capacity_stays_full(make_local: Any) -> None:
+    local: Local = await make_local(capacity={"cpu": "1", "mem": "8g"})
+    try:
+        client = local.client()
+        first = await client.sessions.create(IMAGE, resources={"cpu": "1", "mem": "1g"})
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(BackendAIError, match="429") as e:
+            await client.sessions.create(IMAGE, resources={"cpu": "1", "mem": "1g"},
+                                         max_wait=1)
+        assert loop.time() - began < 10 and "capacity stayed full" in str(e.value.__dict__)
+        # nothing left queued: the next create after a destroy starts at once
+        await client.sessions.destroy(first.id)
+        again = await client.sessions.create(IMAGE, resources={"cpu": "1", "mem": "1g"})
+        assert again.status == "RUNNING"
+    finally:
+        await _close(local)

@@ -33,6 +33,8 @@ from .state import CONFIG, KEYPAIRS, REGISTRY, SCHEDULER, ComputeSession
 __all__ = ["create", "destroy", "info"]
 
 MAX_UPLOAD_PARTS = 20
+#: How long a create without ``maxWaitSeconds`` waits for capacity before it answers 429.
+CREATE_WAIT = 300.0
 MAX_UPLOAD_SIZE = 1024 * 1024
 
 
@@ -163,11 +165,19 @@ async def _create(request: web.Request, body: dict[str, Any]) -> web.Response:
     registry.add(sess)
     sched = app[SCHEDULER]
     sched.enqueue(sess)
+    wait = params.max_wait or CREATE_WAIT
     if params.enqueue_only:
         status = "PENDING"
-    elif await sched.wait_started(sess, params.max_wait or None):
+    elif await sched.wait_started(sess, wait):
         await asyncio.sleep(0)
         status = sess.status
+    elif sess.status == "PENDING":  # capacity stayed full: no session waits forever
+        await sched.terminate(sess, "capacity-full")
+        raise Problem(
+            429, "session-capacity-full", "Not enough capacity",
+            f"the session did not start within {wait:g} s: the endpoint's capacity stayed full "
+            "(destroy a session, ask for less, or create with enqueueOnly)",
+        )
     else:
         status = "TIMEOUT"
     return web.json_response(
