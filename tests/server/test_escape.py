@@ -333,16 +333,15 @@ async def test_request_upload_size_is_validated(local: Local, size: Any) -> None
     await client.close()
 
 
-async def test_create_waits_at_most_max_wait_when_capacity_stays_full(make_local: Any) -> None:
-    local: Local = await make_local(capacity={"cpu": "1", "mem": "8g"})
+async def test_create_without_max_wait_is_bounded_when_capacity_stays_full(make_local: Any) -> None:
+    local: Local = await make_local(capacity={"cpu": "1", "mem": "8g"}, create_wait=1.0)
     try:
         client = local.client()
         first = await client.sessions.create(IMAGE, resources={"cpu": "1", "mem": "1g"})
         loop = asyncio.get_running_loop()
         began = loop.time()
         with pytest.raises(BackendAIError, match="429") as e:
-            await client.sessions.create(IMAGE, resources={"cpu": "1", "mem": "1g"},
-                                         max_wait=1)
+            await client.sessions.create(IMAGE, resources={"cpu": "1", "mem": "1g"})
         assert loop.time() - began < 10 and "capacity stayed full" in str(e.value.__dict__)
         # nothing left queued: the next create after a destroy starts at once
         await client.sessions.destroy(first.id)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .cgroups import create_memory_cgroup, create_pids_cgroup
 from .diskquota import HomeImage
 from .kernel_runner import SessionProcess
-from .sandbox import Isolation, SessionLimits, SessionSandbox, host_ids
+from .sandbox import Isolation, SessionLimits, SessionSandbox, give_to_session, host_ids
 from .zygote import Zygote
 
 if TYPE_CHECKING:
@@ -72,6 +72,11 @@ def session_process(
         # Unix sockets for Jupyter/ttyd (no network of its own to listen in); short paths.
         service_dir = Path(tempfile.mkdtemp(prefix=f"bjup-{sess.id[:8]}-"))
         (runtime / "sockets").mkdir(exist_ok=True)
+    if isolation.userns and os.geteuid() == 0:
+        # The folders are written by the session's user (as vfolders by the kernel's uid on
+        # a cluster); what the storage API made since the last start becomes theirs too.
+        for host_dir, _ in sess.mounts:
+            give_to_session(host_dir)
     sandbox: SessionSandbox | None = None
     if isolation.sandboxed:
         if isolation.userns and service_dir is not None:

@@ -33,8 +33,6 @@ from .state import CONFIG, KEYPAIRS, REGISTRY, SCHEDULER, ComputeSession
 __all__ = ["create", "destroy", "info"]
 
 MAX_UPLOAD_PARTS = 20
-#: How long a create without ``maxWaitSeconds`` waits for capacity before it answers 429.
-CREATE_WAIT = 300.0
 MAX_UPLOAD_SIZE = 1024 * 1024
 
 
@@ -165,13 +163,15 @@ async def _create(request: web.Request, body: dict[str, Any]) -> web.Response:
     registry.add(sess)
     sched = app[SCHEDULER]
     sched.enqueue(sess)
-    wait = params.max_wait or CREATE_WAIT
+    # maxWaitSeconds as on the manager (then TIMEOUT, the session stays queued); without it,
+    # the manager would wait forever: here at most ``create_wait``, then a clear 429.
+    wait = params.max_wait or app[CONFIG].create_wait
     if params.enqueue_only:
         status = "PENDING"
     elif await sched.wait_started(sess, wait):
         await asyncio.sleep(0)
         status = sess.status
-    elif sess.status == "PENDING":  # capacity stayed full: no session waits forever
+    elif sess.status == "PENDING" and not params.max_wait:  # capacity stayed full
         await sched.terminate(sess, "capacity-full")
         raise Problem(
             429, "session-capacity-full", "Not enough capacity",
