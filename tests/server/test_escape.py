@@ -8,19 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from backendai_jupyter.client import BackendAIError, Client
 from backendai_jupyter.client.apps import AppProxy
+from backendai_jupyter.server.agent import layers
 from backendai_jupyter.server.agent.diskquota import probe_home_quota
-from backendai_jupyter.server.agent.layers import probe_bwrap, probe_net, probe_userns
-from backendai_jupyter.server.manager.state import CONFIG, REGISTRY
+from backendai_jupyter.server.agent.layers import (
+    LAYERS_OFF_VAR,
+    probe_bwrap,
+    probe_net,
+    probe_userns,
+)
+from backendai_jupyter.server.manager.state import CONFIG, REGISTRY, SCHEDULER
 
 from .conftest import IMAGE, Local
 from .test_sessions import _out
@@ -349,3 +358,40 @@ async def test_create_without_max_wait_is_bounded_when_capacity_stays_full(make_
         assert again.status == "RUNNING"
     finally:
         await _close(local)
+
+
+# -- a machine without a layer ------------------------------------------------------------------
+
+
+async def test_a_missing_layer_is_named_once_and_in_diagnostics(
+    make_local: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    why = "no network of their own (slirp4netns is not installed)"
+    monkeypatch.setattr(layers, "probe_net", lambda: why)
+    local: Local = await make_local(sandbox="auto")
+    try:
+        assert [w for w in local.app[SCHEDULER].warnings if "slirp4netns" in w] == [
+            f"sessions are sandboxed without {why} (see README: install slirp4netns, enable "
+            "user namespaces)"]
+        async with aiohttp.ClientSession() as http, http.get(local.url + "/") as resp:
+            body = await resp.json()
+        assert body["sandbox"] == {"sandbox": True, "user": True, "network": False,
+                                   "missing": ["network"]}
+        client = local.client()  # sessions still start, in the layers there are
+        info = await client.sessions.create(IMAGE)
+        assert (await _out(client, info.id, "import os; print(os.getuid())"))[0].strip() == "1000"
+        await client.sessions.destroy(info.id)
+    finally:
+        await _close(local)
+
+
+def test_serve_sandbox_strict_refuses_without_a_layer(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKEND_")}
+    env[LAYERS_OFF_VAR] = "network"
+    strict = subprocess.run(
+        [sys.executable, "-m", "backendai_jupyter", "serve", "--port", "0", "--data-dir",
+         str(tmp_path / "d"), "--sandbox", "strict"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert strict.returncode == 2, strict.stderr
+    assert "--sandbox strict" in strict.stderr and "no network of their own" in strict.stderr
