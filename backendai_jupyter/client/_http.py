@@ -22,7 +22,7 @@ import aiohttp.abc
 import aiohttp.payload
 from yarl import URL
 
-from .. import __version__
+from .._version import __version__
 from ._auth import sign_request
 from ._config import ClientConfig
 from ._exceptions import (
@@ -31,6 +31,7 @@ from ._exceptions import (
 from ._http_errors import translate_errors as _translate
 from ._http_wrappers import FileRangePayload, Response, StreamResponse, WebSocket, WSMessage
 from ._problem import parse_error_body
+from ._versioning import API_VERSION, format_api_version
 
 __all__ = ["HTTPTransport", "Response", "StreamResponse", "WebSocket", "WSMessage", "user_agent"]
 
@@ -80,7 +81,7 @@ class HTTPTransport:
         self._own_session = session is None
         self._session = session
         self._endpoint_index = 0
-        self.api_version: str = config.api_version or "v9.20250722"
+        self.api_version: str = config.api_version or format_api_version(API_VERSION)
 
     # -- plumbing -------------------------------------------------------------------------------
 

@@ -67,7 +67,7 @@ from ._models import (
     StepFinished,
     WaitingInput,
 )
-from .outages import Outage, outage_reason
+from .outages import Outage, next_retry, outage_reason, retry_outages
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -310,13 +310,9 @@ class Execution:
                     )
                     break
                 except BackendAIError as e:
-                    reason = outage_reason(e)
-                    if reason is None:
-                        raise
-                    outage = outage or Outage(self.outage_limit)
-                    reconnecting = outage.failed(reason)
-                    yield reconnecting
-                    await asyncio.sleep(reconnecting.delay)
+                    outage, reconnecting = next_retry(e, outage, self.outage_limit)
+                yield reconnecting
+                await asyncio.sleep(reconnecting.delay)
             if outage is not None:
                 yield Resumed(elapsed=outage.elapsed, attempts=outage.attempts)
             async for event in self._run_websocket(ws):
@@ -330,17 +326,10 @@ class Execution:
 
     async def _probe_after_loss(self, lost: OutputLost) -> None:
         """After a lost websocket run: is the run queue free? (bounded by PROBE_TIMEOUT)"""
-        outage: Outage | None = None
-        while True:
-            try:
-                usable = await self._client.sessions.probe(self.session, timeout=PROBE_TIMEOUT)
-                break
-            except BackendAIError as e:
-                reason = outage_reason(e)
-                if reason is None:
-                    raise
-                outage = outage or Outage(self.outage_limit)
-                await asyncio.sleep(outage.failed(reason).delay)
+        usable = await retry_outages(
+            lambda: self._client.sessions.probe(self.session, timeout=PROBE_TIMEOUT),
+            self.outage_limit,
+        )
         if not usable:
             raise SessionWedged(
                 f"output was lost {lost.after} ({lost.reason}), and the session runs no more "
@@ -461,11 +450,10 @@ class Execution:
                 try:
                     result = await self._rest_call(mode, "", None)
                 except BackendAIError as e:
-                    reason = outage_reason(e)
-                    if reason is None:
+                    if outage_reason(e) is None:
                         return
-                    outage = outage or Outage(_DRAIN_TIMEOUT)
-                    await asyncio.sleep(outage.failed(reason).delay)
+                    outage, reconnecting = next_retry(e, outage, _DRAIN_TIMEOUT)
+                    await asyncio.sleep(reconnecting.delay)
                     continue
                 status = result.get("status")
                 if status in _END_STATUSES:

@@ -3,12 +3,17 @@
 A run survives an outage by retrying the same request (REST ``continue`` with the same run id)
 until the manager answers again or :attr:`~._config.ClientConfig.outage_limit` seconds pass.
 :func:`outage_reason` and :func:`backoff_delay` are pure; :class:`Outage` counts one outage.
+
+The one retry policy: :func:`next_retry` after each failed try (it says how long to wait, or
+raises), and :func:`retry_outages`, which awaits a call again and again through an outage.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from ._exceptions import (
     APIError,
@@ -20,7 +25,17 @@ from ._exceptions import (
 )
 from ._models import Reconnecting
 
-__all__ = ["DEFAULT_OUTAGE_LIMIT", "Outage", "OutageTooLong", "backoff_delay", "outage_reason"]
+__all__ = [
+    "DEFAULT_OUTAGE_LIMIT",
+    "Outage",
+    "OutageTooLong",
+    "backoff_delay",
+    "next_retry",
+    "outage_reason",
+    "retry_outages",
+]
+
+T = TypeVar("T")
 
 DEFAULT_OUTAGE_LIMIT = 300.0
 _RETRY_STATUSES = {502: "bad gateway", 503: "service unavailable", 504: "gateway timeout"}
@@ -84,3 +99,35 @@ class Outage:
             )
         delay = min(backoff_delay(self.attempts), max(0.0, self.limit - elapsed))
         return Reconnecting(reason=reason, elapsed=elapsed, attempt=self.attempts, delay=delay)
+
+
+def next_retry(
+    error: BackendAIError, outage: Outage | None, limit: float
+) -> tuple[Outage, Reconnecting]:
+    """After a failed try: the outage so far (pass it to the next failure) and the notice that
+    says how long to wait before trying again. ``error`` itself is raised when it is not an
+    outage; :class:`OutageTooLong` once the outage has lasted ``limit`` seconds."""
+    reason = outage_reason(error)
+    if reason is None:
+        raise error
+    outage = outage or Outage(limit)
+    return outage, outage.failed(reason)
+
+
+async def retry_outages(
+    attempt: Callable[[], Awaitable[T]],
+    limit: float,
+    *,
+    on_retry: Callable[[Reconnecting], object] | None = None,
+) -> T:
+    """``await attempt()`` until it succeeds, waiting out a manager outage for up to ``limit``
+    seconds (see :func:`next_retry`); ``on_retry`` sees each wait before it starts."""
+    outage: Outage | None = None
+    while True:
+        try:
+            return await attempt()
+        except BackendAIError as e:
+            outage, reconnecting = next_retry(e, outage, limit)
+        if on_retry is not None:
+            on_retry(reconnecting)
+        await asyncio.sleep(reconnecting.delay)

@@ -13,6 +13,7 @@ from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import lifecycle
 from ._exceptions import (
     BackendAIError,
     BadRequestError,
@@ -24,6 +25,7 @@ from ._exceptions import (
 from ._http_wrappers import multipart
 from ._models import ServicePort, SessionInfo, SessionRecord
 from .execution import Execution, Mode, Transport, WarmSockets
+from .lifecycle import DEAD_STATUSES, LIVE_STATUSES, has_ended
 from .parsing import parse_mounts
 
 if TYPE_CHECKING:
@@ -31,23 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DEAD_STATUSES", "LIVE_STATUSES", "Sessions", "new_session_name"]
 
-LIVE_STATUSES = (
-    "PENDING",
-    "SCHEDULED",
-    "PREPARING",
-    "PREPARED",
-    "CREATING",
-    "PULLING",
-    "RUNNING",
-    "RESTARTING",
-    "RUNNING_DEGRADED",
-    "TERMINATING",
-    "RESIZING",
-    "SUSPENDED",
-    "BUILDING",
-    "ERROR",
-)
-DEAD_STATUSES = ("TERMINATED", "CANCELLED")
 
 DEFAULT_LIST_FIELDS = (
     "name",
@@ -143,7 +128,7 @@ class Sessions:
                 "terminated, or its agent or kernel died. Its variables are lost"
             )
         status = str(info.get("status", "")).upper()
-        if status in ("TERMINATING", "TERMINATED", "CANCELLED", "ERROR"):
+        if has_ended(status):
             why = info.get("statusInfo") or info.get("status_info") or status.lower()
             return f"the session {session} has ended ({why}). Its variables are lost"
         return None
@@ -287,6 +272,18 @@ class Sessions:
             params["recursive"] = "true"
         data = await self._client.http.json("DELETE", f"/session/{session}", params=params)
         return data if isinstance(data, dict) else {}
+
+    async def destroy_quietly(
+        self, session: str, *, timeout: float | None = 60.0, attempts: int = 1,
+        retry_delay: float = 0.5, registering: bool = False,
+    ) -> str | None:
+        """Force-destroy without raising: ``None`` once it is gone, else why not (the one
+        clean-up policy, :func:`.lifecycle.destroy_quietly`)."""
+        return await lifecycle.destroy_quietly(
+            lambda s: self.destroy(s, forced=True), session,
+            outage_limit=self._client.config.outage_limit, timeout=timeout, attempts=attempts,
+            retry_delay=retry_delay, registering=registering,
+        )
 
     async def restart(self, session: str) -> None:
         await self._client.connect()

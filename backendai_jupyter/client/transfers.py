@@ -30,7 +30,7 @@ from ._exceptions import APIError, BackendAIError, ClientError, ConfigError, Pro
 from ._fileio import WRITE_BATCH, BatchedFileWriter
 from ._folder_wire import _V_2203, _remote_join
 from ._http_wrappers import multipart
-from .outages import Outage, outage_reason
+from .outages import Outage, next_retry
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -173,11 +173,8 @@ class Transfers:
 
     async def _wait_out(self, error: BackendAIError, outage: Outage | None) -> Outage:
         """Sleep before the next try if ``error`` is an outage; raise it otherwise."""
-        reason = outage_reason(error)
-        if reason is None:
-            raise error
-        outage = outage or Outage(self._outage_limit())
-        await asyncio.sleep(outage.failed(reason).delay)
+        outage, reconnecting = next_retry(error, outage, self._outage_limit())
+        await asyncio.sleep(reconnecting.delay)
         return outage
 
     async def _tus_resume_offset(

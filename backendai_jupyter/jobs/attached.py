@@ -27,8 +27,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
-from ..client import Client, ClientConfig
-from ..client._exceptions import BackendAIError, NotFoundError
+from ..client import BackendAIError, Client, ClientConfig
 from .notebook import first_failure, prepare
 from .params import Case
 from .record import read_records
@@ -86,30 +85,19 @@ def kernel_environ(
     if config is not None:
         env.update(connection_environ(config))
     env.update(
-        BACKEND_IMAGE=spec.image,
         BACKEND_SESSION_NAME=spec.session_name(case),
         # At the first cell: a kernel started ahead of its turn holds no session.
         BACKEND_SESSION_START="first-cell",
         BACKENDAI_JUPYTER_STATE_DIR=state_dir,
     )
-    if spec.resources_text:
-        env["BACKEND_RESOURCES"] = spec.resources_text
-    if spec.mounts:  # added to the ones the user mounts everywhere (-m wins for a name)
-        given = [m.strip() for m in env.get("BACKEND_VFOLDER_MOUNTS", "").split(",")]
-        kept = [m for m in given if m and m.split(":")[0].split("=")[0] not in spec.mounts]
-        env["BACKEND_VFOLDER_MOUNTS"] = ",".join([*kept, spec.mounts_text])
-    return env
+    # -m folders are added to the ones the user mounts everywhere (-m wins for a name)
+    return spec.shape.to_env(env)
 
 
 async def destroy_quietly(client: Client, name: str) -> None:
-    with contextlib.suppress(NotFoundError):
-        try:
-            await asyncio.wait_for(client.sessions.destroy(name, forced=True), 60)
-        except (BackendAIError, asyncio.TimeoutError):
-            # One retry: a session still being created answers an error while it starts.
-            await asyncio.sleep(2)
-            with contextlib.suppress(BackendAIError, asyncio.TimeoutError):
-                await asyncio.wait_for(client.sessions.destroy(name, forced=True), 60)
+    """A case's session, at its end or on a cancel: a session still being created answers an
+    error while it starts, so a failure is tried again once, 2 s later."""
+    await client.sessions.destroy_quietly(name, timeout=125, attempts=2, retry_delay=2)
 
 
 async def _shutdown(km: AsyncKernelManager, *, graceful: bool) -> None:

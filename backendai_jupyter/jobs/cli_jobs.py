@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..client._exceptions import BackendAIError, ConfigError
+    from ..client import BackendAIError, ConfigError
 
     try:
         return asyncio.run(_main(args))

@@ -77,7 +77,7 @@ def _err(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..client._exceptions import BackendAIError, ConfigError
+    from ..client import BackendAIError, ConfigError
 
     try:
         spec = spec_from_args(args)
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def check_folders(client: Client, names: tuple[str, ...]) -> None:
     """Every ``-m`` folder must exist before any session is requested."""
-    from ..client._exceptions import ConfigError
+    from ..client import ConfigError
 
     if not names:
         return

@@ -28,8 +28,7 @@ from typing import Any
 
 import nbformat
 
-from ..client import Client
-from ..client._exceptions import APIError, ClientError, ConfigError, QuotaError, ServerError
+from ..client import APIError, Client, ClientError, ConfigError, QuotaError, ServerError
 from ..client.sessions import LIVE_STATUSES
 from .attached import destroy_quietly
 from .notebook import prepare

@@ -19,7 +19,7 @@ from typing import Any
 
 import nbformat
 
-from ..client._exceptions import ConfigError, ParseError
+from ..client import ConfigError, ParseError
 from .params import defined_names, unknown_params
 from .record import HELPER_TAG, helper_source
 

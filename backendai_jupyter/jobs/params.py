@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..client._exceptions import ParseError
+from ..client import ParseError
 from ..client.parsing import MAX_VALUES, parse_env_range
 
 __all__ = [

@@ -10,15 +10,15 @@ import os
 import secrets
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..client._exceptions import ConfigError, ParseError
+from ..client import ConfigError, ParseError
 from ..client.defaults import default_image
-from ..client.parsing import parse_mounts, parse_resource_flags
+from ..client.shape import RESOURCES_VAR, SessionShape
 from .notebook import Notebook, load_notebook
 from .params import Case, expand_cases, merge_params, parse_param_ranges
 
@@ -51,15 +51,20 @@ class JobSpec:
     warnings: tuple[str, ...] = ()
 
     @property
+    def shape(self) -> SessionShape:
+        """Each case's session, as its kernel reads it (``BACKEND_*``: ``shape.to_env()``)."""
+        return SessionShape(self.image, self.resources, self.resource_opts, self.mounts,
+                            self.mount_map)
+
+    @property
     def resources_text(self) -> str:
         """As the kernel settings spell them (``BACKEND_RESOURCES``): ``cpu=1,mem=1g``."""
-        return ",".join(f"{k}={v}" for k, v in {**self.resources, **self.resource_opts}.items())
+        return self.shape.resources_text
 
     @property
     def mounts_text(self) -> str:
         """As ``BACKEND_VFOLDER_MOUNTS`` spells them: ``data,models:/mnt/models``."""
-        return ",".join(f"{n}:{self.mount_map[n]}" if n in self.mount_map else n
-                        for n in self.mounts)
+        return self.shape.mounts_text
 
     @property
     def sweep(self) -> bool:
@@ -119,14 +124,14 @@ def build_spec(
     ranges = parse_param_ranges(param_ranges)
     cases = expand_cases(fixed, ranges)
     warnings = nb.check([*fixed, *ranges])
-    # No -r: the kernel's default sizing ($BACKEND_RESOURCES), attached and detached alike.
-    res = parse_resource_flags(resources or [
-        r.strip() for r in os.environ.get("BACKEND_RESOURCES", "").split(",") if r.strip()])
-    names, mount_map = parse_mounts(mounts)
+    shape = SessionShape.parse(resources=resources, mounts=mounts)
+    if not resources:  # the kernel's default sizing ($BACKEND_RESOURCES), attached and detached
+        sizing = SessionShape.from_env({RESOURCES_VAR: os.environ.get(RESOURCES_VAR, "")})
+        shape = replace(shape, resources=sizing.resources, resource_opts=sizing.resource_opts)
     return JobSpec(
         notebook=nb, cases=tuple(cases), image=image or default_image(),
-        resources=res.resources, resource_opts=res.resource_opts, mounts=tuple(names),
-        mount_map=mount_map,
+        resources=dict(shape.resources), resource_opts=dict(shape.resource_opts),
+        mounts=shape.mounts, mount_map=dict(shape.mount_map),
         output=Path(output) if output is not None else None, max_parallel=max_parallel,
         cell_timeout=cell_timeout, warnings=tuple(warnings),
     )

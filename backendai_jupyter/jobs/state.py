@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..client._exceptions import ConfigError
+from ..client import ConfigError
 
 __all__ = ["CaseRecord", "JobRecord", "JobStore"]
 

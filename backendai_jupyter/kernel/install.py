@@ -25,8 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..client._exceptions import ConfigError
-from ..client.parsing import parse_env, parse_mounts, parse_resource_flags
+from ..client import ConfigError
+from ..client.parsing import parse_env
+from ..client.shape import SessionShape
 
 __all__ = ["SPEC_DIR", "add_arguments", "kernel_json", "managed_specs", "run"]
 
@@ -55,19 +56,9 @@ def kernel_json(
     python: str = "python",
 ) -> dict[str, Any]:
     """The ``kernel.json`` for one spec (pure; validates every flag first)."""
-    spec = parse_resource_flags(resources)
-    names, mount_map = parse_mounts(mounts)
+    shape = SessionShape.parse(image=image, resources=resources, mounts=mounts)
+    values = shape.to_env()
     session_env = parse_env(env)
-    values: dict[str, str] = {}
-    if image:
-        values["BACKEND_IMAGE"] = image
-    slots = {**spec.resources, **spec.resource_opts}
-    if slots:
-        values["BACKEND_RESOURCES"] = ",".join(f"{k}={v}" for k, v in slots.items())
-    if names:
-        values["BACKEND_VFOLDER_MOUNTS"] = ",".join(
-            f"{n}:{mount_map[n]}" if n in mount_map else n for n in names
-        )
     if session_env:
         if any(";" in v for v in session_env.values()):
             raise ConfigError("session environment values must not contain ';'")
@@ -90,9 +81,9 @@ def kernel_json(
             _META: {
                 "managed": True,
                 "image": image,
-                "resources": slots,
-                "mounts": names,
-                "mount_map": mount_map,
+                "resources": {**shape.resources, **shape.resource_opts},
+                "mounts": list(shape.mounts),
+                "mount_map": dict(shape.mount_map),
             },
             "debugger": False,
         },

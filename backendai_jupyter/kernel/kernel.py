@@ -30,7 +30,7 @@ from typing import Any
 
 from ipykernel.ipkernel import IPythonKernel
 
-from .. import __version__
+from .._version import __version__
 from ..client import BackendAIError
 from ..workspace import Cell, current
 from . import comms

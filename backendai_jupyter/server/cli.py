@@ -28,11 +28,11 @@ from ..client._versioning import parse_api_version
 from .agent.procfs import start_time
 from .agent.sandbox import SANDBOX_MODES, SandboxUnavailable, SessionLimits
 from .manager.app import create_app
+from .manager.scheduler import SCHEDULER
 from .manager.state import (
     DEFAULT_API_VERSION,
     KEYPAIR_FILE,
     REGISTRY,
-    SCHEDULER,
     ServerConfig,
     load_or_create_keypair,
 )

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from ..client import Client, ClientConfig
 from .cells import CellRunner
 from .config import load_config, split_items
-from .loop import BackgroundLoop, get_loop
+from .loop import BackgroundLoop, Inbox, get_loop
 from .registry import Registry
 from .session import KernelSession
 from .settings import SessionSettings
@@ -86,13 +86,17 @@ class Workspace:
 
     # -- the bridge ------------------------------------------------------------------------------
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the workspace loop and wait (sync callers: magics, widgets, tests).
+    def run(
+        self, coro: Coroutine[Any, Any, T], timeout: float | None = None, *,
+        inbox: Inbox[Any] | None = None,
+    ) -> T:
+        """Run ``coro`` on the workspace loop and wait (sync callers: magics, widgets, tests),
+        handling what it posts to ``inbox`` in this thread meanwhile (:class:`.loop.Inbox`).
 
         ``KeyboardInterrupt`` cancels the work and waits for its clean-up before re-raising.
         Never call it on the loop's own thread (it raises instead of deadlocking).
         """
-        return self.loop.run(coro, timeout)
+        return self.loop.run(coro, timeout, inbox=inbox)
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Start ``coro`` on the workspace loop; do not wait (widget callbacks)."""

@@ -22,8 +22,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..client import ClientConfig
-from ..client._exceptions import ConfigError, LocalEndpointError
+from ..client import ClientConfig, ConfigError, LocalEndpointError
 from .settings import SESSION_KEYS
 
 __all__ = ["CLIENT_KEYS", "load_config", "split_items"]

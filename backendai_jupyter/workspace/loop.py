@@ -14,14 +14,56 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import queue
 import threading
+import time
 import weakref
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, TypeVar
 
-__all__ = ["BackgroundLoop", "get_loop", "run", "submit"]
+__all__ = ["BackgroundLoop", "Inbox", "get_loop", "run", "submit"]
 
 T = TypeVar("T")
+N = TypeVar("N")
+
+_END = object()  # the work is done: the waiting thread stops serving the inbox
+
+
+class Inbox(Generic[N]):
+    """Items a coroutine on the loop hands to the thread that waits for it in
+    :meth:`BackgroundLoop.run` (a magic's output notes, an ``input()`` question): ``post`` from
+    any thread; ``handle`` runs in the waiting thread, in order. That thread sleeps until an
+    item or the end of the work arrives (no polling)."""
+
+    def __init__(self, handle: Callable[[N], None]) -> None:
+        self._handle = handle
+        self._items: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._watched: set[concurrent.futures.Future[Any]] = set()
+
+    def post(self, item: N) -> None:
+        self._items.put(item)
+
+    def serve(self, future: concurrent.futures.Future[T], timeout: float | None = None) -> T:
+        """Handle items until ``future`` is done; its result. Callable again after an
+        interrupt (to wait for the clean-up); ``TimeoutError`` after ``timeout`` seconds."""
+        if future not in self._watched:
+            self._watched.add(future)
+            future.add_done_callback(lambda _: self._items.put(_END))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                item = self._items.get(timeout=left)
+            except queue.Empty:
+                raise TimeoutError(f"the work did not finish within {timeout:g} s") from None
+            if item is _END:
+                break
+            self._handle(item)
+        while not self._items.empty():  # items posted after the end (none, normally)
+            item = self._items.get_nowait()
+            if item is not _END:
+                self._handle(item)
+        return future.result()
 
 
 class BackgroundLoop:
@@ -55,8 +97,11 @@ class BackgroundLoop:
         coro: Coroutine[Any, Any, T],
         timeout: float | None = None,
         cleanup_timeout: float = 60,
+        *,
+        inbox: Inbox[Any] | None = None,
     ) -> T:
-        """Run ``coro`` on the loop and wait for it.
+        """Run ``coro`` on the loop and wait for it; meanwhile handle what it posts to ``inbox``
+        (in this thread).
 
         On ``KeyboardInterrupt`` (the user pressed "interrupt") the task is cancelled and its
         cleanup — ``finally`` blocks that destroy sessions, say — is awaited before re-raising.
@@ -74,6 +119,8 @@ class BackgroundLoop:
 
         future = self.submit(tracked())
         try:
+            if inbox is not None:
+                return inbox.serve(future, timeout)
             return future.result(timeout)
         except KeyboardInterrupt:
             if holder:

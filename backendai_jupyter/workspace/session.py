@@ -24,9 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..client import Client, ClientConfig, Execution
-from ..client._exceptions import APIError, BackendAIError, NotFoundError, SessionGone
-from ..client.outages import Outage, outage_reason
+from ..client import (
+    APIError,
+    BackendAIError,
+    Client,
+    ClientConfig,
+    Execution,
+    NotFoundError,
+    SessionGone,
+)
+from ..client.lifecycle import has_ended
 from ..richchannel import bootstrap_code, helper_call, read_ready, with_header
 from .folder_upload import Answers, scan, upload
 from .registry import Record, Registry
@@ -72,7 +79,6 @@ TERMINAL_EVENTS = {
     "session_failure",
     "kernel_failure",
 }
-_DEAD = {"TERMINATED", "TERMINATING", "CANCELLED", "ERROR"}
 
 
 class HiddenSink:
@@ -143,19 +149,6 @@ async def install_rich(client: Client, session_id: str) -> tuple[str, dict[str, 
     return nonce, ready.payload
 
 
-async def _destroy_through_outages(client: Client, session_id: str) -> None:
-    """Destroy a session, waiting out a manager outage (a restart) instead of leaking it."""
-    outage: Outage | None = None
-    while True:
-        try:
-            await client.sessions.destroy(session_id, forced=True)
-            return
-        except BackendAIError as e:
-            reason = outage_reason(e)
-            if reason is None:
-                raise
-            outage = outage or Outage(client.config.outage_limit)
-            await asyncio.sleep(outage.failed(reason).delay)
 
 
 ClientSource = Callable[[], Awaitable[Client]]
@@ -341,8 +334,7 @@ class KernelSession:
         client = self.client
         if client is None:
             return
-        with contextlib.suppress(BackendAIError, asyncio.TimeoutError):
-            await asyncio.wait_for(client.sessions.destroy(name, forced=True), 30)
+        await client.sessions.destroy_quietly(name, timeout=30)
 
     async def _progress(
         self, client: Client, name: str, progress: Callable[[str], None], t0: float
@@ -459,7 +451,7 @@ class KernelSession:
         except BackendAIError:
             return None
         status = info.status.upper()
-        if status in _DEAD:
+        if has_ended(status):
             reason = info.status_info or self.terminated_reason
             return SessionGone(name, reason or status.lower())
         return None
@@ -524,13 +516,10 @@ class KernelSession:
                 )
             )
             return
-        try:
-            await asyncio.wait_for(_destroy_through_outages(client, self.session_id), 20)
-        except NotFoundError:
-            pass
-        except (BackendAIError, asyncio.TimeoutError) as e:
+        why = await client.sessions.destroy_quietly(self.session_id, timeout=20)
+        if why is not None:
             # The record stays: the next kernel start destroys the orphan.
-            log.warning("could not destroy session %s: %s", self.session_name, e)
+            log.warning("could not destroy session %s: %s", self.session_name, why)
             return
         self.registry.remove(self.session_name)
 

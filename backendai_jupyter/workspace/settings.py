@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..client._exceptions import ConfigError, ParseError
+from ..client import ConfigError, ParseError
 from ..client.defaults import DEFAULT_IMAGE
 from ..client.parsing import (
     format_binary_size,
@@ -46,6 +46,7 @@ from ..client.parsing import (
     parse_mounts,
     parse_resource_flags,
 )
+from ..client.shape import SessionShape
 
 __all__ = ["DEFAULT_IMAGE", "SESSION_KEYS", "SessionSettings", "keep_name"]
 
@@ -65,6 +66,7 @@ SESSION_KEYS = (
     "upload_file_max",
 )
 _KEYS = SESSION_KEYS
+_SHAPE_KEYS = ("image", "resources", "mounts")  # read through SessionShape.from_env
 
 
 def _split(text: str, sep: str = ",") -> list[str]:
@@ -93,21 +95,31 @@ class SessionSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SessionSettings:
         env = os.environ if env is None else env
+        # The shape is the client's BACKEND_* contract (the client also mounts
+        # BACKEND_VFOLDER_MOUNTS by itself; they are kept here so that the settings describe
+        # the whole session).
+        shape = SessionShape.from_env(env)
         pairs: dict[str, str] = {}
         for key in _KEYS:
             var = {
-                "mounts": "BACKEND_VFOLDER_MOUNTS",
                 "env": "BACKEND_SESSION_ENV",
                 "start": "BACKEND_SESSION_START",
                 "keep": "BACKEND_KEEP_SESSION",
                 "name": "BACKEND_SESSION_NAME",
                 "rich": "BACKEND_RICH_OUTPUT",
             }.get(key, f"BACKEND_{key.upper()}")
-            if env.get(var):
+            if key not in _SHAPE_KEYS and env.get(var):
                 pairs[key] = env[var]
-        # The client already mounts BACKEND_VFOLDER_MOUNTS by itself; keep them here too so
-        # that the settings describe the whole session.
-        return cls().update(pairs)
+        return replace(
+            cls().update(pairs), image=shape.image or DEFAULT_IMAGE, resources=shape.resources,
+            resource_opts=shape.resource_opts, mounts=shape.mounts, mount_map=shape.mount_map,
+        )
+
+    @property
+    def shape(self) -> SessionShape:
+        """Image, resources and mounts (the client's :class:`SessionShape`)."""
+        return SessionShape(self.image, self.resources, self.resource_opts, self.mounts,
+                            self.mount_map)
 
     def update(self, pairs: Mapping[str, str] | Iterable[str]) -> SessionSettings:
         """Apply ``{key: text}`` or ``["key=text", ...]`` (the ``%backendai config`` form)."""
@@ -157,12 +169,8 @@ class SessionSettings:
     def describe(self) -> dict[str, str]:
         return {
             "image": self.image,
-            "resources": ",".join(
-                f"{k}={v}" for k, v in {**self.resources, **self.resource_opts}.items()
-            ),
-            "mounts": ",".join(
-                f"{m}:{self.mount_map[m]}" if m in self.mount_map else m for m in self.mounts
-            ),
+            "resources": self.shape.resources_text,
+            "mounts": self.shape.mounts_text,
             "env": ";".join(f"{k}={v}" for k, v in self.env.items()),
             "start": self.start,
             "keep": str(self.keep).lower(),

@@ -8,7 +8,7 @@ import pytest
 from IPython.core.error import UsageError
 
 from backendai_jupyter.magics import help_transformer
-from backendai_jupyter.magics._parser import build_parser
+from backendai_jupyter.magics.grammar import build_parser
 
 from .conftest import IMAGE
 

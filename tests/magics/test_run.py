@@ -14,7 +14,7 @@ import pytest
 
 from backendai_jupyter.client.parsing import expand_ranges
 from backendai_jupyter.magics import BackendAIMagics, RunFailed, RunResult, SweepResult
-from backendai_jupyter.magics._exec import RunSpec, run_sweep
+from backendai_jupyter.magics.runs import RunSpec, run_sweep
 from backendai_jupyter.workspace import loop as _loop
 
 from .conftest import IMAGE, live_sessions

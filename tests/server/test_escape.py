@@ -29,7 +29,8 @@ from backendai_jupyter.server.agent.layers import (
     probe_net,
     probe_userns,
 )
-from backendai_jupyter.server.manager.state import CONFIG, REGISTRY, SCHEDULER
+from backendai_jupyter.server.manager.scheduler import SCHEDULER
+from backendai_jupyter.server.manager.state import CONFIG, REGISTRY
 
 from .conftest import IMAGE, Local
 from .test_sessions import _out

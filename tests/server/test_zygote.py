@@ -15,7 +15,8 @@ import pytest
 from backendai_jupyter.client import Client
 from backendai_jupyter.server.agent.sandbox import probe_bwrap
 from backendai_jupyter.server.agent.zygote import NO_ZYGOTE_VAR
-from backendai_jupyter.server.manager.state import CONFIG, REGISTRY, SCHEDULER
+from backendai_jupyter.server.manager.scheduler import SCHEDULER
+from backendai_jupyter.server.manager.state import CONFIG, REGISTRY
 
 from .conftest import IMAGE, Local
 from .test_sessions import _alive, _out

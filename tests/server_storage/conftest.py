@@ -20,13 +20,8 @@ from backendai_jupyter.server import storage as folders
 from backendai_jupyter.server.manager import auth
 from backendai_jupyter.server.manager.errors import Problem, problem_response
 from backendai_jupyter.server.manager.routes import register_routes
-from backendai_jupyter.server.manager.state import (
-    CONFIG,
-    KEYPAIRS,
-    SCHEDULER,
-    Keypair,
-    ServerConfig,
-)
+from backendai_jupyter.server.manager.scheduler import SCHEDULER
+from backendai_jupyter.server.manager.state import CONFIG, KEYPAIRS, Keypair, ServerConfig
 from backendai_jupyter.server.manager.userconfig import USER_CONFIG, UserConfigStore
 from backendai_jupyter.server.storage import FOLDER_STORE, FolderStore
 

@@ -11,7 +11,7 @@ import yaml
 from aiohttp.test_utils import TestClient
 
 from backendai_jupyter.server.manager.errors import Problem
-from backendai_jupyter.server.manager.state import SCHEDULER
+from backendai_jupyter.server.manager.scheduler import SCHEDULER
 from backendai_jupyter.server.manager.userconfig import (
     bootstrap_script_for,
     dotfiles_for,

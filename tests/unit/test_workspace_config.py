@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backendai_jupyter.client._exceptions import ConfigError
-from backendai_jupyter.magics._parser import normalize_argv
+from backendai_jupyter.magics.grammar import normalize_argv
 from backendai_jupyter.workspace import ConfigChange, Workspace, split_items
 
 ENV = {"BACKEND_ENDPOINT": "http://127.0.0.1:1", "BACKEND_ACCESS_KEY": "AKIA0", "BACKEND_SECRET_KEY": "secret-xyz"}

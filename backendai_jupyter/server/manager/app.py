@@ -25,19 +25,10 @@ from ..agent.services import SERVICES, ServiceManager
 from ..storage import FOLDER_STORE, FolderStore
 from . import auth
 from .errors import SCHEMA_TITLE, Problem
-from .events import EventBus
+from .events import EVENTS, EventBus
 from .routes import register_routes
-from .scheduler import Scheduler, detect_capacity
-from .state import (
-    CONFIG,
-    EVENTS,
-    KEYPAIRS,
-    REGISTRY,
-    SCHEDULER,
-    Registry,
-    ServerConfig,
-    load_or_create_keypair,
-)
+from .scheduler import SCHEDULER, Scheduler, detect_capacity
+from .state import CONFIG, KEYPAIRS, REGISTRY, Registry, ServerConfig, load_or_create_keypair
 from .userconfig import USER_CONFIG, UserConfigStore
 
 __all__ = ["create_app"]

@@ -26,9 +26,9 @@ from ...client._sse import encode_event
 from ...client._versioning import Features
 from .auth import ACCESS_KEY
 from .errors import Problem
-from .state import CONFIG, EVENTS, REGISTRY, ComputeSession, session_not_found
+from .state import CONFIG, REGISTRY, ComputeSession, session_not_found
 
-__all__ = ["BgTask", "EventBus", "publish_session_event"]
+__all__ = ["EVENTS", "BgTask", "EventBus", "publish_session_event"]
 
 PING_INTERVAL = 15.0
 _SESSION_DATA_KEYS = ("reason", "sessionName", "ownerAccessKey", "sessionId", "exitCode")
@@ -257,3 +257,6 @@ async def bgtask_events(request: web.Request) -> web.StreamResponse:
     finally:
         bus.unsubscribe(queue)
     return resp
+
+
+EVENTS: web.AppKey[EventBus] = web.AppKey("bjup_events", EventBus)

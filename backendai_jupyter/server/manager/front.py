@@ -8,7 +8,8 @@ from aiohttp import web
 from . import auth
 from .access import Access, access_of
 from .errors import Problem
-from .state import CONFIG, KEYPAIRS, SCHEDULER
+from .scheduler import SCHEDULER
+from .state import CONFIG, KEYPAIRS
 
 __all__ = ["func_proxy", "hello"]
 

@@ -40,12 +40,12 @@ from ..agent.sandbox import (
     session_base_env,
 )
 from ..agent.zygote import Zygote
-from . import userconfig
 from .errors import Problem
 from .events import publish_session_event
 from .state import CONFIG, ComputeSession
+from .userconfig.store import bootstrap_script_for, dotfiles_for
 
-__all__ = ["Capacity", "Scheduler", "detect_capacity", "detect_gpus"]
+__all__ = ["SCHEDULER", "Capacity", "Scheduler", "detect_capacity", "detect_gpus", "resource_usage"]
 
 log = logging.getLogger(__name__)
 SLOTS = ("cpu", "mem", "cuda.device", "cuda.shares")
@@ -351,7 +351,7 @@ class Scheduler:
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.exists() and not link.is_symlink():
                 link.symlink_to(host_dir, target_is_directory=True)
-        for dot in userconfig.dotfiles_for(self.app, sess.access_key):
+        for dot in dotfiles_for(self.app, sess.access_key):
             rel = str(dot["path"]).removeprefix("/home/work/").lstrip("/")
             path = sess.workdir / rel
             if sess.workdir.resolve() not in path.resolve().parents:
@@ -359,7 +359,7 @@ class Scheduler:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(str(dot.get("data", "")))
             path.chmod(int(str(dot.get("permission", "644")), 8))
-        script = userconfig.bootstrap_script_for(self.app, sess.access_key)
+        script = bootstrap_script_for(self.app, sess.access_key)
         if script and not sess.bootstrap_script:
             sess.bootstrap_script = script
         if sess.bootstrap_script:
@@ -534,3 +534,14 @@ class Scheduler:
                 sess.process.stop_now()
         if self.zygote is not None:
             await self.zygote.close()
+
+
+SCHEDULER: web.AppKey[Scheduler] = web.AppKey("bjup_scheduler", Scheduler)
+
+
+def resource_usage(app: web.Application) -> dict[str, dict[str, str]]:
+    """``{"total": {slot: amount}, "used": {slot: amount}}`` — amounts as strings, mem in bytes.
+
+    Slots: ``cpu``, ``mem``, and ``cuda.device``/``cuda.shares`` when the machine has GPUs.
+    """
+    return app[SCHEDULER].usage()

@@ -27,8 +27,9 @@ from ..paths import path_problem
 from . import userconfig
 from .auth import ACCESS_KEY
 from .errors import Problem, invalid_api_params, json_body
+from .scheduler import SCHEDULER
 from .session_params import check_name, parse_create
-from .state import CONFIG, KEYPAIRS, REGISTRY, SCHEDULER, ComputeSession
+from .state import CONFIG, KEYPAIRS, REGISTRY, ComputeSession
 
 __all__ = ["create", "destroy", "info"]
 

@@ -6,7 +6,7 @@ the storage/user-config modules written separately — reach the state only thro
 defined here, so there is one typed way in.
 
 Contract for ``folders`` / ``userconfig``: read ``app[CONFIG].data_dir`` for storage, and
-:func:`resource_usage` for ``/resource/check-presets``.
+:func:`~.scheduler.resource_usage` for ``/resource/check-presets``.
 """
 
 from __future__ import annotations
@@ -29,22 +29,17 @@ from .errors import Problem
 
 if TYPE_CHECKING:
     from ..agent.kernel_runner import SessionProcess
-    from .events import EventBus
-    from .scheduler import Scheduler
 
 __all__ = [
     "CONFIG",
     "DEFAULT_API_VERSION",
-    "EVENTS",
     "KEYPAIRS",
     "REGISTRY",
-    "SCHEDULER",
     "ComputeSession",
     "Keypair",
     "Registry",
     "ServerConfig",
     "load_or_create_keypair",
-    "resource_usage",
 ]
 
 DEFAULT_API_VERSION = "v9.20250722"
@@ -251,13 +246,3 @@ class Registry:
 CONFIG: web.AppKey[ServerConfig] = web.AppKey("bjup_config", ServerConfig)
 KEYPAIRS: web.AppKey[dict[str, Keypair]] = web.AppKey("bjup_keypairs", dict)
 REGISTRY: web.AppKey[Registry] = web.AppKey("bjup_registry", Registry)
-SCHEDULER: web.AppKey[Scheduler] = web.AppKey("bjup_scheduler")
-EVENTS: web.AppKey[EventBus] = web.AppKey("bjup_events")
-
-
-def resource_usage(app: web.Application) -> dict[str, dict[str, str]]:
-    """``{"total": {slot: amount}, "used": {slot: amount}}`` — amounts as strings, mem in bytes.
-
-    Slots: ``cpu``, ``mem``, and ``cuda.device``/``cuda.shares`` when the machine has GPUs.
-    """
-    return app[SCHEDULER].usage()

@@ -2,14 +2,14 @@
 
 Split by responsibility: :mod:`.store` (per-keypair state on disk and the helpers session creation
 calls), :mod:`.templates`, :mod:`.dotfiles` (with the bootstrap script) and :mod:`.resources`
-(presets, check-presets, slots, scaling groups). This module re-exports what
-``session_routes``/``scheduler`` and the tests import; the routes are rows of
+(presets, check-presets, slots, scaling groups). This module re-exports the store (what
+``session_routes`` and the tests import; not :mod:`.resources`, which reads the scheduler's
+capacity and so must not load with the scheduler); the routes are rows of
 ``server/manager/routes.py``.
 """
 
 from __future__ import annotations
 
-from .resources import DEFAULT_PRESETS
 from .store import (
     USER_CONFIG,
     UserConfigStore,
@@ -19,7 +19,6 @@ from .store import (
 )
 
 __all__ = [
-    "DEFAULT_PRESETS",
     "USER_CONFIG",
     "UserConfigStore",
     "bootstrap_script_for",

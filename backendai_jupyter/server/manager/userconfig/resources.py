@@ -19,7 +19,8 @@ from aiohttp import web
 from ...agent.limits import format_amount
 from ...storage.context import _params, _whoami
 from ..errors import Problem
-from ..state import CONFIG, resource_usage
+from ..scheduler import resource_usage
+from ..state import CONFIG
 
 _SCALING_GROUP = "default"
 
