@@ -134,6 +134,8 @@ for d in ("/home/config", "/home/config/ssh", "/home"):
             targets[f"{d}/{name}"] = "planted"
         except OSError as e:
             targets[f"{d}/{name}"] = e.errno
+for name in ("id_container", "id_container.pub"):  # where the endpoint copies the key pair
+    os.symlink(CANARY, "/home/work/" + name)
 out["targets"] = targets
 out["data_dir"] = os.listdir(DATA) if os.path.isdir(DATA) else None
 out["shadow"] = os.access("/etc/shadow", os.R_OK)
@@ -159,6 +161,9 @@ async def test_no_host_path_to_redirect(strict: Local, tmp_path: Path) -> None:
         except BackendAIError as e:
             assert "404" in str(e)  # not installed here
     assert not canary.exists()
+    sess = strict.app[REGISTRY].sessions[info.id]
+    if (sess.workdir.parent / f"{info.id}.runtime" / "ssh" / "id_container").exists():
+        assert not (sess.workdir / "id_container").is_symlink()  # replaced, never followed
     await client.sessions.destroy(info.id)
     await client.close()
 

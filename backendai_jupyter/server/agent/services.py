@@ -53,7 +53,7 @@ from ..manager.errors import Problem, invalid_api_params
 from ..manager.state import ComputeSession
 from .limits import ENV_VAR, launcher_argv
 from .netns import connect_in_session
-from .safefs import write_beneath
+from .safefs import BeneathError, remove_beneath, write_beneath
 from .sandbox import CONFIG_DIR, HOME
 
 __all__ = [
@@ -349,7 +349,14 @@ def give_file(workdir: Path, name: str, data: bytes, mode: int,
     """Write ``workdir/name`` for the session, following no symlink (``safefs``)."""
     root = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        write_beneath(root, name, data, owner, mode=mode)
+        try:
+            write_beneath(root, name, data, owner, mode=mode)
+        except BeneathError:  # the session put a symlink there: replace it (never follow it)
+            remove_beneath(root, name)
+            write_beneath(root, name, data, owner, mode=mode)
+    except OSError as e:
+        raise Problem(500, "app-service-start-failed", "Failed to launch the app service",
+                      data=f"cannot write /home/work/{name}: {e.strerror}") from None
     finally:
         os.close(root)
 
