@@ -207,18 +207,39 @@ async def test_racing_symlink_swap_during_download(strict: Local, tmp_path: Path
 
 SCAN = r"""
 import json, socket
-reach = {}
-for host in ("127.0.0.1", "10.0.2.2"):
-    for port in PORTS:
-        s = socket.socket(); s.settimeout(2)
-        try:
-            s.connect((host, port)); reach[f"{host}:{port}"] = True
-        except OSError:
-            reach[f"{host}:{port}"] = False
-        finally:
-            s.close()
-print(json.dumps(reach))
+from concurrent.futures import ThreadPoolExecutor
+def reach(target):
+    try:
+        socket.create_connection(target, timeout=2).close()
+        return True
+    except OSError:
+        return False
+targets = [(h, p) for h in ("127.0.0.1", "10.0.2.2") for p in PORTS]
+with ThreadPoolExecutor(64) as pool:
+    print(json.dumps({f"{h}:{p}": ok for (h, p), ok in zip(targets, pool.map(reach, targets))}))
 """
+
+LOGINS = r"""
+import urllib.request
+failed = 0
+for _ in range(30):
+    try:
+        urllib.request.urlopen(URL + "/server/login", data=b"{}", timeout=2)
+    except Exception:
+        failed += 1
+print(failed)
+"""
+
+
+def _host_listening_ports() -> list[int]:
+    """TCP ports the host listens on (loopback or any address): what a cell would scan."""
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A":  # LISTEN
+                ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+    return sorted(ports)[:500]
 
 
 async def test_loopback_scan_and_rate_limits(strict: Local) -> None:
@@ -227,16 +248,17 @@ async def test_loopback_scan_and_rate_limits(strict: Local) -> None:
     b = await client.sessions.create(IMAGE)
     await client.http.json("POST", f"/session/{b.id}/start-service", json={"app": "jupyter"})
     b_kernel = strict.app[REGISTRY].sessions[b.id].process
-    assert b_kernel is not None
-    conn = b_kernel.km.get_connection_info()
-    ports = [int(strict.url.rsplit(":", 1)[1]),
-             *(int(conn[f"{ch}_port"]) for ch in ("shell", "iopub", "stdin", "control", "hb"))]
+    assert b_kernel is not None and b_kernel.relay is not None
+    relayed = [s.sockets[0].getsockname()[1] for s in b_kernel.relay.servers]
+    ports = sorted({int(strict.url.rsplit(":", 1)[1]), *relayed, *_host_listening_ports()})
     reach = await _json_out(client, a.id, f"PORTS = {ports!r}\n" + SCAN)
-    assert not any(reach.values()), reach
-    # 30 failed logins from a cell cannot reach the endpoint, so the user's still work.
-    code = ("import urllib.request\nfor _ in range(30):\n    try: urllib.request.urlopen("
-            f"'{strict.url}/server/login', data=b'{{}}', timeout=2)\n    except Exception: pass")
-    await _out(client, a.id, code)
+    assert len(reach) == 2 * len(ports) and not any(reach.values()), {
+        k: v for k, v in reach.items() if v}
+    # Failed logins from a cell never reach the endpoint: the user's own still work.
+    text, _ = await _out(client, a.id, f"URL = {strict.url!r}\n" + LOGINS)
+    assert text.strip() == "30"
+    async with aiohttp.ClientSession() as http, http.get(strict.url + "/") as resp:
+        assert resp.status == 200  # the anonymous bucket of 127.0.0.1 is untouched
     assert (await client.sessions.info(a.id))["status"] == "RUNNING"
     for s in (a, b):
         await client.sessions.destroy(s.id)
