@@ -2,10 +2,15 @@
 item 8), against references measured in the same run, on the same files.
 
 Local endpoint (``python -m backendai_jupyter serve``, started here): throughput of our client's
-``folders.upload`` / ``folders.download`` as a ratio to ``cp`` of the same file on ``--tmp``
-(target >= 0.5). Real cluster (``/tmp/backendai-cluster/user.env``, skipped with a message when it
-is not up): our client against the official 26.9.6 CLI, ``$BAI_CLIENT_VENV/bin/backend.ai vfolder
-upload`` / ``download``; both timed as whole commands (process start to exit; target >= 1.0).
+``folders.upload`` / ``folders.download`` as a ratio to ``cp`` of the same file on ``--tmp``,
+each just after a ``cp`` of the file it reads (the source for uploads, the stored copy for
+downloads), interleaved round by round: through the endpoint's same-machine socket (the
+default; target >= 0.8) and over HTTP (``BACKEND_LOCAL_TRANSFERS=0``, what any other client
+pays); beside each, the endpoint's CPU seconds per GiB and its peak RSS during that transfer
+(``VmHWM``, reset through ``clear_refs`` before it), and the load average. Real cluster
+(``/tmp/backendai-cluster/user.env``, skipped with a message when it is not up): our client
+against the official 26.9.6 CLI, ``$BAI_CLIENT_VENV/bin/backend.ai vfolder upload`` /
+``download``; both timed as whole commands (process start to exit; target >= 1.0).
 Memory: the peak RSS (``VmHWM``) of the uploading process (our client in a subprocess; the
 official CLI's for reference; target <= 150 MiB).
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -30,6 +36,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from backendai_jupyter.client import Client, ClientConfig
 
@@ -133,38 +140,80 @@ def _best(runs: list[Run]) -> Run:
 # -- the two parts -------------------------------------------------------------------------------
 
 
-async def bench_local(base: Path, src: Path, want: str, rounds: int) -> dict[str, float]:
+@dataclass
+class Sample:
+    """One transfer on the local endpoint: the client's run and what it cost the endpoint."""
+
+    run: Run
+    endpoint_cpu: float  # CPU seconds of the endpoint process during the transfer
+    endpoint_peak: int  # the endpoint's peak RSS during the transfer (VmHWM, reset before)
+    load: float  # 1-minute load average when it ended
+
+
+def _reset_peak(pid: int) -> None:
+    """Restart the process's ``VmHWM`` from its current RSS (``clear_refs`` 5, Linux >= 4.0)."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def _measured(server: Any, fn: Any, *args: Any) -> Sample:
+    _reset_peak(server.proc.pid)
+    cpu0 = server.cpu_seconds()
+    run = fn(*args)
+    return Sample(run, server.cpu_seconds() - cpu0, server.status()["VmHWM"], os.getloadavg()[0])
+
+
+async def bench_local(base: Path, src: Path, want: str, rounds: int) -> dict[str, Any]:
+    """Per round, interleaved: ``cp``, then upload and download through the same-machine socket
+    (``local``) and over HTTP (``http``, ``BACKEND_LOCAL_TRANSFERS=0``: what any other client
+    pays)."""
     from local_endpoint import _sha256, start_server
 
     server = start_server(base / "srv")
     env = {**os.environ, "BACKEND_ENDPOINT": server.url, "BACKEND_ACCESS_KEY": server.access_key,
            "BACKEND_SECRET_KEY": server.secret_key}
-    cp_times: list[float] = []
-    ups: list[Run] = []
-    downs: list[Run] = []
+    envs = {"local": {**env, "BACKEND_LOCAL_TRANSFERS": "1"},
+            "http": {**env, "BACKEND_LOCAL_TRANSFERS": "0"}}
+    # Each transfer gets its own cp just before it: on this VM the cost of a copy swings with
+    # which memory the kernel hands out (pages freed by a deleted file go back to the host and
+    # fault in again when reused), so a reference measured seconds apart is no reference.
+    cps: dict[str, list[tuple[float, float]]] = {f"{m}_{op}": [] for m in envs
+                                                 for op in ("up", "down")}
+    samples: dict[str, list[Sample]] = {key: [] for key in cps}
     dest = base / "down.bin"
     try:
         async with server.client() as client:
             await client.folders.create("bench")
             try:
                 for i in range(rounds):
-                    cp_times.append(await asyncio.to_thread(_cp, src, base / "cp.bin"))
-                    ups.append(await asyncio.to_thread(
-                        _ours, "upload", "bench", src, f"big{i}.bin", env, base))
-                    dest.unlink(missing_ok=True)
-                    downs.append(await asyncio.to_thread(
-                        _ours, "download", "bench", dest, f"big{i}.bin", env, base))
-                    assert await asyncio.to_thread(_sha256, dest) == want, "download corrupted"
-                    dest.unlink()
-                    await client.folders.delete_files("bench", [f"big{i}.bin"])
+                    for mode, menv in envs.items():
+                        remote = f"big{i}-{mode}.bin"
+                        cps[f"{mode}_up"].append(await _cp_now(src, base / "cp.bin"))
+                        samples[f"{mode}_up"].append(await asyncio.to_thread(
+                            _measured, server, _ours, "upload", "bench", src, remote, menv, base))
+                        dest.unlink(missing_ok=True)
+                        stored = next((base / "srv").rglob(remote))  # cp the very file read
+                        cps[f"{mode}_down"].append(await _cp_now(stored, base / "cp.bin"))
+                        samples[f"{mode}_down"].append(await asyncio.to_thread(
+                            _measured, server, _ours, "download", "bench", dest, remote, menv,
+                            base))
+                        assert await asyncio.to_thread(_sha256, dest) == want, "download corrupted"
+                        dest.unlink()
+                        await client.folders.delete_files("bench", [remote])
             finally:
                 await client.folders.delete("bench", forever=True)
     finally:
         server.stop()
         dest.unlink(missing_ok=True)
-    up, down = _best(ups), _best(downs)
-    return {"cp": min(cp_times), "up": up.inner, "down": down.inner, "up_rss": up.peak_rss,
-            "down_rss": down.peak_rss}
+    return {**{k: min(v, key=lambda smp: smp.run.inner) for k, v in samples.items()},
+            "cp": {k: min(v) for k, v in cps.items()},
+            "peak": {k: max(smp.endpoint_peak for smp in v) for k, v in samples.items()}}
+
+
+async def _cp_now(src: Path, dst: Path) -> tuple[float, float]:
+    """``cp``'s seconds and the load average then."""
+    took = await asyncio.to_thread(_cp, src, dst)
+    return took, os.getloadavg()[0]
 
 
 def _cluster_env() -> dict[str, str] | None:
@@ -243,7 +292,30 @@ async def bench_cluster(
 
 def _row(measure: str, ours: str, ref: str, ratio: str, target: str, ok: bool | None) -> str:
     mark = "" if ok is None else ("  ok" if ok else "  MISS")
-    return f"{measure:<50} | {ours:>9} | {ref:>9} | {ratio:>6} | {target}{mark}"
+    return f"{measure:<64} | {ours:>9} | {ref:>9} | {ratio:>6} | {target}{mark}"
+
+
+def _local_rows(loc: dict[str, Any], mib: float) -> list[str]:
+    """Throughput against ``cp`` (load average of the run beside it), the endpoint's CPU
+    seconds per GiB and its peak RSS during the transfer."""
+    rows = []
+    for mode, label, target in (("local", "same-machine socket", 0.8), ("http", "HTTP", None)):
+        for op in ("up", "down"):
+            smp: Sample = loc[f"{mode}_{op}"]
+            cp_took, cp_load = loc["cp"][f"{mode}_{op}"]
+            cp = mib / cp_took
+            speed = mib / smp.run.inner
+            ok = None if target is None else speed / cp >= target
+            rows.append(_row(
+                f"local endpoint, {label}: {op}load MiB/s (ref: cp)", f"{speed:.0f}",
+                f"{cp:.0f}", f"{speed / cp:.2f}", f">= {target}" if target else "", ok))
+            peak = loc["peak"][f"{mode}_{op}"] / MiB
+            rows.append(f"    endpoint: {smp.endpoint_cpu / (mib / 1024):.2f} CPU-s/GiB, peak RSS "
+                        f"{peak:.0f} MiB; load average {smp.load:.1f} (cp's: {cp_load:.1f})")
+        rows.append(_row(f"local endpoint, {label}: uploading process peak MiB",
+                         f"{loc[f'{mode}_up'].run.peak_rss / MiB:.0f}", "", "", "<= 150",
+                         loc[f"{mode}_up"].run.peak_rss <= MEM_TARGET))
+    return rows
 
 
 async def main() -> None:
@@ -266,17 +338,7 @@ async def main() -> None:
         src = base / "big.bin"
         want = await asyncio.to_thread(_make_file, src, size)
         if not args.no_local:
-            loc = await bench_local(base / "local", src, want, args.rounds)
-            cp = mib / loc["cp"]
-            for op in ("up", "down"):
-                speed = mib / loc[op]
-                rows.append(_row(f"local endpoint: {op}load MiB/s (ref: cp)", f"{speed:.0f}",
-                                 f"{cp:.0f}", f"{speed / cp:.2f}", ">= 0.5", speed / cp >= 0.5))
-            rows.append(_row("local endpoint: uploading process peak MiB",
-                             f"{loc['up_rss'] / MiB:.0f}", "", "", "<= 150",
-                             loc["up_rss"] <= MEM_TARGET))
-            rows.append(_row("local endpoint: downloading process peak MiB",
-                             f"{loc['down_rss'] / MiB:.0f}", "", "", "", None))
+            rows += _local_rows(await bench_local(base / "local", src, want, args.rounds), mib)
         cenv = None if args.no_cluster else _cluster_env()
         why = "--no-cluster" if args.no_cluster else (
             f"{CLUSTER_ENV} not readable" if cenv is None else await _cluster_up(cenv))

@@ -17,9 +17,13 @@ if ! command -v sshd >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get
   { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
     --no-install-recommends openssh-server; } >/dev/null 2>&1 || echo "note: openssh-server not installed; SSH app tests will skip"
 fi
-if ! command -v bwrap >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+# slirp4netns gives each session its own network namespace with outbound access; e2fsprogs
+# (mkfs.ext4) the per-session disk image that bounds /home/work.
+if { ! command -v bwrap || ! command -v slirp4netns || ! command -v mkfs.ext4; } >/dev/null 2>&1 \
+   && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-    --no-install-recommends bubblewrap; } >/dev/null 2>&1 || echo "note: bubblewrap not installed; sandbox tests will skip"
+    --no-install-recommends bubblewrap slirp4netns e2fsprogs; } >/dev/null 2>&1 \
+    || echo "note: bubblewrap/slirp4netns not installed; sandbox tests will skip"
 fi
 # slirp4netns gives each session its own network (its tests skip without it); mkfs.ext4
 # (e2fsprogs) the /home/work quota when root.

@@ -99,6 +99,9 @@ class ClientConfig:
     #: manager restart (output in 2 s batches); ``websocket`` streams every 0.2 s but loses the
     #: run, and the session, when the manager restarts mid-run (see :mod:`.execution`).
     execute_transport: Literal["rest", "websocket"] = "rest"
+    #: Folder transfers through a same-machine endpoint's socket, the file's descriptor instead
+    #: of its bytes (``BACKEND_LOCAL_TRANSFERS``; see :mod:`._local_transfer`).
+    local_transfers: bool = True
 
     def __post_init__(self) -> None:
         if self.endpoint_type not in ("api", "session"):
@@ -138,6 +141,7 @@ class ClientConfig:
             "read_timeout": str(self.read_timeout),
             "outage_limit": str(self.outage_limit),
             "execute_transport": self.execute_transport,
+            "local_transfers": str(self.local_transfers),
         }
 
     @classmethod
@@ -182,6 +186,12 @@ class ClientConfig:
         text = _env(env, "EXECUTE_TRANSPORT")
         if text:
             values["execute_transport"] = text.strip().lower()
+        text = _env(env, "LOCAL_TRANSFERS")
+        if text is not None:
+            values["local_transfers"] = parse_bool(
+                "BACKEND_LOCAL_TRANSFERS", text, expected="a boolean (true/false)",
+                error=ConfigError,
+            )
         text = _env(env, "API_VERSION")
         if text:
             values["api_version"] = text.strip()

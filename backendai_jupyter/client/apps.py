@@ -22,12 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import socket
 from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from ._exceptions import BackendAIError, NotFoundError
+from ._local_transfer import LOCAL_CONNECT_HEADER, local_address, local_connect
 from ._models import ServicePort
+from ._splice import splice_one_way
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -53,9 +57,22 @@ def parse_bind(text: str) -> tuple[str, int]:
 
 async def list_apps(client: Client, session: str) -> list[ServicePort]:
     """``GET /stream/session/{session}/apps`` as :class:`ServicePort` records."""
+    return (await _apps_and_offer(client, session))[0]
+
+
+async def _apps_and_offer(
+    client: Client, session: str
+) -> tuple[list[ServicePort], tuple[str, str] | None]:
+    """The session's services and, from a same-machine endpoint, its local-connect offer
+    (``X-BackendAI-Local-Connect: @NAME TICKET``: see :meth:`AppProxy._tunnel_local`)."""
     await client.connect()
-    data = await client.http.json("GET", f"/stream/session/{session}/apps")
-    return [ServicePort.from_json(d) for d in data or [] if isinstance(d, dict)]
+    resp = await client.http.request("GET", f"/stream/session/{session}/apps")
+    data = resp.json()
+    apps = [ServicePort.from_json(d) for d in data or [] if isinstance(d, dict)]
+    address, _, ticket = resp.headers.get(LOCAL_CONNECT_HEADER, "").partition(" ")
+    address = local_address({"local_transfer": address}) or ""
+    offer = (address, ticket) if address and ticket and client.config.local_transfers else None
+    return apps, offer
 
 
 class TcpPipe(asyncio.Protocol):
@@ -146,6 +163,23 @@ class TcpPipe(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
+    def detach(self) -> tuple[socket.socket, bytes]:
+        """Take the connection out of the event loop's hands: a duplicate of its socket
+        (non-blocking) and what arrived but was not read. The transport closes (its own
+        descriptor only: the connection lives on in the duplicate)."""
+        transport = self.transport
+        if transport is None or self._lost:
+            raise ConnectionResetError("connection lost")
+        transport.pause_reading()
+        raw = transport.get_extra_info("socket")
+        sock = socket.socket(fileno=os.dup(raw.fileno()))
+        sock.setblocking(False)
+        pending = b"".join(self._chunks)
+        self._chunks.clear()
+        self._queued = 0
+        transport.close()
+        return sock, pending
+
     def write(self, data: bytes) -> None:
         if self._lost or self.transport is None or self.transport.is_closing():
             raise ConnectionResetError("connection lost")
@@ -207,13 +241,16 @@ class AppProxy:
         self.connections = 0  # accepted so far
         self.bytes_up = 0
         self.bytes_down = 0
+        #: A same-machine endpoint's ``(socket, ticket)``: connections join the service's
+        #: socket in the kernel instead of crossing a websocket.
+        self.local_offer: tuple[str, str] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> AppProxy:
         """Check the service exists, then listen (``port=0`` picks a free port)."""
         try:
-            apps = await list_apps(self.client, self.session)
+            apps, self.local_offer = await _apps_and_offer(self.client, self.session)
         except NotFoundError as e:
             raise BackendAIError(
                 f"session {self.session!r}: cannot list its services ({e})"
@@ -309,7 +346,8 @@ class AppProxy:
         self.connections += 1
         try:
             await pipe.connected()
-            await self._tunnel(pipe)
+            if self.local_offer is None or not await self._tunnel_local(pipe, *self.local_offer):
+                await self._tunnel(pipe)
         except asyncio.CancelledError:
             pass
         finally:
@@ -334,6 +372,41 @@ class AppProxy:
                 t.cancel()
             await asyncio.gather(up, down, return_exceptions=True)
             await ws.close()
+
+    async def _tunnel_local(self, pipe: TcpPipe, address: str, ticket: str) -> bool:
+        """Ask the endpoint's same-machine socket for a socket connected to the service and
+        splice the two together (:mod:`._splice`); ``False`` (nothing consumed) when it cannot
+        give one, and the websocket tunnel serves this connection."""
+        request = {"ticket": ticket, "app": self.service, "port": self.container_port,
+                   "arguments": self.arguments or None, "envs": self.envs or None}
+        service = await local_connect(address, request)
+        if service is None:
+            return False
+        try:
+            local, pending = pipe.detach()
+        except ConnectionResetError:
+            service.close()
+            return True
+        try:
+            if pending:
+                await asyncio.get_running_loop().sock_sendall(service, pending)
+                self.bytes_up += len(pending)
+            await asyncio.gather(
+                splice_one_way(local, service, self._count_up),
+                splice_one_way(service, local, self._count_down),
+            )
+        except OSError:
+            pass
+        finally:
+            local.close()
+            service.close()
+        return True
+
+    def _count_up(self, n: int) -> None:
+        self.bytes_up += n
+
+    def _count_down(self, n: int) -> None:
+        self.bytes_down += n
 
     async def _upstream(self, pipe: TcpPipe, ws: WebSocket) -> None:
         with contextlib.suppress(ConnectionError):

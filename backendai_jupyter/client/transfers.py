@@ -30,6 +30,7 @@ from ._exceptions import APIError, BackendAIError, ClientError, ConfigError, Pro
 from ._fileio import WRITE_BATCH, BatchedFileWriter
 from ._folder_wire import _V_2203, _remote_join
 from ._http_wrappers import multipart
+from ._local_transfer import local_address, local_download, local_upload
 from .outages import Outage, next_retry
 
 if TYPE_CHECKING:
@@ -162,7 +163,12 @@ class Transfers:
         if not isinstance(info, dict) or "url" not in info or "token" not in info:
             raise ProtocolError(f"request-upload: unexpected answer {str(info)[:80]!r}")
         url = URL(str(info["url"])).update_query(token=str(info["token"]))
-        await self._tus_upload(url, path, size, report, chunk_size)
+        local = self._local(info) if chunk_size is None else None
+        await self._tus_upload(url, path, size, report, chunk_size, local)
+
+    def _local(self, info: dict[str, object]) -> str | None:
+        """The endpoint's same-machine transfer socket, when it offers one and it is enabled."""
+        return local_address(info) if self._client.config.local_transfers else None
 
     async def _tus_offset(self, url: URL) -> int:
         resp = await self._http.raw("HEAD", url, headers={"Tus-Resumable": _TUS_VERSION})
@@ -188,12 +194,17 @@ class Transfers:
                 outage = await self._wait_out(e, outage)
 
     async def _tus_upload(
-        self, url: URL, path: Path, size: int, report: Progress, chunk_size: int | None
+        self, url: URL, path: Path, size: int, report: Progress, chunk_size: int | None,
+        local: str | None = None,
     ) -> None:
         offset, outage = await self._tus_resume_offset(url, None)
         report(offset, size)
         f: BinaryIO = await asyncio.to_thread(path.open, "rb")
         try:
+            if local is not None and offset < size:
+                offset, done = await self._tus_upload_local(local, url, f, offset, size, report)
+                if done:
+                    return
             while True:  # an empty file still takes one (empty) PATCH, which creates it
                 length = size - offset if chunk_size is None else min(chunk_size, size - offset)
                 headers = {
@@ -240,6 +251,20 @@ class Transfers:
         finally:
             await asyncio.to_thread(f.close)
         report(offset, size)
+
+    async def _tus_upload_local(
+        self, local: str, url: URL, f: BinaryIO, offset: int, size: int, report: Progress
+    ) -> tuple[int, bool]:
+        """Through the endpoint's same-machine socket: ``(size, True)`` once it took the rest
+        of the file, else ``(offset, False)`` with the offset to go on from over HTTP."""
+        reached = await local_upload(
+            local, url, f.fileno(), offset, size - offset, lambda n, _t: report(n, size)
+        )
+        if reached is not None and reached >= size:
+            report(size, size)
+            return size, True
+        offset, _ = await self._tus_resume_offset(url, None)  # wherever the endpoint stands
+        return offset, False
 
     async def _upload_v5(
         self, key: str, path: Path, remote: str, size: int, report: Progress
@@ -332,6 +357,10 @@ class Transfers:
             raise ProtocolError(f"request-download: unexpected answer {str(info)[:80]!r}")
         url = URL(str(info["url"])).update_query(token=str(info["token"]))
         part = target.with_name(target.name + ".part")
+        local = self._local(info)
+        if local is not None and await self._download_local(local, url, part, report):
+            os.replace(part, target)
+            return
         outage: Outage | None = None
         while True:
             try:
@@ -345,6 +374,17 @@ class Transfers:
             except ClientError as e:
                 outage = await self._wait_out(e, outage)
         os.replace(part, target)
+
+    async def _download_local(self, local: str, url: URL, part: Path, report: Progress) -> bool:
+        """Whether the endpoint's same-machine socket wrote the whole file into ``part`` (which
+        otherwise keeps what arrived, for the HTTP ``Range`` resume)."""
+        fd = await asyncio.to_thread(os.open, part, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            offset = os.fstat(fd).st_size
+            total = await local_download(local, url, fd, offset, report)
+        finally:
+            os.close(fd)
+        return total is not None
 
     async def _get_into(self, url: URL, part: Path, report: Progress, chunk_size: int) -> None:
         offset = part.stat().st_size if part.exists() else 0

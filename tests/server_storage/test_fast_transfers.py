@@ -1,4 +1,5 @@
-"""The fast transfer paths: sendfile tus PATCHes, their fallback, resume, batched file writes."""
+"""The fast HTTP transfer paths (the same-machine socket off): sendfile tus PATCHes, their
+fallback, resume, batched file writes."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ async def test_one_patch_with_progress_and_range_resumed_download(
     src.write_bytes(PAYLOAD)
     patches: list[int] = []
     seen: list[tuple[int, int]] = []
-    async with make_client(real_server, None, "s1-secret-key") as c:
+    async with make_client(real_server, None, "s1-secret-key", local_transfers=False) as c:
         original = c.http.send_file
 
         async def counting(*args: Any, **kwargs: Any) -> Any:
@@ -70,7 +71,7 @@ async def test_cut_patch_is_resumed_from_the_server_offset(
     src = tmp_path / "big.bin"
     src.write_bytes(PAYLOAD)
     calls: list[tuple[int, int]] = []
-    async with make_client(real_server, None, "s1-secret-key") as c:
+    async with make_client(real_server, None, "s1-secret-key", local_transfers=False) as c:
         original = c.http.send_file
 
         async def cut_once(method: str, url: Any, fobj: Any, **kwargs: Any) -> Any:
@@ -104,7 +105,7 @@ async def test_upload_without_sendfile_reads_the_file(
         raise asyncio.SendfileNotAvailableError("not here")
 
     monkeypatch.setattr(asyncio.get_running_loop(), "sendfile", no_sendfile)
-    async with make_client(real_server, None, "s1-secret-key") as c:
+    async with make_client(real_server, None, "s1-secret-key", local_transfers=False) as c:
         await c.folders.create("f")
         await c.folders.upload("f", src, "big.bin", chunk_size=2 * 1024 * 1024)
     assert _stored(data_dir, "big.bin").read_bytes() == PAYLOAD
@@ -113,7 +114,7 @@ async def test_upload_without_sendfile_reads_the_file(
 async def test_send_file_refuses_a_shrunk_file(real_server: TestServer, tmp_path: Path) -> None:
     src = tmp_path / "small.bin"
     src.write_bytes(b"x" * 100)
-    async with make_client(real_server, None, "s1-secret-key") as c:
+    async with make_client(real_server, None, "s1-secret-key", local_transfers=False) as c:
         http: HTTPTransport = c.http
         url = real_server.make_url("/storage-proxy/upload").with_query(token="a.b.c")
         with src.open("rb") as f, pytest.raises(ClientError):

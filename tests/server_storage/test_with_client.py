@@ -15,10 +15,12 @@ from backendai_jupyter.client._config import ClientConfig
 from .conftest import AK1
 
 
-def make_client(server: TestServer, version: str | None, secret: str = "s1") -> Client:
+def make_client(
+    server: TestServer, version: str | None, secret: str = "s1", **config: Any
+) -> Client:
     endpoint = URL.build(scheme="http", host=server.host, port=server.port)
     return Client(ClientConfig(endpoints=(endpoint,), access_key=AK1, secret_key=secret,
-                               api_version=version))
+                               api_version=version, **config))
 
 
 @pytest.mark.parametrize("version", ["v9.20250722", "v6.20220315"])

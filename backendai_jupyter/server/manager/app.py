@@ -22,10 +22,12 @@ from aiohttp import web
 
 from ...client._problem import problem_body
 from ..agent.services import SERVICES, ServiceManager
-from ..storage import FOLDER_STORE, FolderStore
+from ..storage import FOLDER_STORE, FolderStore, local_transfer
 from . import auth
+from .appconnect import connect
 from .errors import SCHEMA_TITLE, Problem
 from .events import EVENTS, EventBus
+from .local_socket import LOCAL_SOCKET, LocalSocket, local_socket_ctx
 from .routes import register_routes
 from .scheduler import SCHEDULER, Scheduler, detect_capacity
 from .state import CONFIG, KEYPAIRS, REGISTRY, Registry, ServerConfig, load_or_create_keypair
@@ -121,12 +123,16 @@ def create_app(config: ServerConfig) -> web.Application:
     app[FOLDER_STORE] = FolderStore(app)
     app[USER_CONFIG] = UserConfigStore(app)
     app[SERVICES] = ServiceManager()
+    app[LOCAL_SOCKET] = LocalSocket(app, {
+        "upload": local_transfer.upload, "download": local_transfer.download, "connect": connect,
+    })
     app[auth.LOGINS] = {}
     app[auth.RATELIMITS] = {}
     app[auth.LOGIN_FAILURES] = {}
     register_routes(app, features)
     app.on_response_prepare.append(_stamp_headers)
     app.on_startup.append(_on_startup)
+    app.cleanup_ctx.append(local_socket_ctx)
     app.on_shutdown.append(_on_shutdown)
     return app
 

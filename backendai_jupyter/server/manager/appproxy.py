@@ -38,9 +38,11 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from ...client._local_transfer import LOCAL_CONNECT_HEADER
 from ...client.apps import TcpPipe
 from ..agent.limits import launcher_argv
 from ..agent.services import ServiceDef, service_ports, session_services
+from .appconnect import connect_offer
 from .auth import ACCESS_KEY
 from .errors import Problem, decode_json, invalid_api_params, read_json
 from .state import REGISTRY, ComputeSession
@@ -95,7 +97,12 @@ def _resolve(
 
 
 async def apps(request: web.Request) -> web.Response:
-    return web.json_response(service_ports(request.app, _session(request)))
+    sess = _session(request)
+    resp = web.json_response(service_ports(request.app, sess))
+    offer = connect_offer(request, sess)  # loopback clients: the same-machine path
+    if offer is not None:
+        resp.headers[LOCAL_CONNECT_HEADER] = offer
+    return resp
 
 
 async def tcpproxy(request: web.Request) -> web.StreamResponse:

@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
@@ -29,9 +30,11 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ...client._fileio import BatchedFileWriter
+from ...client._local_transfer import LOCAL_TRANSFER_KEY
 from ..manager.errors import Problem, invalid_api_params
+from ..manager.local_socket import offered_address
 from .context import _flag, _folder, _json, _params, _store
-from .store import FolderStore, Upload, _op_failed, confine
+from .store import Folder, FolderStore, Upload, _op_failed, confine
 
 STORAGE_PREFIX = "/storage-proxy"
 TUS_MAX_SIZE = 1 << 40
@@ -118,7 +121,7 @@ async def request_upload(request: web.Request) -> web.Response:
     })
     if size_int == 0:  # nothing to PATCH: the (empty) file exists right away
         await _finish_upload(store, store.uploads[session], root, dst_dir)
-    return _json({"token": token, "url": f"{_base_url(request)}/upload"})
+    return _json(_with_local({"token": token, "url": f"{_base_url(request)}/upload"}, request))
 
 
 async def request_download(request: web.Request) -> web.Response:
@@ -134,7 +137,16 @@ async def request_download(request: web.Request) -> web.Response:
         "op": "download", "volume": f.host, "vfid": f.id, "relpath": rel, "dst_dir": dst_dir,
         "archive": _flag(params.get("archive")), "exp": int(time.time()) + _TOKEN_TTL,
     })
-    return _json({"token": token, "url": f"{_base_url(request)}/download"})
+    return _json(_with_local({"token": token, "url": f"{_base_url(request)}/download"}, request))
+
+
+def _with_local(answer: dict[str, str], request: web.Request) -> dict[str, str]:
+    """A loopback client also learns the same-machine socket (``local_transfer.py``): other
+    clients could not reach it."""
+    address = offered_address(request)
+    if address is not None:
+        answer[LOCAL_TRANSFER_KEY] = address
+    return answer
 
 
 _TUS_HEADER_NAMES = "Tus-Resumable, Upload-Length, Upload-Metadata, Upload-Offset, Content-Type"
@@ -183,11 +195,11 @@ def _same_dir(a: str | None, b: str | None) -> bool:
     )
 
 
-def _claimed_dst_dir(request: web.Request, claims: dict[str, Any]) -> str | None:
+def _claimed_dst_dir(query: Mapping[str, str], claims: dict[str, Any]) -> str | None:
     """The destination directory the token covers. A ``dst_dir`` query parameter is accepted
     only when it names the same directory: the token, not the URL, decides where bytes go."""
     claimed = claims.get("dst_dir") or None
-    asked = request.query.get("dst_dir") or None
+    asked = query.get("dst_dir") or None
     if asked is not None and not _same_dir(asked, claimed):
         raise _dst_dir_not_covered()
     return str(claimed) if claimed else None
@@ -199,14 +211,14 @@ def _dst_dir_not_covered() -> Problem:
     )
 
 
-def _upload_dst_dir(request: web.Request, claims: dict[str, Any], up: Upload) -> str | None:
+def _upload_dst_dir(query: Mapping[str, str], claims: dict[str, Any], up: Upload) -> str | None:
     """An upload's destination directory. The token's when it has one; otherwise the official
     client's way (``dst_dir`` only in the storage-proxy URL, which request-upload never sees)
     binds the upload to the directory its *first* request names, and every later request of
     the upload must name the same one."""
     if claims.get("dst_dir"):
-        return _claimed_dst_dir(request, claims)
-    asked = request.query.get("dst_dir") or None
+        return _claimed_dst_dir(query, claims)
+    asked = query.get("dst_dir") or None
     if not up.dst_bound:
         up.dst_dir, up.dst_bound = asked, True
     elif not _same_dir(asked, up.dst_dir):
@@ -219,8 +231,17 @@ def _upload_of(
 ) -> tuple[FolderStore, Upload, Path, Path, str | None]:
     """The upload a token names: store, upload, staged part, folder root, destination dir."""
     store = _store(request)
-    token = request.query.get("token") or request.match_info.get("token", "")
-    claims = verify_token(store.secret, token, "upload")
+    query = dict(request.query)
+    query.setdefault("token", request.match_info.get("token", ""))
+    return (store, *upload_for(store, query))
+
+
+def upload_for(
+    store: FolderStore, query: Mapping[str, str]
+) -> tuple[Upload, Path, Path, str | None]:
+    """The upload a storage URL's query names (``token``, ``dst_dir``): upload, staged part,
+    folder root, destination dir. HTTP and the same-machine socket both ask here."""
+    claims = verify_token(store.secret, query.get("token") or "", "upload")
     f = store.folders.get(str(claims.get("vfid")))
     if f is None or f.status != "ready":
         raise _storage_error(404, "vfolder-not-found", "VFolder not found")
@@ -229,11 +250,11 @@ def _upload_of(
     if up is None:  # after a restart: the token still describes the upload
         up = Upload(session, f.id, str(claims["relpath"]), int(claims["size"]))
         store.uploads[session] = up
-    dst_dir = _upload_dst_dir(request, claims, up)
+    dst_dir = _upload_dst_dir(query, claims, up)
     if dst_dir is not None:
         confine(store.folder_dir(f), _destination(up.relpath, dst_dir), allow_root=False)
     part = store.staging_dir(f.host) / f"{session}.part"
-    return store, up, part, store.folder_dir(f), dst_dir
+    return up, part, store.folder_dir(f), dst_dir
 
 
 async def _finish_upload(
@@ -278,12 +299,9 @@ async def tus_patch(request: web.Request) -> web.Response:
     async with up.lock:
         current = _received(up, part)
         if offset != current or up.done:
-            raise _storage_error(
-                409, "upload-offset-mismatch", "Upload Offset Mismatch",
-                f"Upload offset mismatch: expected {current}, got {offset}",
-            )
+            raise offset_mismatch(current, offset)
         if declared is not None and current + declared > up.size:
-            raise _too_long(up)
+            raise too_long(up)
         overflow = False
         try:
             # The body's pieces as they arrive, written in batches of a few MiB by one worker
@@ -306,17 +324,35 @@ async def tus_patch(request: web.Request) -> web.Response:
             # request started, and nothing is committed.
             if overflow:
                 await asyncio.to_thread(_truncate, part, current)
-            written = part.stat().st_size if part.exists() else 0
-            if not overflow and written == up.size and not up.done:
-                if not part.exists():
-                    part.touch()
-                await _finish_upload(store, up, root, dst_dir, part)
+                written = current
+            else:
+                written = await commit_if_complete(store, up, part, root, dst_dir)
         if overflow:
-            raise _too_long(up)
+            raise too_long(up)
     return web.Response(status=204, headers=_progress_headers(written, up))
 
 
-def _too_long(up: Upload) -> Problem:
+async def commit_if_complete(
+    store: FolderStore, up: Upload, part: Path, root: Path, dst_dir: str | None
+) -> int:
+    """The staged part's size; when that is the whole upload, the file moves into place.
+    Called under the upload's lock, after every PATCH (or socket copy), cut or not."""
+    written = part.stat().st_size if part.exists() else 0
+    if written == up.size and not up.done:
+        if not part.exists():
+            part.touch()
+        await _finish_upload(store, up, root, dst_dir, part)
+    return written
+
+
+def offset_mismatch(current: int, offset: int) -> Problem:
+    return _storage_error(
+        409, "upload-offset-mismatch", "Upload Offset Mismatch",
+        f"Upload offset mismatch: expected {current}, got {offset}",
+    )
+
+
+def too_long(up: Upload) -> Problem:
     return _storage_bad(f"the upload exceeds its declared size ({up.size} bytes)")
 
 
@@ -393,14 +429,25 @@ async def _send_path(
         tmp.unlink(missing_ok=True)
 
 
-async def download(request: web.Request) -> web.StreamResponse:
-    store = _store(request)
-    claims = verify_token(store.secret, request.query.get("token", ""), "download")
+def _download_claims(
+    store: FolderStore, query: Mapping[str, str]
+) -> tuple[dict[str, Any], Folder, Path]:
+    claims = verify_token(store.secret, query.get("token", ""), "download")
     f = store.folders.get(str(claims.get("vfid")))
     if f is None or f.status != "ready":
         raise Problem(404, "storage/file-not-found", "File not found")
-    rel = _destination(str(claims.get("relpath", "")), _claimed_dst_dir(request, claims))
-    path = confine(store.folder_dir(f), rel)
+    rel = _destination(str(claims.get("relpath", "")), _claimed_dst_dir(query, claims))
+    return claims, f, confine(store.folder_dir(f), rel)
+
+
+def download_path(store: FolderStore, query: Mapping[str, str]) -> Path:
+    """The file a download URL's query names (HTTP and the same-machine socket)."""
+    return _download_claims(store, query)[2]
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    store = _store(request)
+    claims, f, path = _download_claims(store, request.query)
     archive = _flag(claims.get("archive")) or _flag(request.query.get("archive"))
     return await _send_path(request, store, f.host, path, archive)
 

@@ -1,0 +1,101 @@
+"""The same-machine data plane's pure parts: which offers the client takes, the kernel copy
+between files at offsets, and the splice pump between two sockets (bytes, half-close)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from backendai_jupyter.client._local_transfer import local_address, peer_uid
+from backendai_jupyter.client._splice import splice_one_way
+from backendai_jupyter.server.storage.local_transfer import copy_range
+
+
+@pytest.mark.parametrize(
+    ("info", "expected"),
+    [
+        ({"local_transfer": "@backendai-jupyter-0123"}, "@backendai-jupyter-0123"),
+        ({"local_transfer": "@x"}, "@x"),
+        ({"local_transfer": "@"}, None),  # no name
+        ({"local_transfer": "/tmp/sock"}, None),  # a path: never (could be anyone's file)
+        ({"local_transfer": "@a\0b"}, None),
+        ({"local_transfer": "@" + "n" * 100}, None),  # longer than sun_path takes
+        ({"local_transfer": 7}, None),
+        ({"token": "t", "url": "u"}, None),  # a real storage proxy's answer
+        (["@x"], None),
+        (None, None),
+    ],
+)
+def test_local_address(info: object, expected: str | None) -> None:
+    assert local_address(info) == expected
+
+
+def test_copy_range_at_offsets(tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 11)
+    (tmp_path / "src").write_bytes(data)
+    (tmp_path / "dst").write_bytes(b"k" * 100)
+    src = os.open(tmp_path / "src", os.O_RDONLY)
+    dst = os.open(tmp_path / "dst", os.O_WRONLY)
+    try:
+        assert copy_range(src, dst, 5, 100, 1024 * 1024) == 1024 * 1024
+        assert copy_range(src, dst, 5 + 1024 * 1024, 100 + 1024 * 1024, len(data)) == (
+            len(data) - 5 - 1024 * 1024  # short only at the source's end
+        )
+    finally:
+        os.close(src)
+        os.close(dst)
+    assert (tmp_path / "dst").read_bytes() == b"k" * 100 + data[5:]
+
+
+def test_peer_uid_is_ours() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        assert peer_uid(a) == os.getuid()
+
+
+async def test_splice_pump_moves_bytes_and_half_closes() -> None:
+    payload = os.urandom(5 * 1024 * 1024 + 3)
+    left_outer, left_inner = socket.socketpair()
+    right_inner, right_outer = socket.socketpair()
+    moved: list[int] = []
+    for s in (left_inner, right_inner, left_outer, right_outer):
+        s.setblocking(False)
+    loop = asyncio.get_running_loop()
+    with left_outer, left_inner, right_inner, right_outer:
+        pump = asyncio.create_task(splice_one_way(left_inner, right_inner, moved.append))
+
+        async def send() -> None:
+            await loop.sock_sendall(left_outer, payload)
+            left_outer.shutdown(socket.SHUT_WR)
+
+        sender = asyncio.create_task(send())
+        got = bytearray()
+        while chunk := await loop.sock_recv(right_outer, 1 << 20):  # b"": the pump half-closed
+            got += chunk
+        await asyncio.wait_for(asyncio.gather(sender, pump), 10)
+    assert bytes(got) == payload and sum(moved) == len(payload)
+
+
+def test_copy_range_across_file_systems(tmp_path: Path) -> None:
+    """tmpfs → the test's directory: copy_file_range may refuse (EXDEV), sendfile takes over."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second file system to copy across")
+    data = os.urandom(2 * 1024 * 1024 + 7)
+    src_path = shm / f"bjup-copy-{os.getpid()}"
+    src_path.write_bytes(data)
+    try:
+        src = os.open(src_path, os.O_RDONLY)
+        dst = os.open(tmp_path / "dst", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            assert copy_range(src, dst, 7, 0, len(data)) == len(data) - 7
+        finally:
+            os.close(src)
+            os.close(dst)
+    finally:
+        src_path.unlink()
+    assert (tmp_path / "dst").read_bytes() == data[7:]
