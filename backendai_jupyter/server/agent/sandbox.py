@@ -151,6 +151,34 @@ def _under(path: PurePosixPath, root: PurePosixPath) -> bool:
     return path == root or root in path.parents
 
 
+def _hidden_and_kept(data: PurePosixPath, hide: Iterable[str], keep_paths: Iterable[str],
+                     tmp_size: int) -> list[str]:
+    """The empty tmpfs over what the session must not see, and the interpreter's directories
+    bound back read-only inside them (part of :func:`bwrap_argv`)."""
+    argv: list[str] = []
+    hidden: list[PurePosixPath] = []
+    for h in (PurePosixPath("/tmp"), PurePosixPath("/home"), PurePosixPath("/run"),
+              *map(PurePosixPath, hide), data):
+        if str(h) != "/" and not any(_under(h, done) for done in hidden):
+            hidden.append(h)
+            if h == PurePosixPath("/tmp"):
+                argv += ["--perms", "1777", "--size", str(tmp_size)]
+            argv += ["--tmpfs", str(h)]
+    made: set[PurePosixPath] = set()
+    for p in sorted(set(keep_paths)):
+        pp = PurePosixPath(p)
+        top = next((h for h in hidden if _under(pp, h)), None)
+        if top is not None and not _under(data, pp):
+            # The mount point's parents in the tmpfs: traversable by the session's user
+            # (bwrap would make them 0700, its own user's).
+            for parent in reversed(pp.parents):
+                if top in parent.parents and parent not in made:
+                    made.add(parent)
+                    argv += ["--perms", "0755", "--dir", str(parent)]
+            argv += ["--ro-bind", p, p]
+    return argv
+
+
 def bwrap_argv(
     bwrap: str,
     *,
@@ -192,26 +220,7 @@ def bwrap_argv(
              "--perms", "1777", "--size", str(tmp_size), "--tmpfs", "/dev/shm"]
     for dev in devices:
         argv += ["--dev-bind", dev, dev]
-    hidden: list[PurePosixPath] = []
-    for h in (PurePosixPath("/tmp"), PurePosixPath("/home"), PurePosixPath("/run"),
-              *map(PurePosixPath, hide), data):
-        if str(h) != "/" and not any(_under(h, done) for done in hidden):
-            hidden.append(h)
-            if h == PurePosixPath("/tmp"):
-                argv += ["--perms", "1777", "--size", str(tmp_size)]
-            argv += ["--tmpfs", str(h)]
-    made: set[PurePosixPath] = set()
-    for p in sorted(set(keep_paths)):
-        pp = PurePosixPath(p)
-        top = next((h for h in hidden if _under(pp, h)), None)
-        if top is not None and not _under(data, pp):
-            # The mount point's parents in the tmpfs: traversable by the session's user
-            # (bwrap would make them 0700, its own user's).
-            for parent in reversed(pp.parents):
-                if top in parent.parents and parent not in made:
-                    made.add(parent)
-                    argv += ["--perms", "0755", "--dir", str(parent)]
-            argv += ["--ro-bind", p, p]
+    argv += _hidden_and_kept(data, hide, keep_paths, tmp_size)
     for inside, fd in sorted((data_fds or {}).items()):
         argv += ["--perms", "0644", "--ro-bind-data", str(fd), inside]
     argv += ["--bind", str(workdir), HOME, "--ro-bind", str(config_dir), CONFIG_DIR]
