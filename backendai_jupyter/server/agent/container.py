@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import safefs
 from .cgroups import create_memory_cgroup, create_pids_cgroup
 from .diskquota import HomeImage
 from .kernel_runner import SessionProcess
@@ -20,12 +21,26 @@ from .zygote import Zygote
 if TYPE_CHECKING:
     from ..manager.state import ComputeSession
 
-__all__ = ["SIDE_DIRS", "mount_home", "session_process"]
+__all__ = ["SIDE_DIRS", "make_mount_point", "mount_home", "session_process"]
 
 #: A session's directories next to its working directory: its runtime files (the kernel's
 #: connection file, sshd's configuration and keys; read-only at ``/home/config`` in the
 #: sandbox) and its services' logs (never visible in the session).
 SIDE_DIRS = (".runtime", ".services")
+
+
+def make_mount_point(workdir: Path, inside: str) -> None:
+    """A folder's mount point under ``/home/work``, made before the sandbox so that it is the
+    session user's (bwrap would make missing parents its own, 0700); never through a
+    symlink."""
+    if not inside.startswith("/home/work/"):
+        return
+    root = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        parts = safefs.parts_of(inside.removeprefix("/home/work/"))
+        os.close(safefs.open_dir_beneath(root, parts, create=True))
+    finally:
+        os.close(root)
 
 
 async def mount_home(workdir: Path, limits: SessionLimits) -> HomeImage:

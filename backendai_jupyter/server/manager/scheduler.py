@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from ..agent.cgroups import MIN_MEMORY, memory_cgroup_parent
-from ..agent.container import mount_home, session_process
+from ..agent.container import make_mount_point, mount_home, session_process
 from ..agent.diskquota import probe_home_quota
 from ..agent.limits import format_amount, parse_amount
 from ..agent.reaper import CrashRecords, terminated_session
@@ -345,6 +345,7 @@ class Scheduler:
         sess.workdir.mkdir(parents=True, exist_ok=True)
         for host_dir, inside in sess.mounts:
             if self.isolation.sandboxed:  # bwrap binds the folder there (not a link)
+                make_mount_point(sess.workdir, inside)
                 continue
             rel = inside.removeprefix("/home/work/").lstrip("/")
             link = sess.workdir / rel
