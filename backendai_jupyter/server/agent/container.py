@@ -45,6 +45,7 @@ def make_mount_point(workdir: Path, inside: str) -> None:
 
 async def mount_home(workdir: Path, limits: SessionLimits) -> HomeImage:
     """``/home/work`` on a file system of its own size (``serve -r disk=``; root only)."""
+    assert limits.disk is not None
     image = HomeImage(workdir)
     await image.mount(limits.disk, host_ids())
     return image

@@ -45,11 +45,13 @@ class SandboxUnavailable(RuntimeError):
 class SessionLimits:
     """``serve -r SLOT=AMOUNT``: what every session gets, as a cluster's resource policy says
     (``pids``: processes + threads; ``tmp``: ``/tmp`` and ``/dev/shm``; ``disk``:
-    ``/home/work``, where the endpoint can loop-mount a file system: root)."""
+    ``/home/work``, where the endpoint can loop-mount a file system: root. Off unless asked
+    for: a loop mount outlives an endpoint killed with SIGKILL until it restarts on the same
+    data directory)."""
 
     pids: int = 1024
     tmp: int = DEFAULT_TMP_SIZE
-    disk: int = 10 * 2**30
+    disk: int | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, str]) -> SessionLimits:

@@ -130,10 +130,10 @@ class Scheduler:
         self.isolation, warning = resolve_mode(self.app[CONFIG].sandbox)
         if warning is not None:
             self.warnings.append(warning)
-        quota = probe_home_quota() if self.isolation.userns else "no sandbox"
-        self.home_quota = quota is None
-        if quota is not None and self.isolation.userns:
-            self.warnings.append(quota)
+        quota = probe_home_quota() if self.isolation.userns else "no user namespaces"
+        self.home_quota = quota is None and self.session_limits.disk is not None
+        if quota is not None and self.session_limits.disk is not None:
+            self.warnings.append(f"-r disk: {quota}")
         if memory_cgroup_parent() is None:
             self.warnings.append(
                 "no writable memory cgroup: memory limits are per process (RLIMIT_DATA), so "
