@@ -34,7 +34,7 @@ from ._models import ServicePort
 from ._splice import splice_one_way
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._core import ClientCore
     from ._http import WebSocket
 
 __all__ = ["AppProxy", "TcpPipe", "list_apps", "parse_bind"]
@@ -55,13 +55,13 @@ def parse_bind(text: str) -> tuple[str, int]:
     return host, value
 
 
-async def list_apps(client: Client, session: str) -> list[ServicePort]:
+async def list_apps(client: ClientCore, session: str) -> list[ServicePort]:
     """``GET /stream/session/{session}/apps`` as :class:`ServicePort` records."""
     return (await _apps_and_offer(client, session))[0]
 
 
 async def _apps_and_offer(
-    client: Client, session: str
+    client: ClientCore, session: str
 ) -> tuple[list[ServicePort], tuple[str, str] | None]:
     """The session's services and, from a same-machine endpoint, its local-connect offer
     (``X-BackendAI-Local-Connect: @NAME TICKET``: see :meth:`AppProxy._tunnel_local`)."""
@@ -214,7 +214,7 @@ class AppProxy:
 
     def __init__(
         self,
-        client: Client,
+        client: ClientCore,
         session: str,
         service: str,
         *,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from .shape import IMAGE_VAR
+
 __all__ = ["DEFAULT_IMAGE", "default_image"]
 
 #: The image sessions use when none is named: the stock Backend.AI Python image. The local
@@ -18,5 +20,5 @@ DEFAULT_IMAGE = "cr.backend.ai/stable/python:3.13-ubuntu24.04"
 
 def default_image(env: Mapping[str, str] | None = None) -> str:
     """``$BACKEND_IMAGE``, else :data:`DEFAULT_IMAGE`."""
-    value = (os.environ if env is None else env).get("BACKEND_IMAGE", "").strip()
+    value = (os.environ if env is None else env).get(IMAGE_VAR, "").strip()
     return value or DEFAULT_IMAGE

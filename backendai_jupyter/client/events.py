@@ -29,7 +29,7 @@ from ._sse import ServerSentEvent, SSEDecoder
 from .outages import outage_reason
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._core import ClientCore
 
 __all__ = ["DEFAULT_RETRY_DELAY", "MAX_RETRY_DELAY", "Events", "RecentEvents", "retry_delay"]
 
@@ -76,7 +76,7 @@ def _session_matches(event: ServerSentEvent, session_id: str) -> bool:
 class Events:
     """``client.events``: SSE streams under ``/events``."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: ClientCore) -> None:
         self._client = client
 
     async def session(

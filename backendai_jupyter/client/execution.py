@@ -70,7 +70,7 @@ from ._models import (
 from .outages import Outage, next_retry, outage_reason, retry_outages
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._core import ClientCore, ExecutionClient
 
 __all__ = [
     "Execution",
@@ -179,7 +179,7 @@ class WarmSockets:
     a manager restart, an error on send or receive), the code is sent again on a fresh one.
     """
 
-    def __init__(self, client: Client, enabled: bool = True) -> None:
+    def __init__(self, client: ClientCore, enabled: bool = True) -> None:
         self._client = client
         self.enabled = enabled
         self._pending: dict[str, asyncio.Task[WebSocket]] = {}
@@ -227,7 +227,7 @@ class Execution:
 
     def __init__(
         self,
-        client: Client,
+        client: ExecutionClient,
         session: str,
         code: str,
         *,

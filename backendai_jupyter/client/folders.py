@@ -22,7 +22,7 @@ from ._models import FolderInfo
 from .transfers import DEFAULT_CHUNK_SIZE, Progress, Transfers
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._core import ClientCore
     from ._http import HTTPTransport
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "Folders", "Progress", "normalize_file_entry", "normalize_listing"]
@@ -33,7 +33,7 @@ _List = list  # ``list`` is shadowed by :meth:`Folders.list` inside the class bo
 class Folders:
     """``client.folders``: virtual folder management and transfers."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: ClientCore) -> None:
         self._client = client
         self._transfers = Transfers(self, client)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ._exceptions import ProtocolError
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._core import ClientCore
     from ._http import HTTPTransport
 
 __all__ = ["Dotfiles", "Resources", "Templates"]
@@ -17,7 +17,7 @@ _List = list  # ``list`` is shadowed by the ``list`` methods inside the class bo
 
 
 class _Resource:
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: ClientCore) -> None:
         self._client = client
 
     @property

@@ -24,12 +24,12 @@ from ._exceptions import (
 )
 from ._http_wrappers import multipart
 from ._models import ServicePort, SessionInfo, SessionRecord
+from ._session_body import add_versioned_fields, session_config
 from .execution import Execution, Mode, Transport, WarmSockets
 from .lifecycle import DEAD_STATUSES, LIVE_STATUSES, has_ended
-from .parsing import parse_mounts
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._core import ExecutionClient
 
 __all__ = ["DEAD_STATUSES", "LIVE_STATUSES", "Sessions", "new_session_name"]
 
@@ -56,7 +56,7 @@ def new_session_name() -> str:
 class Sessions:
     """``client.sessions``: everything under ``/session``."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: ExecutionClient) -> None:
         self._client = client
         self.warm_sockets = WarmSockets(client)
         self._drains: dict[str, asyncio.Task[None]] = {}
@@ -134,35 +134,20 @@ class Sessions:
         return None
 
     async def create(
-        self,
-        image: str,
-        *,
-        name: str | None = None,
+        self, image: str, *, name: str | None = None,
         type: Literal["interactive", "batch", "inference"] = "interactive",
         resources: Mapping[str, str | int | float] | None = None,
-        resource_opts: Mapping[str, str] | None = None,
-        mounts: Sequence[str] = (),
-        mount_map: Mapping[str, str] | None = None,
-        environ: Mapping[str, str] | None = None,
-        scaling_group: str | None = None,
-        cluster_size: int = 1,
+        resource_opts: Mapping[str, str] | None = None, mounts: Sequence[str] = (),
+        mount_map: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None,
+        scaling_group: str | None = None, cluster_size: int = 1,
         cluster_mode: Literal["single-node", "multi-node"] = "single-node",
-        enqueue_only: bool = False,
-        max_wait: int = 0,
-        startup_command: str | None = None,
-        bootstrap_script: str | None = None,
-        tag: str | None = None,
-        domain: str | None = None,
-        group: str | None = None,
-        reuse_if_exists: bool = True,
-        owner_access_key: str | None = None,
-        preopen_ports: Sequence[int] | None = None,
-        starts_at: str | None = None,
-        dependencies: Sequence[str] | None = None,
-        callback_url: str | None = None,
-        architecture: str | None = None,
-        batch_timeout: int | None = None,
-        priority: int | None = None,
+        enqueue_only: bool = False, max_wait: int = 0, startup_command: str | None = None,
+        bootstrap_script: str | None = None, tag: str | None = None, domain: str | None = None,
+        group: str | None = None, reuse_if_exists: bool = True,
+        owner_access_key: str | None = None, preopen_ports: Sequence[int] | None = None,
+        starts_at: str | None = None, dependencies: Sequence[str] | None = None,
+        callback_url: str | None = None, architecture: str | None = None,
+        batch_timeout: int | None = None, priority: int | None = None,
     ) -> SessionInfo:
         """Get or create a compute session (``POST /session``).
 
@@ -175,61 +160,29 @@ class Sessions:
             raise ConfigError("a batch session needs a startup command")
         if max_wait < 0:
             raise ConfigError("max_wait must be >= 0 seconds")
-        features = self._client.features
         config = self._client.config
         name = name or new_session_name()
-        # BACKEND_VFOLDER_MOUNTS may name a path too (``data,models:/mnt/models``, as -m does).
-        default_names, default_map = parse_mounts(config.vfolder_mounts)
-        all_mounts = list(dict.fromkeys([*mounts, *default_names]))
-        mount_map = {**default_map, **(mount_map or {})}
-        session_config: dict[str, Any] = {
-            "mounts": all_mounts,
-            "environ": dict(environ or {}),
-            "resources": {k: str(v) for k, v in (resources or {}).items()},
-        }
-        if mount_map:
-            session_config["mount_map"] = dict(mount_map)
-        if resource_opts:
-            session_config["resource_opts"] = dict(resource_opts)
-        if scaling_group:
-            session_config["scalingGroup"] = scaling_group
-        if preopen_ports:
-            session_config["preopen_ports"] = [int(p) for p in preopen_ports]
         body: dict[str, Any] = {
-            "image": image,
-            "name": name,
-            "type": type,
-            "tag": tag,
-            "domain": domain or config.domain,
-            "group": group or config.group,
-            "enqueueOnly": enqueue_only,
-            "maxWaitSeconds": max_wait,
-            "reuseIfExists": reuse_if_exists,
-            "startupCommand": startup_command,
+            "image": image, "name": name, "type": type, "tag": tag,
+            "domain": domain or config.domain, "group": group or config.group,
+            "enqueueOnly": enqueue_only, "maxWaitSeconds": max_wait,
+            "reuseIfExists": reuse_if_exists, "startupCommand": startup_command,
             "bootstrap_script": bootstrap_script,
-            "config": session_config,
+            "config": session_config(
+                default_mounts=config.vfolder_mounts, mounts=mounts, mount_map=mount_map,
+                environ=environ, resources=resources, resource_opts=resource_opts,
+                scaling_group=scaling_group, preopen_ports=preopen_ports,
+            ),
         }
         if owner_access_key:
             body["owner_access_key"] = owner_access_key
         if starts_at:
             body["starts_at"] = starts_at
-        if features.cluster_fields_top_level:
-            body["clusterSize"] = cluster_size
-            body["clusterMode"] = cluster_mode
-        else:
-            session_config["clusterSize"] = cluster_size
-        if features.dependencies_and_callbacks:
-            if dependencies:
-                body["dependencies"] = list(dependencies)
-            if callback_url:
-                body["callback_url"] = callback_url
-            if architecture:
-                body["architecture"] = architecture
-        if features.batch_timeout_and_priority:
-            if batch_timeout is not None:
-                body["batch_timeout"] = batch_timeout
-            if priority is not None:
-                body["priority"] = priority
+        add_versioned_fields(
+            body, self._client.features, cluster_size=cluster_size, cluster_mode=cluster_mode,
+            dependencies=dependencies, callback_url=callback_url, architecture=architecture,
+            batch_timeout=batch_timeout, priority=priority,
+        )
         # The request blocks server-side until the session starts (or max_wait passes).
         read_timeout = None if max_wait == 0 or enqueue_only else max_wait + 60.0
         data = await self._client.http.json(

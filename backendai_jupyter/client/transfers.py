@@ -34,9 +34,8 @@ from ._local_transfer import local_address, local_download, local_upload
 from .outages import Outage, next_retry
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._core import ClientCore, FolderIndex
     from ._http import HTTPTransport
-    from .folders import Folders
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "Progress", "Transfers"]
 
@@ -83,7 +82,7 @@ class Transfers:
     name resolution and version gates stay in one place.
     """
 
-    def __init__(self, folders: Folders, client: Client) -> None:
+    def __init__(self, folders: FolderIndex, client: ClientCore) -> None:
         self._folders = folders
         self._client = client
 

@@ -154,9 +154,8 @@ def start_kernel(cwd: str, sockets: str) -> tuple[Any, Any]:
                 raise
 
 
-def execute(case_dir: str, *, now: Callable[[], float] = time.time) -> int:
-    import tempfile
-
+def _read_case(case_dir: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The case's notebook and its options (``{}`` when it has no ``options.json``)."""
     with open(os.path.join(case_dir, "input.ipynb")) as f:
         nb = json.load(f)
     try:
@@ -164,6 +163,57 @@ def execute(case_dir: str, *, now: Callable[[], float] = time.time) -> int:
             options = json.load(f)
     except FileNotFoundError:
         options = {}
+    return nb, options
+
+
+def _run_cells(
+    kc: Any,
+    km: Any,
+    nb: dict[str, Any],
+    code: list[dict[str, Any]],
+    options: dict[str, Any],
+    out_path: str,
+    progress: Callable[[int], None],
+) -> str | None:
+    """Run the code cells in order, saving the notebook after each; stop at the first one that
+    fails and return its one-line error (``None`` when every cell ran)."""
+    displays: dict[str, list[dict[str, Any]]] = {}
+    for k, cell in enumerate(code):
+        progress(k + 1)
+        sink = CellOutputs(displays)
+        source = cell["source"]
+        try:
+            status = run_cell(kc, km, "".join(source) if isinstance(source, list) else source,
+                              sink, options.get("cell_timeout"))
+        finally:
+            cell["outputs"], cell["execution_count"] = sink.outputs, sink.execution_count
+            _write_json(out_path, nb)
+        if status != "ok":
+            err = next((o for o in sink.outputs if o["output_type"] == "error"), None)
+            index = nb["cells"].index(cell)
+            what = f"{err['ename']}: {err['evalue']}" if err else status
+            return f"cell {index}: {what}"
+    return None
+
+
+def _stop_kernel(km: Any, kc: Any, sockets: str) -> None:
+    """Close the channels, kill the kernel (if it started) and remove its socket directory."""
+    if kc is not None:
+        kc.stop_channels()
+    if km is not None:
+        try:
+            km.shutdown_kernel(now=True)
+        except Exception:  # already gone
+            pass
+    import shutil
+
+    shutil.rmtree(sockets, ignore_errors=True)
+
+
+def execute(case_dir: str, *, now: Callable[[], float] = time.time) -> int:
+    import tempfile
+
+    nb, options = _read_case(case_dir)
     out_path = os.path.join(case_dir, "output.ipynb")
     code = [c for c in nb["cells"] if c.get("cell_type") == "code"]
     for cell in code:
@@ -185,41 +235,17 @@ def execute(case_dir: str, *, now: Callable[[], float] = time.time) -> int:
     try:
         progress(0)
         km, kc = start_kernel(os.environ.get("HOME") or os.getcwd(), sockets)
-        displays: dict[str, list[dict[str, Any]]] = {}
-        status = "ok"
-        for k, cell in enumerate(code):
-            progress(k + 1)
-            sink = CellOutputs(displays)
-            source = cell["source"]
-            try:
-                status = run_cell(kc, km, "".join(source) if isinstance(source, list) else source,
-                                  sink, options.get("cell_timeout"))
-            finally:
-                cell["outputs"], cell["execution_count"] = sink.outputs, sink.execution_count
-                _write_json(out_path, nb)
-            if status != "ok":
-                err = next((o for o in sink.outputs if o["output_type"] == "error"), None)
-                index = nb["cells"].index(cell)
-                what = f"{err['ename']}: {err['evalue']}" if err else status
-                result["error"] = f"cell {index}: {what}"
-                break
-        result["status"] = "ok" if status == "ok" else "failed"
+        error = _run_cells(kc, km, nb, code, options, out_path, progress)
+        if error is not None:
+            result["error"] = error
+        result["status"] = "ok" if error is None else "failed"
     except Cancelled:
         result.update(status="cancelled", error="cancelled")
     except Exception as e:  # kernel start failure, dead kernel, timeout: the case's error
         result["error"] = f"{type(e).__name__}: {e}"
     finally:
         _write_json(out_path, nb)
-        if kc is not None:
-            kc.stop_channels()
-        if km is not None:
-            try:
-                km.shutdown_kernel(now=True)
-            except Exception:  # already gone
-                pass
-        import shutil
-
-        shutil.rmtree(sockets, ignore_errors=True)
+        _stop_kernel(km, kc, sockets)
         finished = now()
         result.update(finished=finished, duration=finished - started,
                       records=read_records(nb["cells"]))
@@ -228,7 +254,6 @@ def execute(case_dir: str, *, now: Callable[[], float] = time.time) -> int:
                     {"state": "done", "cell": len(code), "cells": len(code), "started": started,
                      "updated": finished})
     return 0 if result["status"] == "ok" else 1
-
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:

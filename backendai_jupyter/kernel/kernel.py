@@ -12,8 +12,8 @@ to Jupyter message handling:
   goes into an :class:`~.sink.IOPubSink` carrying the cell's parent header;
 * interrupts arrive on the control thread (``interrupt_mode: message``) and are handed to the
   workspace (``cells.interrupt()``);
-* ``kernel_info`` reads the session's snapshot, completion and inspection are one call each;
-  nothing here touches a live workspace object from the kernel's thread.
+* ``kernel_info`` reads the session's snapshot, completion and inspection are one call each:
+  the kernel's threads never read the live session (only ``close_sync`` at exit, which locks).
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
 
     async def dispatch_shell(self, *args: Any, **kwargs: Any) -> None:
         # ipykernel 7 dispatches comm messages "concurrently" (no busy/idle) while another
-        # request runs; the comm bridge publishes that status itself (see comms.Pending).
+        # request runs; the comm bridge publishes that status itself (see comm_messages.Pending).
         token = comms.DISPATCH_CONCURRENT.set(bool(kwargs.get("concurrent")))
         try:
             await super().dispatch_shell(*args, **kwargs)
@@ -212,28 +212,12 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
 
     # -- completion / inspection ----------------------------------------------------------------
 
-    async def _remote_helper(self, method: str, *args: str | int) -> dict[str, Any] | None:
-        try:
-            return await self.workspace.call(self.workspace.cells.helper(method, *args))
-        except BackendAIError as e:
-            log.debug("remote %s failed: %s", method, e)
-            return None
-
     async def do_complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:
         cursor_pos = len(code) if cursor_pos is None else cursor_pos
         if route(code) == "local":
             local: dict[str, Any] = super().do_complete(code, cursor_pos)
             return local
-        reply = await self._remote_helper("do_complete", code, cursor_pos)
-        if reply is None or reply.get("status") != "ok":
-            return {
-                "status": "ok",
-                "matches": [],
-                "cursor_start": cursor_pos,
-                "cursor_end": cursor_pos,
-                "metadata": {},
-            }
-        return reply
+        return await self.workspace.call(self.workspace.cells.complete(code, cursor_pos))
 
     async def do_inspect(
         self, code: str, cursor_pos: int, detail_level: int = 0, omit_sections: Any = ()
@@ -241,10 +225,8 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
         if route(code) == "local":
             local: dict[str, Any] = super().do_inspect(code, cursor_pos, detail_level)
             return local
-        reply = await self._remote_helper("do_inspect", code, cursor_pos, int(detail_level))
-        if reply is None or reply.get("status") != "ok":
-            return {"status": "ok", "found": False, "data": {}, "metadata": {}}
-        return reply
+        inspecting = self.workspace.cells.inspect(code, cursor_pos, int(detail_level))
+        return await self.workspace.call(inspecting)
 
     async def do_shutdown(self, restart: bool) -> dict[str, Any]:
         # Runs on the control thread; the workspace's loop does the work.

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from ..client import Client
-from ..client._exceptions import BackendAIError
+from ..client import BackendAIError, Client
 from ..client.parsing import format_binary_size, parse_binary_size
 
 __all__ = [

@@ -75,6 +75,14 @@ class FolderBrowser(WidgetBase):
         self.local_path = _field("local path", "/path/on/the/jupyter/machine", "420px")
         self.upload_path_button = w.Button(description="Upload path", icon="upload")
         self.transfers = w.VBox([])
+        self._wire_actions()
+        self.widget = self._layout()
+        self.widget.add_class("bai-folder-browser")
+        self.files.add_class("bai-files")
+        self.refresh()
+
+    def _wire_actions(self) -> None:
+        """Each button to its action; choosing a folder or files to upload acts at once."""
         for button, action in (
             (self.refresh_button, self.refresh),
             (self.create_button, self._create_clicked),
@@ -89,7 +97,10 @@ class FolderBrowser(WidgetBase):
             on_click(button, action)
         self.folder.observe(self._folder_chosen, names="value")
         self.uploader.observe(self._files_chosen, names="value")
-        self.widget = w.VBox(
+
+    def _layout(self) -> w.VBox:
+        """The browser's rows, top to bottom."""
+        return w.VBox(
             [
                 w.HTML("<b>Backend.AI folders</b>"),
                 w.HBox([self.folder, self.refresh_button, self.delete_folder_button]),
@@ -105,9 +116,6 @@ class FolderBrowser(WidgetBase):
                 self.status,
             ]
         )
-        self.widget.add_class("bai-folder-browser")
-        self.files.add_class("bai-files")
-        self.refresh()
 
     # -- state -----------------------------------------------------------------------------------
 

@@ -109,7 +109,13 @@ class ResourcePicker(WidgetBase):
         on_click(self.start_button, self.start_session)
         self.image_box.observe(self._changed, names="value")
         self.preset.observe(self._preset_chosen, names="value")
-        self.widget = w.VBox(
+        self.widget = self._layout()
+        self.widget.add_class("bai-resource-picker")
+        self.refresh()
+
+    def _layout(self) -> w.VBox:
+        """The picker's rows, top to bottom."""
+        return w.VBox(
             [
                 w.HTML("<b>Backend.AI resources</b>"),
                 self.preset,
@@ -121,8 +127,6 @@ class ResourcePicker(WidgetBase):
                 self.status,
             ]
         )
-        self.widget.add_class("bai-resource-picker")
-        self.refresh()
 
     # -- the choice --------------------------------------------------------------------------------
 

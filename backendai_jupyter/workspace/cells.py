@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -44,6 +45,8 @@ __all__ = [
     "error_reply",
     "outcome_reply",
 ]
+
+log = logging.getLogger(__name__)
 
 INTERRUPT_GRACE = 1.2
 """Seconds a remote run gets to stop after an interrupt before the cell is abandoned."""
@@ -339,9 +342,22 @@ class CellRunner:
         if self.outage:
             return None
         try:
-            return await asyncio.wait_for(self.session.helper(method, *args), HELPER_TIMEOUT)
-        except (BackendAIError, asyncio.TimeoutError):
+            reply = await asyncio.wait_for(self.session.helper(method, *args), HELPER_TIMEOUT)
+        except (BackendAIError, asyncio.TimeoutError) as e:
+            log.debug("remote %s failed: %s", method, e)
             return None
+        return reply if reply is not None and reply.get("status") == "ok" else None
+
+    async def complete(self, code: str, cursor_pos: int) -> dict[str, Any]:
+        """The ``complete_reply`` content: the remote kernel's, else no matches."""
+        reply = await self.helper("do_complete", code, cursor_pos)
+        empty = {"matches": [], "cursor_start": cursor_pos, "cursor_end": cursor_pos}
+        return reply or {"status": "ok", **empty, "metadata": {}}
+
+    async def inspect(self, code: str, cursor_pos: int, detail_level: int) -> dict[str, Any]:
+        """The ``inspect_reply`` content: the remote kernel's, else nothing found."""
+        reply = await self.helper("do_inspect", code, cursor_pos, detail_level)
+        return reply or {"status": "ok", "found": False, "data": {}, "metadata": {}}
 
 
 async def _cancel(work: asyncio.Future[Any]) -> None:

@@ -4,6 +4,10 @@ comm messages with their binary buffers, and the status lines in order after the
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +15,7 @@ import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager, start_new_kernel
 
-from .conftest import LOCAL, kernel_env
+from .conftest import kernel_env
 
 pytestmark = [pytest.mark.timeout(240)]
 
@@ -25,12 +29,43 @@ print("done")
 
 
 @pytest.fixture(scope="module")
-def kernel() -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
-    with kernel_env(LOCAL):  # the magics start the embedded local endpoint
-        km, kc = start_new_kernel(kernel_name="python3")
+def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str | None]]:
+    """An endpoint of this checkout's own (not the shared embedded one another process runs)."""
+    data_dir = tmp_path_factory.mktemp("endpoint")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backendai_jupyter", "serve", "--port", "0",
+         "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
     try:
-        reply = kc.execute_interactive("%load_ext backendai_jupyter", timeout=60)
-        assert reply["content"]["status"] == "ok"
+        assert proc.stdout is not None
+        url = next(line.strip().partition("=")[2] for line in proc.stdout
+                   if line.startswith("export BACKEND_ENDPOINT="))
+        keys = json.loads((data_dir / "keypair.json").read_text())
+        yield {"BACKEND_ENDPOINT": url, "BACKEND_ACCESS_KEY": keys["access_key"],
+               "BACKEND_SECRET_KEY": keys["secret_key"]}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@pytest.fixture(scope="module", params=["python3", "backendai-python"])
+def kernel(
+    request: pytest.FixtureRequest, endpoint: dict[str, str | None]
+) -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
+    """A plain IPython kernel, and the proxy kernel (whose local cells run the magics)."""
+    with kernel_env(endpoint):
+        km, kc = start_new_kernel(kernel_name=request.param)
+    try:
+        if request.param == "python3":  # the proxy kernel loads the magics itself
+            reply = kc.execute_interactive("%load_ext backendai_jupyter", timeout=60)
+            assert reply["content"]["status"] == "ok"
         yield km, kc
     finally:
         kc.stop_channels()

@@ -95,6 +95,20 @@ async def test_destroy_kills_process_tree(make_local: Any, sandbox: str) -> None
     await local.server.close()
 
 
+async def test_destroyed_while_starting_stays_terminated(client: Client) -> None:
+    """A session destroyed while it is still being prepared must not come back RUNNING when
+    its start finishes (``%backendai rm`` right after ``run --enqueue-only``)."""
+    info = await client.sessions.create(IMAGE, name="short-lived", enqueue_only=True)
+    await client.sessions.destroy(info.id)
+    ok = await client.sessions.create(IMAGE, name="after")  # a start that completes meanwhile
+    await client.sessions.destroy(ok.id)
+    await asyncio.sleep(1.0)
+    statuses = {s["name"]: s["status"] for s in await client.sessions.list(
+        status=("TERMINATED", "CANCELLED", "RUNNING", "PREPARING", "PREPARED", "CREATING"),
+        fields=("name", "status"))}
+    assert statuses["short-lived"] in ("TERMINATED", "CANCELLED")
+
+
 async def test_files_upload_download_list(client: Client, session: str, tmp_path: Path) -> None:
     src = tmp_path / "up"
     (src / "sub").mkdir(parents=True)

@@ -302,15 +302,18 @@ def test_completion_answers_empty_at_once_during_an_outage() -> None:
     session = Scripted(script)
     runner = CellRunner(session)
 
-    async def go() -> tuple[Any, Any, Any]:
+    async def go() -> tuple[Any, Any, Any, Any]:
         await runner.run_cell(Cell("c", 1), _Collect())
-        during = await runner.helper("do_complete", "x", 1)
+        during = await runner.complete("x", 1), await runner.inspect("x", 1, 0)
         watch = cells_module._Watch(_Collect(), runner, asyncio.Event())
         watch.notice(Resumed(2.0, 1))
-        return during, await runner.helper("do_complete", "x", 1), runner.outage
+        return *during, await runner.complete("x", 1), runner.outage
 
-    during, after, outage = asyncio.run(go())
-    assert during is None and after == {"status": "ok"} and outage is False
+    completion, inspection, after, outage = asyncio.run(go())
+    assert completion == {"status": "ok", "matches": [], "cursor_start": 1, "cursor_end": 1,
+                          "metadata": {}}
+    assert inspection == {"status": "ok", "found": False, "data": {}, "metadata": {}}
+    assert after == {"status": "ok"} and outage is False
     assert session.calls.count("helper do_complete") == 1
 
 

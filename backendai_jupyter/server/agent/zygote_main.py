@@ -13,6 +13,7 @@ if __name__ == "__main__":
 
 import json  # noqa: E402
 import os  # noqa: E402
+import selectors  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 from typing import Any  # noqa: E402
@@ -246,10 +247,106 @@ def _reap(
             pass
 
 
+def _wakeup_pipe() -> int:
+    """A pipe SIGCHLD writes to, so that the selector wakes up to reap; returns its read end."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    return wake_r
+
+
+def _drain(fd: int) -> None:
+    """Read a non-blocking pipe empty."""
+    while True:
+        try:
+            if not os.read(fd, 512):
+                break
+        except BlockingIOError:
+            break
+
+
+def _relay_reported(
+    sock: socket.socket,
+    sel: selectors.BaseSelector,
+    key: selectors.SelectorKey,
+    relays: dict[int, int],
+    waiting: dict[int, int | None],
+) -> None:
+    """A sandboxed child's report (its kernel's pid) arrived: answer the request to start it."""
+    req_id, relay = key.data
+    sel.unregister(key.fileobj)
+    kernel = _read_kernel_pid(int(key.fd))
+    status = waiting.pop(relay, None)
+    if kernel is None:  # the child failed before forking: it exits by itself
+        _send(sock, {"id": req_id, "error": "could not enter the sandbox"})
+        return
+    relays[relay] = kernel
+    _send(sock, {"id": req_id, "pid": kernel})
+    if status is not None:
+        _send(sock, {"exit": kernel, "status": os.waitstatus_to_exitcode(status)})
+        relays.pop(relay, None)
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _fork_kernel(
+    sock: socket.socket,
+    sel: selectors.BaseSelector,
+    req: dict[str, Any],
+    me: int,
+    env_changes: dict[str, str | None],
+    stdin_w: dict[int, int],
+    waiting: dict[int, int | None],
+) -> _Child | None:
+    """Fork a kernel for one request. Returns the request only in the forked child."""
+    try:
+        argv = req["argv"]
+        if argv[:3] != [sys.executable, "-m", KERNEL_MODULE]:
+            raise ValueError(f"not an ipykernel command: {argv!r}")
+        sandboxed = isinstance((req.get("limits") or {}).get("sandbox"), dict)
+        report_r, report_w = os.pipe() if sandboxed else (None, None)
+        stdin_r, w = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+    except Exception as e:
+        _send(sock, {"id": req.get("id"), "error": f"{type(e).__name__}: {e}"})
+        return None
+    if pid == 0:
+        try:
+            sel.close()
+            sock.detach()  # its fd is closed below; no close() at GC time
+            _become_kernel(req, stdin_r, me, env_changes, report_w)
+            return _Child(req)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(127)
+    os.close(stdin_r)
+    stdin_w[pid] = w
+    if report_r is not None and report_w is not None:
+        # Answered when the child reports its kernel's pid (the loop goes on
+        # forking meanwhile: sandboxed starts do not queue behind each other).
+        os.close(report_w)
+        waiting[pid] = None
+        sel.register(report_r, selectors.EVENT_READ, (req.get("id"), pid))
+        return None
+    _send(sock, {"id": req.get("id"), "pid": pid})
+    return None
+
+
 def _serve(sock: socket.socket) -> _Child | None:
     """The zygote's loop. Returns only in a forked child (the request to run) or at EOF (None)."""
-    import selectors
-
     global _LIMITS
     env_read, env_changes = _preload()
     # What every sandboxed start needs, loaded once here rather than after each fork.
@@ -258,11 +355,7 @@ def _serve(sock: socket.socket) -> _Child | None:
     if _threads() != 1:  # never fork a process with threads
         _send(sock, {"fatal": f"the preload started threads ({_threads()})"})
         return None
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    os.set_blocking(wake_r, False)
-    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
+    wake_r = _wakeup_pipe()
     stdin_w: dict[int, int] = {}
     relays: dict[int, int] = {}  # relay pid -> the sandboxed kernel's pid
     waiting: dict[int, int | None] = {}  # relays not reported yet -> their exit status if any
@@ -275,78 +368,26 @@ def _serve(sock: socket.socket) -> _Child | None:
     while True:
         for key, _ in sel.select():
             if key.fileobj == wake_r:
-                while True:
-                    try:
-                        if not os.read(wake_r, 512):
-                            break
-                    except BlockingIOError:
-                        break
+                _drain(wake_r)
                 _reap(sock, stdin_w, relays, waiting)
                 continue
             if isinstance(key.data, tuple):  # a sandboxed child's report: its kernel's pid
-                req_id, relay = key.data
-                sel.unregister(key.fileobj)
-                kernel = _read_kernel_pid(int(key.fd))
-                status = waiting.pop(relay, None)
-                if kernel is None:  # the child failed before forking: it exits by itself
-                    _send(sock, {"id": req_id, "error": "could not enter the sandbox"})
-                    continue
-                relays[relay] = kernel
-                _send(sock, {"id": req_id, "pid": kernel})
-                if status is not None:
-                    _send(sock, {"exit": kernel, "status": os.waitstatus_to_exitcode(status)})
-                    relays.pop(relay, None)
+                _relay_reported(sock, sel, key, relays, waiting)
                 continue
             try:
                 chunk = sock.recv(65536)
             except ConnectionError:
                 chunk = b""
             if not chunk:  # the endpoint is gone: nothing of ours may outlive it
-                for pid in [*stdin_w, *relays.values()]:
-                    try:
-                        os.killpg(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
+                _kill_all([*stdin_w, *relays.values()])
                 return None
             buf += chunk
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
                 req = json.loads(line)
-                try:
-                    argv = req["argv"]
-                    if argv[:3] != [sys.executable, "-m", KERNEL_MODULE]:
-                        raise ValueError(f"not an ipykernel command: {argv!r}")
-                    sandboxed = isinstance((req.get("limits") or {}).get("sandbox"), dict)
-                    report_r, report_w = os.pipe() if sandboxed else (None, None)
-                    stdin_r, w = os.pipe()
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                    pid = os.fork()
-                except Exception as e:
-                    _send(sock, {"id": req.get("id"), "error": f"{type(e).__name__}: {e}"})
-                    continue
-                if pid == 0:
-                    try:
-                        sel.close()
-                        sock.detach()  # its fd is closed below; no close() at GC time
-                        _become_kernel(req, stdin_r, me, env_changes, report_w)
-                        return _Child(req)
-                    except BaseException:
-                        import traceback
-
-                        traceback.print_exc()
-                        sys.stderr.flush()
-                        os._exit(127)
-                os.close(stdin_r)
-                stdin_w[pid] = w
-                if report_r is not None and report_w is not None:
-                    # Answered when the child reports its kernel's pid (the loop goes on
-                    # forking meanwhile: sandboxed starts do not queue behind each other).
-                    os.close(report_w)
-                    waiting[pid] = None
-                    sel.register(report_r, selectors.EVENT_READ, (req.get("id"), pid))
-                    continue
-                _send(sock, {"id": req.get("id"), "pid": pid})
+                child = _fork_kernel(sock, sel, req, me, env_changes, stdin_w, waiting)
+                if child is not None:
+                    return child
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -194,11 +194,9 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat()
 
 
-def _session_obj(app: web.Application, s: ComputeSession) -> dict[str, Any]:
-    kp = app[KEYPAIRS].get(s.access_key)
-    slots = json.dumps(s.resources)
-    changed = _iso(max(s.status_history.values(), default=s.created_at))
-    container = {
+def _container_obj(s: ComputeSession, slots: str, changed: str | None) -> dict[str, Any]:
+    """The session's one container (``ComputeContainer``): its main kernel."""
+    return {
         "__typename": "ComputeContainer",
         "id": s.kernel_id,
         "cluster_role": "main",
@@ -219,6 +217,13 @@ def _session_obj(app: web.Application, s: ComputeSession) -> dict[str, Any]:
         "live_stat": None,
         "last_stat": None,
     }
+
+
+def _session_obj(app: web.Application, s: ComputeSession) -> dict[str, Any]:
+    kp = app[KEYPAIRS].get(s.access_key)
+    slots = json.dumps(s.resources)
+    changed = _iso(max(s.status_history.values(), default=s.created_at))
+    container = _container_obj(s, slots, changed)
     return {
         "__typename": "ComputeSession",
         "id": s.id,

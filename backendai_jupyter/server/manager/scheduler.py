@@ -377,6 +377,10 @@ class Scheduler:
             publish_session_event(app, "session_preparing", sess, "passed-preconditions")
             home = await mount_home(sess.workdir, self.session_limits) if self.home_quota \
                 else None
+            if sess.status != "PREPARING":  # destroyed while preparing: undo the mount only
+                if home is not None:
+                    home.unmount()
+                return
             self._prepare_workdir(sess)
             sess.set_status("PREPARED")
             publish_session_event(app, "session_prepared", sess, "triggered-by-scheduler")
@@ -394,6 +398,9 @@ class Scheduler:
                 limits["sandbox"] = (await proc.sandbox.start(proc.log_path)).to_limits()
             proc.on_spawn = lambda: self.crash_records.write(sess)
             self.crash_records.write(sess)
+            if sess.status != "PREPARED":  # destroyed meanwhile: never mark it alive again
+                await proc.stop()
+                return
             sess.set_status("CREATING")
             publish_session_event(app, "kernel_creating", sess)
             if sess.bootstrap_script:

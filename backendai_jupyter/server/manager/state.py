@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ...client._versioning import Features, features_for, parse_api_version
+from ...client._versioning import (
+    API_VERSION,
+    Features,
+    features_for,
+    format_api_version,
+    parse_api_version,
+)
 from ..agent.runs import SessionRuns
 from .errors import Problem
 
@@ -42,7 +48,8 @@ __all__ = [
     "load_or_create_keypair",
 ]
 
-DEFAULT_API_VERSION = "v9.20250722"
+#: The version the endpoint announces unless told otherwise: the newest the client speaks.
+DEFAULT_API_VERSION = format_api_version(API_VERSION)
 KEYPAIR_FILE = "keypair.json"
 
 
