@@ -26,6 +26,12 @@ if { ! command -v bwrap || ! command -v slirp4netns || ! command -v mkfs.ext4; }
     --no-install-recommends bubblewrap slirp4netns e2fsprogs; } >/dev/null 2>&1 \
     || echo "note: bubblewrap/slirp4netns not installed; sandbox tests will skip"
 fi
+# slirp4netns gives each session its own network (its tests skip without it); mkfs.ext4
+# (e2fsprogs) the /home/work quota when root.
+if ! command -v slirp4netns >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    --no-install-recommends slirp4netns e2fsprogs; } >/dev/null 2>&1 || echo "note: slirp4netns not installed; session network tests will skip"
+fi
 
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
