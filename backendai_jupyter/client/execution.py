@@ -79,6 +79,7 @@ __all__ = [
     "WarmSockets",
     "events_from_result",
     "output_tail",
+    "split_flush",
     "split_prompt",
 ]
 
@@ -111,6 +112,27 @@ def split_prompt(items: list[ConsoleItem]) -> tuple[list[ConsoleItem], str]:
     if sep:
         rest.append(ConsoleItem("stdout", head + sep))
     return rest, tail
+
+
+def split_flush(prompt: str, prefix: str | None) -> tuple[str, str, str] | None:
+    """Recognise a live-output pump's prompt (``backendai_jupyter.richchannel.pump``). Pure.
+
+    Returns ``None`` for a real ``input()`` prompt, else ``(text, kind, token)``: ``text`` is
+    output that came before the marker on the same line (a ``\\r`` progress bar); ``kind`` is
+    ``f`` (a flush), ``b`` (the cell ended with threads that may print while idle) or ``q``
+    (quiet: answered by an input already sent, so not answered); ``f`` and ``b`` are answered
+    with ``token``.
+    """
+    if not prefix or not prompt.endswith("\x07"):
+        return None
+    at = prompt.rfind(prefix)
+    if at < 0:
+        return None
+    token = prompt[at:]
+    kind, seq = token[len(prefix) : len(prefix) + 1], token[len(prefix) + 1 : -1]
+    if kind not in ("f", "b", "q") or not seq.isdigit():
+        return None
+    return prompt[:at], kind, token
 
 
 def events_from_result(result: dict[str, Any]) -> list[ExecEvent]:
@@ -235,6 +257,7 @@ class Execution:
         options: dict[str, Any] | None = None,
         transport: Transport = "auto",
         outage_limit: float | None = None,
+        collector: bool = False,
     ) -> None:
         if mode not in ("query", "batch"):
             raise ConfigError(f"execution mode must be 'query' or 'batch', got {mode!r}")
@@ -253,9 +276,12 @@ class Execution:
         #: True when the server lost the run (an :class:`OutputLost` was yielded).
         self.lost = False
         self.used_transport: Literal["websocket", "rest"] | None = None
+        #: A background-output collector: other runs interrupt it (see Sessions.stop_collector).
+        self.collector = collector
         self._input: asyncio.Queue[str] = asyncio.Queue()
         self._started = False
         self._delivered: list[ExecEvent] = []
+        self._flush_answer = False  # the REST request in flight answers a pump's prompt
 
     def __aiter__(self) -> AsyncIterator[ExecEvent]:
         if self._started:
@@ -278,6 +304,8 @@ class Execution:
 
     async def _run(self) -> AsyncIterator[ExecEvent]:
         await self._client.connect()
+        if not self.collector:
+            await self._client.sessions.stop_collector(self.session)
         await self._client.sessions.wait_drained(self.session)
         transport = self.transport
         if transport == "auto":
@@ -338,6 +366,20 @@ class Execution:
                 session=self.session,
             )
 
+    def _flush(self, event: ExecEvent) -> tuple[list[ExecEvent], str | None] | None:
+        """For a live-output pump's prompt: (output to yield, answer or None); else None."""
+        if not isinstance(event, WaitingInput):
+            return None
+        found = split_flush(event.prompt, self._client.sessions.flush_prefix(self.session))
+        if found is None:
+            return None
+        text, kind, token = found
+        if kind == "b":
+            self._client.sessions.note_background(self.session)
+        return ([Output(ConsoleItem("stdout", text))] if text else []), (
+            None if kind == "q" else token
+        )
+
     def _deliver(self, event: ExecEvent) -> ExecEvent:
         if isinstance(event, Finished):
             self.exit_code = event.exit_code
@@ -395,6 +437,13 @@ class Execution:
                     )
                 events = events_from_result(frame)
                 for event in events:
+                    flush = self._flush(event)
+                    if flush is not None:
+                        for out in flush[0]:
+                            yield self._deliver(out)
+                        if flush[1] is not None:
+                            await ws.send_str(flush[1])
+                        continue
                     yield self._deliver(event)
                     if isinstance(event, WaitingInput):
                         await ws.send_str(await self._next_input())
@@ -540,9 +589,14 @@ class Execution:
                     reconnecting = outage.failed(reason)
                     yield reconnecting
                     await asyncio.sleep(reconnecting.delay)
-                    if not isinstance(e, ConnectError) and mode != "continue":
+                    if (
+                        not isinstance(e, ConnectError)
+                        and mode != "continue"
+                        and not self._flush_answer
+                    ):
                         # The request may have reached the agent: never send code twice, go on
-                        # reading the run instead.
+                        # reading the run instead. A flush answer is sent again: one that never
+                        # arrived would stall the run, a second copy is harmless (live.remote).
                         mode, code, options = "continue", "", {}
                     continue
                 sent = True
@@ -553,8 +607,16 @@ class Execution:
                 if result.get("runId") or result.get("run_id"):
                     self.run_id = str(result.get("runId") or result.get("run_id"))
                 mode, code = "continue", ""
+                self._flush_answer = False
                 events = events_from_result(result)
                 for event in events:
+                    flush = self._flush(event)
+                    if flush is not None:
+                        for out in flush[0]:
+                            yield self._deliver(out)
+                        if flush[1] is not None:
+                            mode, code, self._flush_answer = "input", flush[1], True
+                        continue
                     yield self._deliver(event)
                     if isinstance(event, WaitingInput):
                         mode, code = "input", await self._next_input()

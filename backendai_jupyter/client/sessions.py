@@ -59,6 +59,61 @@ class Sessions:
         self._client = client
         self.warm_sockets = WarmSockets(client)
         self._drains: dict[str, asyncio.Task[None]] = {}
+        self._flush_prefixes: dict[str, str] = {}
+        self._background: set[str] = set()
+        self._collectors: dict[str, asyncio.Task[None]] = {}
+
+    def set_flush_prefix(self, session: str, prefix: str | None) -> None:
+        """Name the prompt prefix of a session's live-output pump
+        (``backendai_jupyter.richchannel.pump``): every run on ``session`` then answers such
+        prompts itself and never shows them."""
+        if prefix:
+            self._flush_prefixes[session] = prefix
+        else:
+            self._flush_prefixes.pop(session, None)
+
+    def flush_prefix(self, session: str) -> str | None:
+        return self._flush_prefixes.get(session)
+
+    def note_background(self, session: str) -> None:
+        """A run on ``session`` ended with threads that may print while it is idle."""
+        self._background.add(session)
+
+    def take_background(self, session: str) -> bool:
+        """Whether a run noted background output since the last call (and forget it)."""
+        found = session in self._background
+        self._background.discard(session)
+        return found
+
+    def track_collector(self, session: str, task: asyncio.Task[None]) -> None:
+        """A hidden run collecting background output on ``session`` while it is idle: the next
+        other run interrupts it first (:meth:`stop_collector`)."""
+        self._collectors[session] = task
+
+    def tracks_collector(self, session: str, task: asyncio.Task[Any] | None) -> bool:
+        """Whether ``task`` is the session's collector still (no other run stopped it)."""
+        return task is not None and self._collectors.get(session) is task
+
+    def drop_collector(self, session: str) -> None:
+        """Cancel the session's collector without waiting (the session is going away)."""
+        task = self._collectors.pop(session, None)
+        if task is not None:
+            task.cancel()
+
+    async def stop_collector(self, session: str) -> None:
+        """End the session's collector run (if any) before another run starts: interrupt it,
+        again every second until it has ended (the first may reach the session before the
+        collector started there), for at most 10 s."""
+        task = self._collectors.pop(session, None)
+        for _ in range(10):
+            if task is None or task.done():
+                return
+            with contextlib.suppress(BackendAIError):
+                await self.interrupt(session)
+            await asyncio.wait({task}, timeout=1.0)
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     def track_drain(self, session: str, drain: Coroutine[Any, Any, None]) -> None:
         """Finish an abandoned run in the background; the session's next run waits for it."""
@@ -71,6 +126,10 @@ class Sessions:
     async def aclose(self, timeout: float = 10.0) -> None:
         """Close pre-opened sockets; give abandoned runs a moment to finish draining."""
         await self.warm_sockets.close()
+        for task in self._collectors.values():
+            task.cancel()
+        await asyncio.gather(*self._collectors.values(), return_exceptions=True)
+        self._collectors.clear()
         drains = [t for t in self._drains.values() if not t.done()]
         self._drains.clear()
         if drains:
@@ -248,8 +307,9 @@ class Sessions:
     async def complete(
         self, session: str, code: str, *, row: int = 0, col: int = 0, line: str = "", post: str = ""
     ) -> list[str]:
-        """Server-side completion. Stock runners return nothing (protocol.md §3.3)."""
-        await self._client.connect()
+        """Server-side completion: stock runners return nothing (protocol.md §3.3)."""
+        if not (await self._client.connect()).features.completion_route:
+            return []  # the same empty answer, without 24.03's 10 s wait for a 500
         body = {"code": code, "options": {"row": row, "col": col, "line": line, "post": post}}
         data = await self._client.http.json("POST", f"/session/{session}/complete", json=body)
         result = data.get("result", {}) if isinstance(data, dict) else {}
@@ -345,6 +405,7 @@ class Sessions:
         options: dict[str, Any] | None = None,
         transport: Transport = "auto",
         outage_limit: float | None = None,
+        collector: bool = False,
     ) -> Execution:
         """Start running ``code``; iterate the returned :class:`Execution` for its events.
 
@@ -359,6 +420,7 @@ class Sessions:
             options=options,
             transport=transport,
             outage_limit=outage_limit,
+            collector=collector,
         )
 
     # -- files inside the session (/home/work) ---------------------------------------------------

@@ -95,6 +95,9 @@ def kernel_environ(
     env = dict(os.environ)
     if config is not None:
         env.update(connection_environ(config))
+    # No image named: the kernel picks the cluster's newest Python image (client.images).
+    if spec.image:
+        env["BACKEND_IMAGE"] = spec.image
     env.update(
         BACKEND_SESSION_NAME=spec.session_name(case),
         # At the first cell: a kernel started ahead of its turn holds no session.

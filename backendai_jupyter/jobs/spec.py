@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from ..client import ConfigError, ParseError
-from ..client.defaults import default_image
+from ..client.defaults import named_image
 from ..client.parsing import MAX_VALUES
 from ..client.shape import RESOURCES_VAR, SessionShape
 from .notebook import Notebook, load_notebook
@@ -152,7 +152,7 @@ def build_spec(
         sizing = SessionShape.from_env({RESOURCES_VAR: os.environ.get(RESOURCES_VAR, "")})
         shape = replace(shape, resources=sizing.resources, resource_opts=sizing.resource_opts)
     return JobSpec(
-        notebook=nb, cases=tuple(cases), image=image or default_image(),
+        notebook=nb, cases=tuple(cases), image=image or named_image(),  # empty: auto
         resources=dict(shape.resources), resource_opts=dict(shape.resource_opts),
         mounts=shape.mounts, mount_map=dict(shape.mount_map),
         output=Path(output) if output is not None else None, max_parallel=max_parallel,

@@ -54,8 +54,11 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
 
     @property
     def banner(self) -> str:
+        remote = self.workspace.session
+        image = remote.image or remote.settings.image or "auto (the cluster's newest Python image)"
         return (
             "Backend.AI Python (remote GPU): cells run in a Backend.AI compute session.\n"
+            f"Image: {image}.\n"
             "%backendai config set KEY=VALUE … before the first cell; %%local runs a cell here."
         )
 
@@ -131,7 +134,7 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
 
     async def dispatch_shell(self, *args: Any, **kwargs: Any) -> None:
         # ipykernel 7 dispatches comm messages "concurrently" (no busy/idle) while another
-        # request runs; the comm bridge publishes that status itself (see comms.Pending).
+        # request runs; the comm bridge publishes that status itself (see comm_messages.Pending).
         token = comms.DISPATCH_CONCURRENT.set(bool(kwargs.get("concurrent")))
         try:
             await super().dispatch_shell(*args, **kwargs)

@@ -20,9 +20,10 @@ from typing import Any, Literal
 
 from IPython.core.error import UsageError
 
-from ..client import BackendAIError, Client
+from ..client import APIError, BackendAIError, Client, SessionInfo
 from ..client.capacity import accelerator_slots, describe_slots, parse_slot_map
-from ..client.defaults import default_image
+from ..client.defaults import named_image
+from ..client.images import explain_unknown_image, is_unknown_image, pick_image
 from ..client.lifecycle import FINISHED_STATUSES
 from ..client.parsing import Case, parse_mounts, parse_resource_flags
 from ..client.sessions import new_session_name
@@ -118,7 +119,7 @@ def spec_from_args(args: argparse.Namespace, **extra: Any) -> RunSpec:
         args.files.insert(0, image)
         image = None
     return RunSpec(
-        image=image or default_image(), name=args.name, type=args.type, resources=res.resources,
+        image=image or named_image(), name=args.name, type=args.type, resources=res.resources,
         resource_opts=res.resource_opts, mounts=tuple(mounts), mount_map=mount_map,
         scaling_group=args.scaling_group, cluster_size=args.cluster_size, tag=args.tag,
         owner=args.owner, enqueue_only=args.enqueue_only, max_wait=args.max_wait,
@@ -208,6 +209,18 @@ async def _run_in(
     return await _execute(client, sid, spec, case, sink, nonce)
 
 
+async def create_session(client: Client, spec: RunSpec, **kwargs: Any) -> SessionInfo:
+    """Create ``spec``'s session; no image named: the cluster's newest Python image
+    (:func:`~..client.images.pick_image`), an unknown one: the closest ones and the fix."""
+    image = spec.image or (await pick_image(client, spec.resources)).ref
+    try:
+        return await client.sessions.create(image, **kwargs)
+    except APIError as e:
+        if is_unknown_image(e):
+            raise await explain_unknown_image(client, image) from None
+        raise
+
+
 async def run_session(
     client: Client, spec: RunSpec, case: Case, emit: Emit, *, name: str | None = None,
     live: bool = True, destroy: bool = False, on_wait: Callable[[str], None] | None = None,
@@ -228,8 +241,8 @@ async def run_session(
     if on_wait is None and live and not spec.quiet:
         on_wait = wait_notes(emit, name)
     try:
-        info = await client.sessions.create(
-            spec.image, name=name, type=spec.type, resources=spec.resources,
+        info = await create_session(
+            client, spec, name=name, type=spec.type, resources=spec.resources,
             resource_opts=spec.resource_opts, mounts=spec.mounts, mount_map=spec.mount_map,
             environ=case.env, scaling_group=spec.scaling_group, cluster_size=spec.cluster_size,
             tag=spec.tag, owner_access_key=spec.owner, enqueue_only=spec.enqueue_only,

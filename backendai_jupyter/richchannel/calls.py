@@ -46,7 +46,7 @@ MODULE = "_backendai_rich"
 
 @functools.cache
 def program(name: str) -> str:
-    """The text of one remote program (``bootstrap`` or ``comms``), from the package."""
+    """The text of one remote program (``bootstrap``, ``comms``, ``live``), from the package."""
     files = importlib.resources.files(__package__ or "backendai_jupyter.richchannel")
     return files.joinpath("remote").joinpath(f"{name}.py").read_text(encoding="utf-8")
 

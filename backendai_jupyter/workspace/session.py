@@ -32,10 +32,20 @@ from ..client import (
     Execution,
     NotFoundError,
     SessionGone,
+    SessionInfo,
+)
+from ..client.images import (
+    ImageChoice,
+    explain_unknown_image,
+    is_unknown_image,
+    pick_image,
+    wants_accelerator,
 )
 from ..client.lifecycle import has_ended
 from ..richchannel import bootstrap_code, helper_call, read_ready, with_header
+from ..richchannel.pump import live_code, read_flush_prefix
 from .allocation import read_allocation
+from .background import Collector
 from .folder_upload import Answers, scan, upload
 from .registry import Record, Registry
 from .relay import Outcome, Sink, relay
@@ -203,9 +213,14 @@ class KernelSession:
         """The bootstrap's ``ready`` frame: remote versions and ``language_info``."""
         self.reattached = False
         self.allocation = ""  # the GPU the session got, in words (see .allocation)
+        self.image: str | None = None
+        """The image the live (or last) session runs: the named one or the cluster's choice."""
+        self.chosen_images: dict[tuple[str, bool], ImageChoice] = {}
+        """``image=auto`` choices, per endpoint and GPU request: asked once per kernel."""
         self.terminated_reason: str | None = None
         self.snapshot = SessionSnapshot()
         """For other threads; see :class:`SessionSnapshot`."""
+        self.background = Collector()
         self._watch: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[str] | None = None
         self._closed = False
@@ -272,6 +287,16 @@ class KernelSession:
             self._starting.cancel()
             raise
 
+    async def _image_for(self, client: Client, s: SessionSettings) -> tuple[str, str]:
+        """The image to run and, when the cluster chose it (``image=auto``), why."""
+        if s.image:
+            return s.image, ""
+        key = (str(client.config.endpoint), wants_accelerator(s.resources))
+        if key not in self.chosen_images:
+            self.chosen_images[key] = await pick_image(client, s.resources)
+        choice = self.chosen_images[key]
+        return choice.ref, f" (auto: {choice.reason}; image=REF picks another)"
+
     async def _start(self, progress: Callable[[str], None]) -> str:
         client = await self.get_client()
         assert self.config is not None
@@ -279,21 +304,12 @@ class KernelSession:
         name = self._wanted_name(s, self.config.access_key)
         self.session_name = name
         t0 = time.monotonic()
-        progress(f"Backend.AI: starting session {name} ({s.image}) …")
+        image, why = await self._image_for(client, s)
+        self.image = image
+        progress(f"Backend.AI: starting session {name} ({image}{why}) …")
         listener = asyncio.ensure_future(self._progress(client, name, progress, t0))
         try:
-            info = await client.sessions.create(
-                s.image,
-                name=name,
-                resources=dict(s.resources),
-                resource_opts=dict(s.resource_opts) or None,
-                mounts=s.mounts,
-                mount_map=dict(s.mount_map) or None,
-                environ=dict(s.env),
-                scaling_group=s.scaling_group,
-                reuse_if_exists=True,
-                on_wait=lambda why: progress(f"Backend.AI: session {name}: {why}"),
-            )
+            info = await self._create(client, s, name, image, progress)
         except asyncio.CancelledError:
             await asyncio.shield(self._abandon(name))
             raise
@@ -322,6 +338,7 @@ class KernelSession:
             found = await install_rich(client, self.session_id)
             if found is not None:
                 self.nonce, self.remote_info = found
+                await self._install_live(client)
         self.allocation = await read_allocation(client, self.session_id, s, self._hidden_text)
         self.snapshot = SessionSnapshot(name, self.nonce, self.remote_info)
         took = time.monotonic() - t0
@@ -331,9 +348,45 @@ class KernelSession:
         sent = ""
         if s.upload_dir and not self.reattached:
             sent = f" · {await self._send_folder(s, progress)}"
-        gpu = f"{s.image} · {self.allocation}" if self.allocation else s.image
-        progress(f"Backend.AI: session {name} {what} · {gpu} · {mode}{sent}")
+        shown = f"{image}{why} · {self.allocation}" if self.allocation else f"{image}{why}"
+        progress(f"Backend.AI: session {name} {what} · {shown} · {mode}{sent}")
         return self.session_id
+
+    async def _create(
+        self, client: Client, s: SessionSettings, name: str, image: str,
+        progress: Callable[[str], None],
+    ) -> SessionInfo:
+        try:
+            return await client.sessions.create(
+                image,
+                name=name,
+                resources=dict(s.resources),
+                resource_opts=dict(s.resource_opts) or None,
+                mounts=s.mounts,
+                mount_map=dict(s.mount_map) or None,
+                environ=dict(s.env),
+                scaling_group=s.scaling_group,
+                reuse_if_exists=True,
+                on_wait=lambda why: progress(f"Backend.AI: session {name}: {why}"),
+            )
+        except APIError as e:
+            if is_unknown_image(e):  # the closest images the cluster has, and the fix
+                raise await explain_unknown_image(client, image) from None
+            raise
+
+    async def _install_live(self, client: Client) -> None:
+        """Start the session's live-output pump (:mod:`..richchannel.pump`). Over REST it
+        flushes: output every ~0.2 s instead of every 2 s, on the route that survives a manager
+        restart (the websocket flushes every 0.2 s by itself). On both it reports threads that
+        print while the kernel is idle (:mod:`.background`)."""
+        assert self.session_id is not None
+        client.sessions.set_flush_prefix(self.session_id, None)
+        rest = client.config.execute_transport == "rest"
+        outcome = await run_hidden(client, self.session_id, live_code(rest), self.nonce)
+        prefix = read_flush_prefix("".join(outcome.text))
+        if prefix is None:
+            log.info("live output not installed; output comes every 2 s")
+        client.sessions.set_flush_prefix(self.session_id, prefix)
 
     async def _abandon(self, name: str) -> None:
         client = self.client
@@ -397,9 +450,12 @@ class KernelSession:
     ) -> Outcome:
         """Run code in the live session through the one execution path (see :func:`run_hidden`)."""
         assert self.session_id is not None and self.client is not None
-        return await run_hidden(
-            self.client, self.session_id, code, self.nonce, sink, allow_stdin=allow_stdin
-        )
+        try:
+            return await run_hidden(
+                self.client, self.session_id, code, self.nonce, sink, allow_stdin=allow_stdin
+            )
+        finally:
+            self.background.after_run(self.client, self.session_id, self.nonce)
 
     async def helper(self, method: str, *args: str | int) -> dict[str, Any] | None:
         """Ask the remote kernel for a completion/inspection reply over the rich channel."""
@@ -438,7 +494,13 @@ class KernelSession:
             user_expressions=user_expressions,
             allow_stdin=allow_stdin,
         )
-        return await relay(self.execute(code), sink, nonce=self.nonce, execution_count=count)
+        if not silent:
+            self.background.sink = sink
+        try:
+            return await relay(self.execute(code), sink, nonce=self.nonce, execution_count=count)
+        finally:
+            assert self.client is not None and self.session_id is not None
+            self.background.after_run(self.client, self.session_id, self.nonce)
 
     async def interrupt(self) -> None:
         if self.client is not None and self.session_id is not None:
@@ -467,6 +529,9 @@ class KernelSession:
             self.registry.remove(self.session_name)
         if self._watch is not None:
             self._watch.cancel()
+        if self.client is not None and self.session_id is not None:
+            self.client.sessions.drop_collector(self.session_id)
+        self.background = Collector()
         self.session_id = self.session_name = self.nonce = None
         self.remote_info = None
         self.started_with = None
@@ -508,6 +573,7 @@ class KernelSession:
     async def _finish(self, client: Client | None, keep: bool) -> None:
         if client is None or self.session_id is None or self.session_name is None:
             return
+        client.sessions.drop_collector(self.session_id)
         assert self.config is not None
         if keep:
             self.registry.save(

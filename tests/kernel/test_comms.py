@@ -10,15 +10,14 @@ from typing import Any
 import pytest
 from jupyter_client.manager import KernelManager
 
-from backendai_jupyter.kernel.comms import (
+from backendai_jupyter.kernel.comm_messages import (
     CommTracker,
     Pending,
-    manager_state_to_update,
-    merge_update_states,
     rewrite_output_capture,
     route_comm,
     split_batches,
 )
+from backendai_jupyter.kernel.widget_states import manager_state_to_update, merge_update_states
 from backendai_jupyter.richchannel import (
     MARK_DONE,
     MARK_PARENT,

@@ -22,7 +22,7 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
 
-from backendai_jupyter.kernel import comms
+from backendai_jupyter.kernel import comm_delivery
 
 from .conftest import CLUSTER_ENV, LOCAL, cluster_values, kernel_env
 
@@ -458,7 +458,7 @@ def test_a_stuck_delivery_is_abandoned_and_later_messages_go_on(frontend: Fronte
     for value in (1, 2):
         update = {"method": "update", "state": {"value": value}, "buffer_paths": []}
         sent = send_comm(kc, "comm_msg", {"comm_id": slider, "data": update})
-        replies_to(kc, sent, idle, timeout=comms.DELIVERY_TIMEOUT + 60)
+        replies_to(kc, sent, idle, timeout=comm_delivery.DELIVERY_TIMEOUT + 60)
     assert stdout(execute(kc, "print(stuck_seen)")) == "[1, 2]\n"
     lines = [ln for ln in frontend.log.read_text().splitlines() if "did not finish" in ln]
     assert len(lines) == 1 and "dropped 1 front-end comm message(s)" in lines[0], lines

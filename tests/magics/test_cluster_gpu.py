@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from backendai_jupyter.magics import BackendAIMagics
 from backendai_jupyter.magics.errors import CommandError
 from backendai_jupyter.workspace import Workspace
 
-CLUSTER_ENV = Path("/tmp/backendai-cluster/user.env")
+CLUSTER_ENV = Path(os.environ.get("BAI_CLUSTER_ENV", "/tmp/backendai-cluster/user.env"))
 
 pytestmark = [
     pytest.mark.cluster,

@@ -20,7 +20,7 @@ from backendai_jupyter.richchannel.calls import MODULE, program
 from backendai_jupyter.richchannel.remote import bootstrap as remote_bootstrap
 
 REMOTE = Path(richchannel.__file__).parent / "remote"
-PROGRAMS = ["bootstrap", "comms"]
+PROGRAMS = ["bootstrap", "comms", "live"]
 #: What a remote session has besides the standard library.
 REMOTE_PACKAGES = {"IPython", "ipykernel", "jupyter_client", "comm"}
 
