@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import io
 import json
 import secrets
-import tarfile
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import lifecycle, scheduling
+from ._download_parts import extract_tar, split_multipart
 from ._exceptions import (
     BackendAIError,
     BadRequestError,
@@ -462,8 +461,8 @@ class Sessions:
         else:
             resp = await self._client.http.request("GET", path, json={"files": list(files)})
         written: builtins.list[Path] = []
-        for part in _split_multipart(resp.body, resp.headers.get("Content-Type", "")):
-            written.extend(_extract_tar(part, dest_dir))
+        for part in split_multipart(resp.body, resp.headers.get("Content-Type", "")):
+            written.extend(extract_tar(part, dest_dir))
         return written
 
     async def list_files(self, session: str, path: str = ".") -> builtins.list[dict[str, Any]]:
@@ -473,38 +472,3 @@ class Sessions:
         if isinstance(files, str):
             files = json.loads(files)
         return [f for f in files if isinstance(f, dict)]
-
-
-def _split_multipart(body: bytes, content_type: str) -> list[bytes]:
-    """Split a ``multipart/mixed`` body into part payloads (headers dropped)."""
-    boundary = ""
-    for param in content_type.split(";")[1:]:
-        key, _, value = param.strip().partition("=")
-        if key.lower() == "boundary":
-            boundary = value.strip('"')
-    if not boundary:
-        return [body] if body else []
-    parts: list[bytes] = []
-    for chunk in body.split(b"--" + boundary.encode())[1:]:
-        if chunk.startswith(b"--"):
-            break
-        _headers, _, payload = chunk.partition(b"\r\n\r\n")
-        parts.append(payload[:-2] if payload.endswith(b"\r\n") else payload)
-    return parts
-
-
-def _extract_tar(data: bytes, dest: Path) -> list[Path]:
-    written: list[Path] = []
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        for member in tar.getmembers():
-            target = PurePosixPath(member.name)
-            if target.is_absolute() or ".." in target.parts or not member.isfile():
-                continue
-            out = dest.joinpath(*target.parts)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            src = tar.extractfile(member)
-            if src is None:
-                continue
-            out.write_bytes(src.read())
-            written.append(out)
-    return written
