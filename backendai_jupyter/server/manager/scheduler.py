@@ -1,7 +1,6 @@
 """Capacity, the FIFO PENDING queue, and the session lifecycle (start → RUNNING → TERMINATED).
 
-Capacity is what the machine really has: the CPUs this process may run on
-(``os.sched_getaffinity``), ``MemTotal`` from ``/proc/meminfo`` and the GPUs ``nvidia-smi`` lists.
+Capacity is what the machine really has (``machine.py`` probes it).
 A session whose request does not fit *now* waits as ``PENDING``; sessions start strictly in
 arrival order (the head of the queue blocks the rest, like the manager's FIFO scheduler), and a
 destroy frees resources and starts the next one. A request that can never fit is refused.
@@ -10,38 +9,27 @@ destroy frees resources and starts the next one. A request that can never fit is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
-import shutil
-import site
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from ..agent.cgroups import MIN_MEMORY, memory_cgroup_parent
 from ..agent.container import make_mount_point, mount_home, session_process
-from ..agent.diskquota import probe_home_quota
+from ..agent.diskquota import HomeImage, probe_home_quota
+from ..agent.kernel_runner import SessionProcess
 from ..agent.limits import format_amount, parse_amount
 from ..agent.reaper import CrashRecords, terminated_session
-from ..agent.sandbox import (
-    HOME,
-    Isolation,
-    SessionLimits,
-    give_to_session,
-    resolve_mode,
-    session_base_env,
-)
+from ..agent.sandbox import Isolation, SessionLimits, give_to_session, resolve_mode
 from ..agent.zygote import Zygote
 from .errors import Problem
 from .events import publish_session_event
+from .machine import Capacity, detect_capacity, detect_gpus
+from .session_env import base_environ, session_environ
 from .state import CONFIG, ComputeSession
 from .userconfig.store import bootstrap_script_for, dotfiles_for
 
@@ -50,54 +38,6 @@ __all__ = ["SCHEDULER", "Capacity", "Scheduler", "detect_capacity", "detect_gpus
 log = logging.getLogger(__name__)
 SLOTS = ("cpu", "mem", "cuda.device", "cuda.shares")
 OOM_REASON = "oom-killed"
-
-
-@dataclass
-class Capacity:
-    cpu_ids: list[int]
-    cpu: Decimal
-    mem: Decimal
-    gpus: list[int] = field(default_factory=list)
-
-
-def detect_gpus() -> list[int]:
-    """GPU indices from ``nvidia-smi`` (empty without NVIDIA GPUs or driver)."""
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return []
-    try:
-        out = subprocess.run(
-            [exe, "--query-gpu=index,memory.total", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [int(line.split(",")[0]) for line in out.splitlines() if line.strip()]
-
-
-def _mem_total() -> Decimal:
-    with contextlib.suppress(OSError, ValueError, StopIteration):
-        lines = Path("/proc/meminfo").read_text().splitlines()
-        kib = next(line.split()[1] for line in lines if line.startswith("MemTotal:"))
-        return Decimal(int(kib) * 1024)
-    return Decimal(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-
-
-def detect_capacity(overrides: dict[str, str] | None = None) -> Capacity:
-    overrides = overrides or {}
-    cpu_ids = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    cpu_ids = cpu_ids or list(range(os.cpu_count() or 1))
-    cpu = Decimal(len(cpu_ids))
-    if "cpu" in overrides:
-        cpu = parse_amount("cpu", overrides["cpu"])
-    mem = parse_amount("mem", overrides["mem"]) if "mem" in overrides else _mem_total()
-    gpus = detect_gpus()
-    if "cuda.device" in overrides:
-        gpus = gpus[: int(parse_amount("cuda.device", overrides["cuda.device"]))]
-    return Capacity(cpu_ids=cpu_ids, cpu=cpu, mem=mem, gpus=gpus)
 
 
 class Scheduler:
@@ -147,7 +87,7 @@ class Scheduler:
         self._reaper = asyncio.create_task(self.idle_reaper())
         self._oom_watch = asyncio.create_task(self.oom_watch())
         if not Zygote.disabled():
-            env = self._base_environ()
+            env = base_environ()
             # No $HOME of its own: each kernel's user site follows the session's HOME.
             env["HOME"] = str(self.app[CONFIG].data_dir / "zygote-home-unused")
             self.zygote = Zygote(env, self.app[CONFIG].data_dir / "zygote.log")
@@ -296,51 +236,6 @@ class Scheduler:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _base_environ() -> dict[str, str]:
-        # An allow-list of the endpoint's own environment (never its credentials or anything
-        # else it happens to have): the session's own ``environ`` is added on top.
-        env = session_base_env(os.environ)
-        # Every image runs with this machine's Python: make it the session's python3, as an
-        # image's own interpreter is in its container (batch startup commands need it). Here,
-        # not per session: the zygote's environment must match the sessions' (``zygote.py``).
-        env["PATH"] = os.pathsep.join(p for p in (os.path.dirname(sys.executable),
-                                                  env.get("PATH", "")) if p)
-        # HOME moves to the workdir; keep a --user-installed ipykernel importable anyway.
-        extra = [p for p in sys.path if p == site.getusersitepackages()]
-        if extra:
-            env["PYTHONPATH"] = os.pathsep.join([*extra, env.get("PYTHONPATH", "")]).rstrip(":")
-        return env
-
-    def _environ(self, sess: ComputeSession) -> dict[str, str]:
-        env = self._base_environ()
-        ncpu = str(max(1, len(sess.cpu_set)))
-        home = HOME if self.isolation.sandboxed else str(sess.workdir)
-        env.update(
-            HOME=home,
-            PWD=home,
-            OMP_NUM_THREADS=ncpu,
-            OPENBLAS_NUM_THREADS=ncpu,
-            MKL_NUM_THREADS=ncpu,
-            CUDA_VISIBLE_DEVICES=",".join(str(g) for g in sess.gpu_set),
-            BACKENDAI_SESSION_ID=sess.id,
-            BACKENDAI_SESSION_NAME=sess.name,
-            BACKENDAI_KERNEL_ID=sess.kernel_id,
-            BACKENDAI_KERNEL_IMAGE=sess.image,
-            BACKENDAI_ACCESS_KEY=sess.access_key,
-            BACKENDAI_CLUSTER_SIZE="1",
-            BACKENDAI_CLUSTER_ROLE="main",
-            BACKENDAI_CLUSTER_IDX="1",
-            BACKENDAI_CLUSTER_LOCAL_RANK="0",
-            BACKENDAI_CLUSTER_HOST="main1",
-            BACKENDAI_CLUSTER_HOSTS="main1",
-            BACKENDAI_CLUSTER_REPLICAS="main:1",
-            BACKENDAI_CLUSTER_MODE="single-node",
-            BACKENDAI_SESSION_TYPE=sess.type,
-        )
-        env.update(sess.environ)
-        return env
-
     def _prepare_workdir(self, sess: ComputeSession) -> None:
         sess.workdir.mkdir(parents=True, exist_ok=True)
         for host_dir, inside in sess.mounts:
@@ -368,6 +263,24 @@ class Scheduler:
         if self.isolation.userns and os.geteuid() == 0:
             give_to_session(sess.workdir)
 
+    async def _make_process(self, sess: ComputeSession, home: HomeImage | None) -> SessionProcess:
+        """The session's process object (its sandbox started, nothing spawned yet), recorded in
+        the crash records now and again once it spawns."""
+        mem = int(sess.resources["mem"])
+        limits: dict[str, Any] = {"cpus": sess.cpu_set, "mem": mem}
+        proc = session_process(
+            sess, limits, session_environ(sess, sandboxed=self.isolation.sandboxed),
+            isolation=self.isolation, session_limits=self.session_limits,
+            data_dir=self.app[CONFIG].data_dir, zygote=self.zygote,
+        )
+        proc.home_image = home
+        sess.process = proc
+        if proc.sandbox is not None:
+            limits["sandbox"] = (await proc.sandbox.start(proc.log_path)).to_limits()
+        proc.on_spawn = lambda: self.crash_records.write(sess)
+        self.crash_records.write(sess)
+        return proc
+
     async def _start(self, sess: ComputeSession) -> None:
         app = self.app
         try:
@@ -385,19 +298,7 @@ class Scheduler:
             sess.set_status("PREPARED")
             publish_session_event(app, "session_prepared", sess, "triggered-by-scheduler")
             publish_session_event(app, "kernel_preparing", sess)
-            mem = int(sess.resources["mem"])
-            limits: dict[str, Any] = {"cpus": sess.cpu_set, "mem": mem}
-            proc = session_process(
-                sess, limits, self._environ(sess), isolation=self.isolation,
-                session_limits=self.session_limits, data_dir=self.app[CONFIG].data_dir,
-                zygote=self.zygote,
-            )
-            proc.home_image = home
-            sess.process = proc
-            if proc.sandbox is not None:
-                limits["sandbox"] = (await proc.sandbox.start(proc.log_path)).to_limits()
-            proc.on_spawn = lambda: self.crash_records.write(sess)
-            self.crash_records.write(sess)
+            proc = await self._make_process(sess, home)
             if sess.status != "PREPARED":  # destroyed meanwhile: never mark it alive again
                 await proc.stop()
                 return
