@@ -111,6 +111,30 @@ async def create_from_template(request: web.Request) -> web.Response:
     return await _create(request, merged)
 
 
+def _reuse(app: web.Application, existing: ComputeSession, params: CreateParams
+           ) -> web.Response:
+    """The answer to a create whose name is taken: the existing session (``created: false``)
+    with ``reuse_if_exists``, else the manager's ``session-already-exists``."""
+    if not params.reuse_if_exists:
+        raise Problem(
+            400,
+            "session-already-exists",
+            "The session already exists but you requested not to reuse existing one.",
+            data={"existingSessionId": existing.id},
+        )
+    return web.json_response(
+        {
+            "sessionId": existing.id,
+            "sessionName": existing.name,
+            "status": existing.status,
+            "service_ports": services.service_ports(app, existing),
+            "servicePorts": services.service_ports(app, existing),
+            "created": False,
+        },
+        status=201,
+    )
+
+
 async def _create(request: web.Request, body: dict[str, Any]) -> web.Response:
     """Every field is checked (``session_params``, the scheduler, the folders) before the
     session is registered or enqueued: a refused request leaves nothing behind."""
@@ -120,24 +144,7 @@ async def _create(request: web.Request, body: dict[str, Any]) -> web.Response:
     registry = app[REGISTRY]
     existing = registry.by_name(name, ak)
     if existing is not None:
-        if not params.reuse_if_exists:
-            raise Problem(
-                400,
-                "session-already-exists",
-                "The session already exists but you requested not to reuse existing one.",
-                data={"existingSessionId": existing.id},
-            )
-        return web.json_response(
-            {
-                "sessionId": existing.id,
-                "sessionName": existing.name,
-                "status": existing.status,
-                "service_ports": services.service_ports(app, existing),
-                "servicePorts": services.service_ports(app, existing),
-                "created": False,
-            },
-            status=201,
-        )
+        return _reuse(app, existing, params)
     resources = app[SCHEDULER].normalize(params.resources)
     resolved: list[tuple[Path, str]] = []
     if params.mounts:
