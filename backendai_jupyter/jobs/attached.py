@@ -171,68 +171,98 @@ async def run_case(
         nb, km=km, timeout=spec.cell_timeout, allow_errors=False,
         resources={"metadata": {"path": str(spec.notebook.path.parent.resolve())}},
     )
-    started: float | None = None  # the case got its slot: its session is requested now
-    destroyed, ended, gpu = False, None, ""
-    status, error = "error", None
+    run = _CaseRun()
+    error: str | None = None
     log = Path(state_dir) / f"{case.label}.log"
     try:
         async with limits.kernels:
-            # The kernel's own chatter (ipykernel warnings, session progress) goes to a log
-            # that is shown when the case fails for a reason other than a cell.
-            with open(log, "ab") as log_file:
-                await km.start_kernel(
-                    env=kernel_environ(spec, case, state_dir, client.config),
-                    stdout=log_file, stderr=log_file,
-                    cwd=str(spec.notebook.path.parent.resolve()),
-                )
-            kc = km.client()
-            kc.start_channels()
-            nbc.km, nbc.kc = km, kc
-            await kc.wait_for_ready(timeout=_KERNEL_START_TIMEOUT)
+            await _start_kernel(spec, case, client, state_dir, km, nbc, log)
             async with limits.slot(case.index):
-                started = time.time()
+                run.started = time.time()
                 progress.case_started(case, len(code))
-                waiting = asyncio.ensure_future(
-                    report_wait(client, name, spec.case_resources(case), case, progress))
-                try:
-                    # The first cell starts the session (the kernel's default, first-cell).
-                    for n, index in enumerate(code):
-                        await nbc.async_execute_cell(nb.cells[index], index,
-                                                     execution_count=n + 1)
-                        progress.cell_done(case, n + 1)
-                        waiting.cancel()
-                    status = "ok"
-                finally:
-                    waiting.cancel()
-                    if not stopping():
-                        gpu = await gpu_allocation(client, name)
-                        # The kernel is idle (done, failed or dead): end the session before
-                        # giving the slot to the next case; the kernel goes after.
-                        await asyncio.shield(destroy_quietly(client, name))
-                        destroyed, ended = True, time.time()
+                await _run_cells(spec, case, client, progress, nb, nbc, code, run, stopping)
     except CellExecutionError:
-        status = "failed"
+        run.status = "failed"
     except asyncio.CancelledError:
-        status, error = "cancelled", "cancelled"
+        run.status, error = "cancelled", "cancelled"
         raise
     except DeadKernelError:
         # nbclient turns a cancelled cell into DeadKernelError: tell Ctrl-C from a real death.
-        status, error = ("cancelled", "cancelled") if stopping() else ("error", "the kernel died")
+        run.status, error = (
+            ("cancelled", "cancelled") if stopping() else ("error", "the kernel died"))
     except (BackendAIError, RuntimeError, TimeoutError, OSError) as e:
         error = " ".join(str(e).split())[:200] or type(e).__name__
     finally:
         limits.pass_turn(case.index)  # also when this case never got that far
         # Shielded: a second Ctrl-C must not leave the session or the kernel behind.
         await asyncio.shield(_finish(km, nbc, client, name,
-                                     session=started is not None and not destroyed))
-        if started is None and status == "cancelled":
+                                     session=run.started is not None and not run.destroyed))
+        if run.started is None and run.status == "cancelled":
             result = CaseResult(case=case, status="cancelled", error="not started")
         else:
-            result = _result(spec, case, nb, out, status, error, started, ended, log, name)
-            result = dataclasses.replace(result, gpu=gpu)
+            result = _result(spec, case, nb, out, run.status, error, run.started, run.ended, log,
+                             name)
+            result = dataclasses.replace(result, gpu=run.gpu)
         done(result)
-        if started is not None:
+        if run.started is not None:
             progress.case_done(result)
+
+
+@dataclasses.dataclass
+class _CaseRun:
+    """How far one case got, written by :func:`run_case`'s helpers and read by its ``finally``
+    (which must end what was started and report the case whatever stopped it)."""
+
+    started: float | None = None  # the case got its slot: its session is requested now
+    destroyed: bool = False  # its session was ended already (``ended``: when)
+    ended: float | None = None
+    gpu: str = ""  # the accelerator slots its session held
+    status: str = "error"  # "ok" once every cell ran; the handlers set the others
+
+
+async def _start_kernel(
+    spec: JobSpec, case: Case, client: Client, state_dir: str, km: AsyncKernelManager,
+    nbc: NotebookClient, log: Path,
+) -> None:
+    """Start the case's proxy kernel and wait until it answers."""
+    # The kernel's own chatter (ipykernel warnings, session progress) goes to a log
+    # that is shown when the case fails for a reason other than a cell.
+    with open(log, "ab") as log_file:
+        await km.start_kernel(
+            env=kernel_environ(spec, case, state_dir, client.config),
+            stdout=log_file, stderr=log_file,
+            cwd=str(spec.notebook.path.parent.resolve()),
+        )
+    kc = km.client()
+    kc.start_channels()
+    nbc.km, nbc.kc = km, kc
+    await kc.wait_for_ready(timeout=_KERNEL_START_TIMEOUT)
+
+
+async def _run_cells(
+    spec: JobSpec, case: Case, client: Client, progress: Progress, nb: nbformat.NotebookNode,
+    nbc: NotebookClient, code: list[int], run: _CaseRun, stopping: Callable[[], bool],
+) -> None:
+    """Execute the code cells (the first one starts the session), telling ``progress`` why the
+    session waits meanwhile; then, unless stopping, note its GPUs and end the session."""
+    name = spec.session_name(case)
+    waiting = asyncio.ensure_future(
+        report_wait(client, name, spec.case_resources(case), case, progress))
+    try:
+        # The first cell starts the session (the kernel's default, first-cell).
+        for n, index in enumerate(code):
+            await nbc.async_execute_cell(nb.cells[index], index, execution_count=n + 1)
+            progress.cell_done(case, n + 1)
+            waiting.cancel()
+        run.status = "ok"
+    finally:
+        waiting.cancel()
+        if not stopping():
+            run.gpu = await gpu_allocation(client, name)
+            # The kernel is idle (done, failed or dead): end the session before
+            # giving the slot to the next case; the kernel goes after.
+            await asyncio.shield(destroy_quietly(client, name))
+            run.destroyed, run.ended = True, time.time()
 
 
 def _result(
