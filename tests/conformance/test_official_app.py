@@ -190,7 +190,7 @@ def test_official_app_sshd(
     try:
         _wait_port(port, proc, out)
         result = subprocess.run(
-            ["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            ["ssh", "-l", "work", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
              "-o", "BatchMode=yes", "-i", str(key), "-p", str(port), "127.0.0.1",
              "echo ssh-$((6*7))"],
             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
