@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from backendai_jupyter.client import Client, Finished, Output, WaitingInput
+from backendai_jupyter.server.agent.runs import Run
+from backendai_jupyter.server.manager.execute import FORWARD_CHUNK, next_result
 
 TRANSPORTS = ["rest", "websocket"]
 
@@ -162,3 +164,20 @@ async def test_runs_queued_behind_one_run_take_turns(client: Client, session: st
     results = await asyncio.wait_for(asyncio.gather(first, *waiting), 60)
     assert [_stdout(items) for items, _ in results[1:]] == [f"queued {i}\n" for i in range(3)]
     assert all(code == 0 for _, code in results)
+
+
+async def test_large_output_is_forwarded_in_bounded_pieces() -> None:
+    # Four 600 kB records, then the end: the answers go out as soon as they hold a piece of
+    # FORWARD_CHUNK, not after the flush timeout, and never hold the whole output.
+    run = Run("r1")
+    record = "y" * 600_000
+    for _ in range(4):
+        run.records.put_nowait(("stdout", record))
+    run.records.put_nowait(("finished", {"exitCode": 0}))
+    start = time.monotonic()
+    answers = [await next_result(run, 30.0) for _ in range(3)]
+    assert time.monotonic() - start < 5
+    assert [a["status"] for a in answers] == ["continued", "continued", "finished"]
+    texts = [a["console"] for a in answers]
+    assert texts[0] == [["stdout", record * 2]] and texts[1] == [["stdout", record * 2]]
+    assert texts[2] == [] and all(len(t[0][1]) < 2 * FORWARD_CHUNK for t in texts[:2])
