@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from ..agent.runs import Record, Run
+from ..agent.runs import RECORD_PIECE, Record, Run
 from .auth import ACCESS_KEY
 from .errors import Problem, decode_json, invalid_api_params, json_body
 from .state import REGISTRY, ComputeSession
@@ -35,7 +35,7 @@ RUN_WAIT = 30.0
 #: An answer goes out early once its console text reaches this many characters: a run printing
 #: fast is forwarded in bounded pieces as it goes (the client decodes one piece while the next
 #: arrives), and no answer holds more than about this much of a large output.
-FORWARD_CHUNK = 1 << 20
+FORWARD_CHUNK = RECORD_PIECE
 _TERMINAL = {"finished", "clean-finished", "build-finished"}
 
 
