@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kernel": ("backendai_jupyter.kernel.install", "install, list or remove kernelspecs"),
     "run": ("backendai_jupyter.jobs.cli_run", "run a notebook or a parameter sweep of it"),
     "jobs": ("backendai_jupyter.jobs.cli_jobs", "list, wait for, fetch or cancel detached jobs"),
+    "doctor": ("backendai_jupyter.doctor", "check what a first cell needs, with a fix for each"),
 }
 
 

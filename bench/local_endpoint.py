@@ -7,6 +7,9 @@ measured in the same run, on the same machine (issue #3 item 8).
 (b) execute overhead: ``pass`` round trips through our client over the websocket and over REST,
     against a direct ``BlockingKernelClient.execute_interactive`` to an ipykernel started the same
     way (a direct async client, the server's own code path, is listed too).
+(d) a session's network (``bench/sandbox_layers.py``): a service on the session's loopback
+    read through the app proxy, and a cell reading from the host's address through slirp4netns,
+    each next to the host doing the same.
 (c) a ``--size-mib`` (1024) tus upload with ``client.folders.upload`` against ``cp`` of the same
     file (throughput ratio), and the server process's memory growth (``VmRSS``/``VmHWM`` from
     ``/proc/<pid>/status``; a fresh server, so its peak is the upload's).
@@ -42,6 +45,9 @@ from jupyter_client.manager import AsyncKernelManager, KernelManager
 
 from backendai_jupyter.client import Client, ClientConfig, Finished, parse_endpoints
 from backendai_jupyter.client.execution import Transport
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sandbox_layers import bench_network, bench_sandbox_start  # noqa: E402
 
 IMAGE = "cr.backend.ai/stable/python:3.13-ubuntu24.04"
 KERNEL_ARGV = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
@@ -90,14 +96,16 @@ class Server:
                 self.proc.wait()
 
 
-def start_server(base: Path, *capacity: str, sandbox: str = "auto") -> Server:
+def start_server(base: Path, *capacity: str, sandbox: str = "auto", without: str = "") -> Server:
+    """``without``: sandbox layers left out (``user,network``: what they cost)."""
     base.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "backendai_jupyter", "serve", "--host", "127.0.0.1",
            "--port", "0", "--data-dir", str(base / "data"), "--sandbox", sandbox]
     for c in capacity:
         cmd += ["--capacity", c]
+    env = dict(os.environ, BACKENDAI_JUPYTER_SANDBOX_WITHOUT=without)
     with (base / "serve.out").open("wb") as out, (base / "serve.err").open("wb") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 60
     while "# Backend.AI local endpoint" not in (text := (base / "serve.out").read_text()):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -199,27 +207,6 @@ async def bench_sessions(server: Server, n: int, tmp: Path) -> dict[str, float]:
         "ref_ready_median": statistics.median(r for r, _, _, _ in direct),
         "ref_total": ref_total,
     }
-
-
-async def bench_sandbox_start(n: int, tmp: Path) -> list[float]:
-    """Seconds until each of ``n`` concurrently started session sandboxes (bwrap) is ready:
-    the part of a sandboxed session start that an unsandboxed one does not have."""
-    from backendai_jupyter.server.agent.sandbox import SessionSandbox
-
-    async def one(i: int) -> tuple[SessionSandbox, float]:
-        work, runtime = tmp / f"s{i}", tmp / f"s{i}.runtime"
-        work.mkdir(parents=True)
-        runtime.mkdir()
-        sb = SessionSandbox.for_session(workdir=work, runtime_dirs=[runtime], data_dir=tmp,
-                                        mounts=[])
-        t0 = time.perf_counter()
-        await sb.start(tmp / f"s{i}.log")
-        return sb, time.perf_counter() - t0
-
-    started = await asyncio.gather(*(one(i) for i in range(n)))
-    for sb, _ in started:
-        await sb.stop()
-    return [t for _, t in started]
 
 
 # -- (b) execute overhead -----------------------------------------------------------------------
@@ -383,6 +370,29 @@ def _row(measure: str, ours: str, ref: str, ratio: str, target: str, ok: bool | 
     return f"{measure:<44} | {ours:>10} | {ref:>10} | {ratio:>7} | {target}{mark}"
 
 
+async def _compare_layers(base: Path, capacity: tuple[str, ...], n: int,
+                          a: dict[str, float]) -> list[str]:
+    """(a) again without the user and network namespaces, and without any sandbox."""
+    rows: list[str] = []
+    for label, sandbox, without in (("without user+network namespaces", "auto", "user,network"),
+                                    ("without any sandbox", "none", "")):
+        other = start_server(base / f"srv-{sandbox}-{len(rows)}", *capacity, sandbox=sandbox,
+                             without=without)
+        try:
+            p = await bench_sessions(other, n, base / f"direct-{len(rows)}")
+        finally:
+            other.stop()
+        rows.append(_row(
+            f"(a) {n} concurrent median: all layers vs {label} s",
+            f"{a['ready_median']:.2f}", f"{p['ready_median']:.2f}",
+            f"{a['ready_median'] / p['ready_median']:.2f}", "", None))
+    starts = await bench_sandbox_start(n, base / "sandboxes")
+    rows.append(_row(
+        f"(a) {n} concurrent sandbox starts (bwrap+slirp): median/max ms",
+        f"{statistics.median(starts) * 1000:.0f}/{max(starts) * 1000:.0f}", "", "", "", None))
+    return rows
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=16)
@@ -390,17 +400,18 @@ async def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=1, help="upload/cp repetitions (best)")
     parser.add_argument("--tmp", type=Path, default=Path("/tmp"))
-    parser.add_argument("--only", choices=["a", "b", "c"], action="append")
+    parser.add_argument("--only", choices=["a", "b", "c", "d"], action="append")
+    parser.add_argument("--net-mib", type=int, default=512, help="(d) MiB per transfer")
     parser.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto",
                         help="serve --sandbox for (a)/(b); (a) is repeated with none to compare")
     args = parser.parse_args()
-    only = set(args.only or "abc")
+    only = set(args.only or "abcd")
     base = Path(tempfile.mkdtemp(prefix="bjup-bench-", dir=args.tmp))
     rows = [_row("measure", "ours", "reference", "ratio", "target", None), "-" * 100]
     print(f"# {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, data in {base}",
           flush=True)
     try:
-        if only & {"a", "b"}:
+        if only & {"a", "b", "d"}:
             capacity = (f"cpu={max(args.sessions, 2)}", f"mem={2 * max(args.sessions, 2)}g")
             server = start_server(base / "srv-ab", *capacity, sandbox=args.sandbox)
             err = (base / "srv-ab" / "serve.err").read_text()
@@ -428,24 +439,19 @@ async def main() -> None:
                     rows.append(_row(
                         f"(a) {n} concurrent: total (all cells done) s", f"{a['total']:.2f}",
                         f"{a['ref_total']:.2f}", f"{a['total'] / a['ref_total']:.2f}", "", None))
-                    if sandboxed:  # the same without the sandbox: what isolation costs
-                        plain = start_server(base / "srv-plain", *capacity, sandbox="none")
-                        try:
-                            p = await bench_sessions(plain, n, base / "direct-plain")
-                        finally:
-                            plain.stop()
-                        rows.append(_row(
-                            f"(a) {n} concurrent median: sandbox on vs off s",
-                            f"{a['ready_median']:.2f}", f"{p['ready_median']:.2f}",
-                            f"{a['ready_median'] / p['ready_median']:.2f}", "", None))
-                        rows.append(_row(
-                            "(a) 1 session alone: sandbox on vs off s", f"{a['solo']:.2f}",
-                            f"{p['solo']:.2f}", f"{a['solo'] / p['solo']:.2f}", "", None))
-                        starts = await bench_sandbox_start(n, base / "sandboxes")
-                        rows.append(_row(
-                            f"(a) {n} concurrent bwrap starts: median/max ms",
-                            f"{statistics.median(starts) * 1000:.0f}/{max(starts) * 1000:.0f}",
-                            "", "", "", None))
+                    if sandboxed:  # the same with fewer layers: what isolation costs
+                        rows += await _compare_layers(base, capacity, n, a)
+                if "d" in only:
+                    async with server.client() as client:
+                        d = await bench_network(client, args.net_mib)
+                    for label, mine, host in (("service -> host via the app proxy", "proxy",
+                                               "host_loopback"),
+                                              ("cell <- host address via slirp4netns", "out",
+                                               "host_out")):
+                        if mine in d and host in d:
+                            rows.append(_row(f"(d) {label}: MiB/s", f"{d[mine]:.0f}",
+                                             f"{d[host]:.0f}", f"{d[mine] / d[host]:.2f}", "",
+                                             None))
                 if "b" in only:
                     b = await bench_execute(server, args.repeat, base / "direct-b")
                     ref = statistics.median(b["blocking"]) * 1000

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything and run the whole test suite: the fast tier (pure functions, the embedded local
 # endpoint, the kernel and magics on it), then the real-cluster tier against a Backend.AI 26.9.6
-# started from ../shared/backendai-cluster (stopped again even when tests fail).
+# and then a 24.03 LTS (24.3.11), each started from ../shared/backendai-cluster (and stopped again
+# even when tests fail). SKIP_CLUSTER_24=1 leaves out the 24.03 pass.
 #
 #   bash scripts/test.sh                 # everything
 #   SKIP_CLUSTER=1 SKIP_E2E=1 bash scripts/test.sh  # fast tier only
@@ -24,6 +25,12 @@ if { ! command -v bwrap || ! command -v slirp4netns || ! command -v mkfs.ext4; }
   { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
     --no-install-recommends bubblewrap slirp4netns e2fsprogs; } >/dev/null 2>&1 \
     || echo "note: bubblewrap/slirp4netns not installed; sandbox tests will skip"
+fi
+# slirp4netns gives each session its own network (its tests skip without it); mkfs.ext4
+# (e2fsprogs) the /home/work quota when root.
+if ! command -v slirp4netns >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    --no-install-recommends slirp4netns e2fsprogs; } >/dev/null 2>&1 || echo "note: slirp4netns not installed; session network tests will skip"
 fi
 
 if [ ! -x .venv/bin/python ]; then
@@ -60,14 +67,41 @@ if [ "${BAI_FRESH_CLUSTER:-0}" = 1 ]; then
   # and count against the per-keypair session limit: start from a clean slate.
   "$CLUSTER_DIR/cluster.sh" down --purge || true
 fi
-"$CLUSTER_DIR/cluster.sh" up
+# Two mock CUDA devices (fractional cuda.shares): GPU requests go through the real scheduler.
+BAI_MOCK_GPUS=2 "$CLUSTER_DIR/cluster.sh" up
 trap '"$CLUSTER_DIR/cluster.sh" down || true' EXIT
-BAI_REQUIRE_CLUSTER=1 .venv/bin/pytest -m cluster tests || cluster_rc=$?
+BAI_CLUSTER_ENV=/tmp/backendai-cluster/user.env BAI_REQUIRE_CLUSTER=1 .venv/bin/pytest -m cluster \
+  tests || cluster_rc=$?  # this pass: 26.9.6 only (the 24.03 pass follows)
 [ "$cluster_rc" = 5 ] && cluster_rc=0
 # Last, because stopping the agent ends every session on the cluster.
 echo "== real-cluster tier: agent stop mid-cell"
 BAI_FAULT_AGENT=1 BAI_REQUIRE_CLUSTER=1 .venv/bin/pytest -m cluster \
   tests/integration/test_cluster_faults.py -k agent_stop || cluster_rc=1
+# The same GPU tests with whole cuda.device slots (the mode is fixed at `up`: down, then up).
+echo "== real-cluster tier: GPUs in device mode"
+"$CLUSTER_DIR/cluster.sh" down || true
+BAI_MOCK_GPUS=2 BAI_MOCK_GPU_MODE=device "$CLUSTER_DIR/cluster.sh" up
+BAI_CLUSTER_ENV=/tmp/backendai-cluster/user.env BAI_REQUIRE_CLUSTER=1 .venv/bin/pytest -m cluster \
+  tests/integration/test_cluster_gpu.py tests/kernel/test_cluster_gpu.py || cluster_rc=1
+
+# The same tests against Backend.AI 24.03 LTS, after the 26.9.6 cluster is stopped (one at a
+# time on this machine). BAI_VERSION selects the cluster for cluster.sh (the fault tests restart
+# its components) and BAI_CLUSTER_ENV its user.env for the tests.
+if [ "${SKIP_CLUSTER_24:-0}" != 1 ]; then
+  echo "== real-cluster tier: Backend.AI 24.03 LTS (24.3.11)"
+  "$CLUSTER_DIR/cluster.sh" down || true
+  unset BAI_MOCK_GPUS  # 26.9.6 only (cluster.sh refuses it for 24.3.11)
+  export BAI_VERSION=24.3.11 BAI_CLUSTER_ENV=${BAI_BASE_24:-/tmp/backendai-cluster-24.3}/user.env
+  [ "${BAI_FRESH_CLUSTER:-0}" = 1 ] && { "$CLUSTER_DIR/cluster.sh" down --purge || true; }
+  trap 'BAI_VERSION=24.3.11 "$CLUSTER_DIR/cluster.sh" down || true' EXIT
+  "$CLUSTER_DIR/cluster.sh" up
+  c24_rc=0
+  BAI_REQUIRE_CLUSTER=1 .venv/bin/pytest -m cluster tests || c24_rc=$?
+  [ "$c24_rc" != 0 ] && [ "$c24_rc" != 5 ] && cluster_rc=1
+  BAI_FAULT_AGENT=1 BAI_REQUIRE_CLUSTER=1 .venv/bin/pytest -m cluster \
+    tests/integration/test_cluster_faults.py -k agent_stop || cluster_rc=1
+  unset BAI_VERSION BAI_CLUSTER_ENV
+fi
 if [ "$rc" != 0 ] || [ "$cluster_rc" != 0 ]; then
   echo "FAILED: fast tier rc=$rc, cluster tier rc=$cluster_rc"
   exit 1

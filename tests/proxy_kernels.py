@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 SHARE = str(Path(__file__).resolve().parents[1] / "share" / "jupyter")
-CLUSTER_ENV = Path("/tmp/backendai-cluster/user.env")
+# Which cluster: BAI_CLUSTER_ENV names its user.env (scripts/test.sh sets it per server version).
+CLUSTER_ENV = Path(os.environ.get("BAI_CLUSTER_ENV", "/tmp/backendai-cluster/user.env"))
 
 os.environ["JUPYTER_PATH"] = os.pathsep.join(
     p for p in (SHARE, os.environ.get("JUPYTER_PATH", "")) if p

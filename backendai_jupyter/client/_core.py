@@ -7,14 +7,25 @@ package has no import cycle, type-only imports included.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Coroutine, Sequence
 from typing import Any, Protocol
 
 from ._config import ClientConfig
 from ._http import HTTPTransport, WebSocket
+from ._models import SessionRecord
 from ._versioning import Features
 
-__all__ = ["ClientCore", "ExecutionClient", "FolderIndex", "RunSessions", "WarmSocketPool"]
+__all__ = [
+    "CapacitySource",
+    "ClientCore",
+    "ExecutionClient",
+    "FolderIndex",
+    "QueueSessions",
+    "RunSessions",
+    "SchedulingClient",
+    "WarmSocketPool",
+]
 
 
 class ClientCore(Protocol):
@@ -70,6 +81,40 @@ class ExecutionClient(ClientCore, Protocol):
 
     @property
     def sessions(self) -> RunSessions: ...
+
+
+class CapacitySource(Protocol):
+    """What the GPU pre-check asks of ``client.resources`` (:mod:`.scheduling`)."""
+
+    async def resource_slots(self) -> dict[str, str]: ...
+
+    async def check_presets(
+        self, scaling_group: str | None = None, group: str | None = None
+    ) -> dict[str, Any]: ...
+
+
+class QueueSessions(RunSessions, Protocol):
+    """What watching a queued session asks of ``client.sessions`` (:mod:`.scheduling`)."""
+
+    async def info(self, session: str) -> SessionRecord: ...
+
+    async def list(
+        self, *, status: str | Sequence[str] | None = None, fields: Sequence[str] = ...
+    ) -> builtins.list[SessionRecord]: ...
+
+    async def destroy(
+        self, session: str, *, forced: bool = False, recursive: bool = False
+    ) -> dict[str, Any]: ...
+
+
+class SchedulingClient(ExecutionClient, Protocol):
+    """The client as session creation sees it: a run's view plus the capacity questions."""
+
+    @property
+    def resources(self) -> CapacitySource: ...
+
+    @property
+    def sessions(self) -> QueueSessions: ...
 
 
 class FolderIndex(Protocol):

@@ -5,6 +5,7 @@
     BackendAIError                      everything this package raises on purpose
     ├── ConfigError                     bad configuration or bad user input (flags, URLs, keys)
     │   ├── ParseError                  a malformed resource flag, range expression, ...
+    │   ├── ResourceRefused             a resource request the cluster can never give
     │   └── LocalEndpointError          the embedded local endpoint (the fallback) did not start
     ├── APIError                        the server answered with a non-2xx status
     │   ├── BadRequestError             400 (validation, clock skew, malformed auth header)
@@ -48,6 +49,7 @@ __all__ = [
     "RemoteError",
     "RequestTimeout",
     "LocalEndpointError",
+    "ResourceRefused",
     "ServerError",
     "SessionError",
     "SessionGone",
@@ -65,6 +67,19 @@ class ConfigError(BackendAIError):
 
 class ParseError(ConfigError, ValueError):
     """A malformed flag or expression (resource flag, range expression, ...)."""
+
+
+class ResourceRefused(ConfigError):
+    """A request larger than any agent, above a limit, or for a slot the cluster lacks: the
+    session would wait forever (and block the queue behind it), so it is not created."""
+
+    def __init__(
+        self, message: str, *, slot: str, asked: Any = None, possible: Any = None
+    ) -> None:
+        super().__init__(message)
+        self.slot = slot
+        self.asked = asked
+        self.possible = possible
 
 
 class LocalEndpointError(ConfigError):

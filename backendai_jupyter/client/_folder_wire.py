@@ -23,6 +23,8 @@ __all__ = ["normalize_file_entry", "normalize_listing"]
 
 # v8.20240315: ID-based folder lookup (``/folders/_/id``) and the trash bin.
 _V_TRASH = SINCE["folder_trash_bin"]
+# v8.20240915: a folder's UUID in ``/folders/{x}/...`` paths (24.03 takes the name only).
+_V_ID_PATHS = SINCE["folder_id_paths"]
 # v6.20220315 (22.03): hyphenated file routes, ``cloneable``, mkdir ``parents``/``exist_ok``.
 _V_2203 = SINCE["folder_routes_2203"]
 

@@ -84,6 +84,9 @@ SINCE: dict[str, ApiVersion] = {
     "folder_routes_2203": (6, "20220315"),
     # 24.03: folder trash bin and ID-based folder lookup.
     "folder_trash_bin": (8, "20240315"),
+    # 24.09: folders addressed by UUID in /folders/{x}/... paths (24.03 resolves names only:
+    # an id there answers 404 "No such virtual folder").
+    "folder_id_paths": (8, "20240915"),
     # 24.09: POST session download, batch timeout and priority.
     "session_download_post": (8, "20240915"),
     "batch_timeout_and_priority": (8, "20240915"),
@@ -91,6 +94,9 @@ SINCE: dict[str, ApiVersion] = {
     "events_26": (9, "20250722"),
     "statuses_26": (9, "20250722"),
 }
+
+#: API versions whose kernel runner never answers completion requests (VERSIONS.md item 4).
+COMPLETION_NEVER_ANSWERS: frozenset[ApiVersion] = frozenset({(8, "20240315")})
 
 #: Which manager release answered each API version (the local endpoint's ``GET /``).
 MANAGER_RELEASES: dict[ApiVersion, str] = {
@@ -169,6 +175,12 @@ class Features:
     @property
     def session_rename(self) -> bool:
         return self.has("session_rename")
+
+    @property
+    def completion_route(self) -> bool:
+        """Whether ``POST /session/{x}/complete`` answers: 24.03's runner never replies to a
+        completion request, and its manager answers 500 after a 10 s agent timeout."""
+        return self.version not in COMPLETION_NEVER_ANSWERS
 
     @property
     def manager_release(self) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from .shape import IMAGE_VAR
 
-__all__ = ["DEFAULT_IMAGE", "default_image"]
+__all__ = ["DEFAULT_IMAGE", "default_image", "named_image"]
 
 #: The image sessions use when none is named: the stock Backend.AI Python image. The local
 #: endpoint runs any image name with this machine's Python.
@@ -22,3 +22,9 @@ def default_image(env: Mapping[str, str] | None = None) -> str:
     """``$BACKEND_IMAGE``, else :data:`DEFAULT_IMAGE`."""
     value = (os.environ if env is None else env).get(IMAGE_VAR, "").strip()
     return value or DEFAULT_IMAGE
+
+
+def named_image(env: Mapping[str, str] | None = None) -> str:
+    """``$BACKEND_IMAGE``, else ``""``: let the server's image list decide
+    (:func:`backendai_jupyter.client.images.pick_image`)."""
+    return (os.environ if env is None else env).get(IMAGE_VAR, "").strip()

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ProtocolError
 from ._fileio import WRITE_BATCH
-from ._folder_wire import _V_2203, _V_TRASH, _is_uuid, normalize_file_entry, normalize_listing
+from ._folder_wire import (
+    _V_2203,
+    _V_ID_PATHS,
+    _V_TRASH,
+    _is_uuid,
+    normalize_file_entry,
+    normalize_listing,
+)
 from ._models import FolderInfo
 from .transfers import DEFAULT_CHUNK_SIZE, Progress, Transfers
 
@@ -47,11 +54,18 @@ class Folders:
         return self._client.features.version >= version
 
     async def _key(self, name: str) -> str:
-        """The path segment for a folder: its UUID on v8+ (as the 26.x SDK), else the name."""
+        """The path segment for a folder: its UUID from 24.09 on (as the 26.x SDK), else the
+        name (24.03 and older resolve ``/folders/{x}`` by name only)."""
         await self._client.connect()
-        if not self._at_least(_V_TRASH) or _is_uuid(name):
+        if self._at_least(_V_ID_PATHS):
+            return name if _is_uuid(name) else await self.get_id(name)
+        if not _is_uuid(name):
             return name
-        return await self.get_id(name)
+        wanted = name.replace("-", "").lower()
+        for folder in await self.list():
+            if folder.id.replace("-", "").lower() == wanted:
+                return folder.name
+        return name  # the server's 404 then names it
 
     async def get_id(self, name: str) -> str:
         """The folder's UUID (v8+ managers: ``GET /folders/_/id``; older: from the info call)."""

@@ -9,11 +9,11 @@ import io
 import json
 import secrets
 import tarfile
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import lifecycle
+from . import lifecycle, scheduling
 from ._exceptions import (
     BackendAIError,
     BadRequestError,
@@ -29,14 +29,13 @@ from .execution import Execution, Mode, Transport, WarmSockets
 from .lifecycle import DEAD_STATUSES, LIVE_STATUSES, has_ended
 
 if TYPE_CHECKING:
-    from ._core import ExecutionClient
+    from ._core import SchedulingClient
 
 __all__ = ["DEAD_STATUSES", "LIVE_STATUSES", "Sessions", "new_session_name"]
 
 
 DEFAULT_LIST_FIELDS = (
-    "name",
-    "id",
+    "name", "id",
     "image",
     "type",
     "status",
@@ -56,7 +55,7 @@ def new_session_name() -> str:
 class Sessions:
     """``client.sessions``: everything under ``/session``."""
 
-    def __init__(self, client: ExecutionClient) -> None:
+    def __init__(self, client: SchedulingClient) -> None:
         self._client = client
         self.warm_sockets = WarmSockets(client)
         self._drains: dict[str, asyncio.Task[None]] = {}
@@ -207,12 +206,13 @@ class Sessions:
         starts_at: str | None = None, dependencies: Sequence[str] | None = None,
         callback_url: str | None = None, architecture: str | None = None,
         batch_timeout: int | None = None, priority: int | None = None,
+        precheck: bool = True, on_wait: Callable[[str], None] | None = None,
     ) -> SessionInfo:
         """Get or create a compute session (``POST /session``).
 
         Blocks until the session runs unless ``enqueue_only``; ``max_wait`` (seconds, 0 = forever)
         bounds the wait, after which the answer's status is ``TIMEOUT`` and the session keeps
-        queueing.
+        queueing. ``precheck``, ``on_wait``: see :func:`.scheduling.post_session`.
         """
         await self._client.connect()
         if type == "batch" and not startup_command:
@@ -244,9 +244,8 @@ class Sessions:
         )
         # The request blocks server-side until the session starts (or max_wait passes).
         read_timeout = None if max_wait == 0 or enqueue_only else max_wait + 60.0
-        data = await self._client.http.json(
-            "POST", "/session", json=body, read_timeout=read_timeout
-        )
+        report = None if enqueue_only else on_wait
+        data = await scheduling.post_session(self._client, body, read_timeout, precheck, report)
         if not isinstance(data, dict):
             raise ProtocolError(f"create session: unexpected answer {str(data)[:80]!r}")
         return SessionInfo.from_create(data, name)
@@ -308,8 +307,9 @@ class Sessions:
     async def complete(
         self, session: str, code: str, *, row: int = 0, col: int = 0, line: str = "", post: str = ""
     ) -> list[str]:
-        """Server-side completion. Stock runners return nothing (protocol.md §3.3)."""
-        await self._client.connect()
+        """Server-side completion: stock runners return nothing (protocol.md §3.3)."""
+        if not (await self._client.connect()).features.completion_route:
+            return []  # the same empty answer, without 24.03's 10 s wait for a 500
         body = {"code": code, "options": {"row": row, "col": col, "line": line, "post": post}}
         data = await self._client.http.json("POST", f"/session/{session}/complete", json=body)
         result = data.get("result", {}) if isinstance(data, dict) else {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -28,6 +29,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
 from ..client import BackendAIError, Client, ClientConfig
+from ..client.capacity import describe_slots, largest, parse_slot_map, request_amounts
+from ..client.scheduling import default_parallel, pending_reason
 from .notebook import first_failure, prepare
 from .params import Case
 from .record import read_records
@@ -37,6 +40,8 @@ from .spec import KERNEL_NAME, JobSpec
 __all__ = ["NullProgress", "Progress", "run_attached"]
 
 _KERNEL_START_TIMEOUT = 120.0
+DEFAULT_PARALLEL = 2  # --max-parallel when the cases ask for no GPU
+WAIT_POLL = 3.0  # seconds between looks at a case's queued session
 
 
 class Progress(Protocol):
@@ -48,6 +53,9 @@ class Progress(Protocol):
 
     def case_done(self, result: CaseResult) -> None: ...
 
+    def case_waiting(self, case: Case, why: str) -> None:
+        """Why the case's session waits to be scheduled (``""``: it no longer waits)."""
+
 
 class NullProgress:
     def case_started(self, case: Case, cells: int) -> None:
@@ -57,6 +65,9 @@ class NullProgress:
         pass
 
     def case_done(self, result: CaseResult) -> None:
+        pass
+
+    def case_waiting(self, case: Case, why: str) -> None:
         pass
 
 
@@ -84,6 +95,9 @@ def kernel_environ(
     env = dict(os.environ)
     if config is not None:
         env.update(connection_environ(config))
+    # No image named: the kernel picks the cluster's newest Python image (client.images).
+    if spec.image:
+        env["BACKEND_IMAGE"] = spec.image
     env.update(
         BACKEND_SESSION_NAME=spec.session_name(case),
         # At the first cell: a kernel started ahead of its turn holds no session.
@@ -91,7 +105,7 @@ def kernel_environ(
         BACKENDAI_JUPYTER_STATE_DIR=state_dir,
     )
     # -m folders are added to the ones the user mounts everywhere (-m wins for a name)
-    return spec.shape.to_env(env)
+    return spec.case_shape(case).to_env(env)
 
 
 async def destroy_quietly(client: Client, name: str) -> None:
@@ -158,7 +172,7 @@ async def run_case(
         resources={"metadata": {"path": str(spec.notebook.path.parent.resolve())}},
     )
     started: float | None = None  # the case got its slot: its session is requested now
-    destroyed, ended = False, None
+    destroyed, ended, gpu = False, None, ""
     status, error = "error", None
     log = Path(state_dir) / f"{case.label}.log"
     try:
@@ -178,15 +192,20 @@ async def run_case(
             async with limits.slot(case.index):
                 started = time.time()
                 progress.case_started(case, len(code))
+                waiting = asyncio.ensure_future(
+                    report_wait(client, name, spec.case_resources(case), case, progress))
                 try:
                     # The first cell starts the session (the kernel's default, first-cell).
                     for n, index in enumerate(code):
                         await nbc.async_execute_cell(nb.cells[index], index,
                                                      execution_count=n + 1)
                         progress.cell_done(case, n + 1)
+                        waiting.cancel()
                     status = "ok"
                 finally:
+                    waiting.cancel()
                     if not stopping():
+                        gpu = await gpu_allocation(client, name)
                         # The kernel is idle (done, failed or dead): end the session before
                         # giving the slot to the next case; the kernel goes after.
                         await asyncio.shield(destroy_quietly(client, name))
@@ -210,6 +229,7 @@ async def run_case(
             result = CaseResult(case=case, status="cancelled", error="not started")
         else:
             result = _result(spec, case, nb, out, status, error, started, ended, log, name)
+            result = dataclasses.replace(result, gpu=gpu)
         done(result)
         if started is not None:
             progress.case_done(result)
@@ -243,6 +263,34 @@ def _tail(log: Path) -> str:
     return lines[-1][:200] if lines else ""
 
 
+async def report_wait(
+    client: Client, name: str, resources: dict[str, str], case: Case, progress: Progress
+) -> None:
+    """While the case's session is PENDING, tell ``progress`` why, every few seconds (the
+    kernel refuses a request that can never run itself, before creating the session)."""
+    request = request_amounts(resources)
+    said = ""
+    while True:
+        await asyncio.sleep(WAIT_POLL)
+        try:
+            why = await pending_reason(client, name, request) or ""
+        except BackendAIError:
+            return  # refused: the kernel's first cell fails with the reason
+        if why != said:
+            progress.case_waiting(case, why)
+            said = why
+
+
+async def gpu_allocation(client: Client, name: str) -> str:
+    """The accelerator slots the case's session occupies (``"cuda.shares 0.5"``), or ``""``."""
+    try:
+        info = await client.sessions.info(name)
+    except BackendAIError:
+        return ""
+    slots = parse_slot_map(info.get("occupiedSlots") or info.get("occupied_slots"))
+    return describe_slots(slots, accelerators_only=True)
+
+
 async def _finish(
     km: AsyncKernelManager, nbc: NotebookClient, client: Client, name: str, *, session: bool
 ) -> None:
@@ -261,7 +309,10 @@ async def run_attached(
     progress = progress or NullProgress()
     stop = stop or asyncio.Event()
     results: dict[int, CaseResult] = {}
-    limits = Limits(spec.max_parallel, len(spec.cases))
+    parallel = spec.max_parallel or await default_parallel(
+        client, largest(spec.case_resources(c) for c in spec.cases), len(spec.cases),
+        fallback=DEFAULT_PARALLEL)
+    limits = Limits(parallel, len(spec.cases))
     # Prepared up front, so that the cases' tasks ask for their kernels in case order (the
     # semaphores are first come, first served, and slots go in case order: no deadlock).
     notebooks = await asyncio.to_thread(

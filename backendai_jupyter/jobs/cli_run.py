@@ -37,15 +37,19 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-r", "--resources", action="append", default=[], metavar="KEY=VAL",
                    help="resource slot per session, e.g. cpu=2, mem=4g, cuda.shares=0.5")
     p.add_argument("--image", help="session image (default: $BACKEND_IMAGE or the stock Python)")
+    p.add_argument("--resource-range", action="append", default=[], metavar="SLOT=EXPR",
+                   help="sweep a resource slot too, e.g. cuda.shares=case:0.5,1 (one session "
+                        "per value; the summary records what each case got)")
     p.add_argument("-m", "--mount", action="append", default=[], metavar="FOLDER[:PATH]",
                    help="mount a storage folder into each session (repeatable)")
     p.add_argument("-o", "--output", metavar="OUT",
                    help="output notebook (default NOTEBOOK-output.ipynb); for a sweep, the "
                         "directory for one notebook per case and summary.csv/json "
                         "(default NOTEBOOK-runs)")
-    p.add_argument("--max-parallel", type=int, default=2, metavar="N",
-                   help="sessions at the same time in a sweep (default 2; detached cases "
-                        "queue on the manager instead)")
+    p.add_argument("--max-parallel", type=int, default=None, metavar="N",
+                   help="sessions at the same time in a sweep (default: as many GPU cases as "
+                        "the free GPU capacity holds, else 2; detached cases queue on the "
+                        "manager instead)")
     p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
                    help="fail a cell that runs longer (default: no limit)")
     p.add_argument("--detach", action="store_true",
@@ -67,7 +71,8 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
     return build_spec(
         args.notebook, params=[tuple(p) for p in args.parameter],
         params_file=args.parameters_file, param_ranges=args.param_range,
-        resources=args.resources, image=args.image, mounts=args.mount, output=args.output,
+        resources=args.resources, resource_ranges=args.resource_range, image=args.image,
+        mounts=args.mount, output=args.output,
         max_parallel=args.max_parallel, cell_timeout=args.cell_timeout,
     )
 

@@ -29,6 +29,7 @@ from typing import Any
 import nbformat
 
 from ..client import APIError, Client, ClientError, ConfigError, QuotaError, ServerError
+from ..client.images import pick_image
 from ..client.sessions import LIVE_STATUSES
 from .attached import destroy_quietly
 from .notebook import prepare
@@ -82,12 +83,14 @@ async def submit(spec: JobSpec, client: Client, *, folder: str | None = None,
     with tempfile.TemporaryDirectory(prefix="bai-nbjob-") as tmp:
         await asyncio.to_thread(_stage, spec, Path(tmp))
         await client.folders.upload(folder, Path(tmp) / spec.job_id, spec.job_id)
+    # No image named: the cluster's newest Python image (client.images), as the kernel does.
+    image = spec.image or (await pick_image(client, spec.resources)).ref
     created: list[str] = []
     try:
         for case in spec.cases:
             name = spec.session_name(case)
             await client.sessions.create(
-                spec.image, name=name, type="batch", resources=dict(spec.resources),
+                image, name=name, type="batch", resources=spec.case_resources(case),
                 resource_opts=dict(spec.resource_opts) or None, mounts=[folder, *spec.mounts],
                 mount_map=dict(spec.mount_map) or None, enqueue_only=True, reuse_if_exists=False,
                 startup_command=startup_command(folder, spec.job_id, case.label),

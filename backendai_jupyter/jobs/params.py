@@ -10,11 +10,11 @@ import itertools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..client import ParseError
-from ..client.parsing import MAX_VALUES, parse_env_range
+from ..client.parsing import MAX_VALUES, parse_env_range, parse_resource_flags
 
 __all__ = [
     "Case",
@@ -79,6 +79,26 @@ def parse_param_ranges(items: Sequence[str]) -> dict[str, list[Any]]:
     return ranges
 
 
+def parse_resource_ranges(items: Sequence[str]) -> dict[str, list[str]]:
+    """``--resource-range SLOT=EXPR`` flags (``cuda.shares=case:0.5,1``) → ``{SLOT: [values]}``,
+    each value checked and normalised as ``-r`` does."""
+    ranges: dict[str, list[str]] = {}
+    for item in items:
+        slot, sep, expr = item.partition("=")
+        slot = slot.strip().lower()
+        if not sep or not slot:
+            raise ParseError(f"invalid --resource-range {item!r}: expected SLOT=EXPR, "
+                             "e.g. cuda.shares=case:0.5,1")
+        if slot in ranges:
+            raise ParseError(f"invalid --resource-range {item!r}: {slot} is given more than once")
+        _, values = parse_env_range(f"X={expr}")
+        specs = [parse_resource_flags([f"{slot}={v}"]) for v in values]
+        if any(spec.resource_opts for spec in specs):
+            raise ParseError(f"invalid --resource-range {item!r}: {slot} is not a resource slot")
+        ranges[slot] = [spec.resources[slot] for spec in specs]
+    return ranges
+
+
 @dataclass(frozen=True)
 class Case:
     """One run of the notebook: its index, the swept values and all parameters it gets."""
@@ -86,24 +106,36 @@ class Case:
     index: int
     swept: dict[str, Any]
     params: dict[str, Any]
+    #: resource slots this case asks for on top of the job's (``--resource-range``)
+    resources: dict[str, str] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         return case_label(self.index, self.swept)
 
 
-def expand_cases(params: Mapping[str, Any], ranges: Mapping[str, Sequence[Any]]) -> list[Case]:
+def expand_cases(
+    params: Mapping[str, Any],
+    ranges: Mapping[str, Sequence[Any]],
+    resource_ranges: Mapping[str, Sequence[str]] | None = None,
+) -> list[Case]:
     """The cartesian product of the ranges (last one fastest), each over the fixed ``params``.
 
+    ``resource_ranges`` (slot → values, ``--resource-range``) are swept too: they size each
+    case's session and are shown with the swept values, but are not notebook parameters.
     A name both fixed and swept is an error: which value should win is not obvious.
     """
-    both = sorted(set(params) & set(ranges))
+    both = sorted(set(params) & set(ranges)) or sorted(set(resource_ranges or {}) & set(ranges))
     if both:
         raise ParseError(f"parameter {both[0]} is given both with -p/-f and --param-range")
+    slots = dict(resource_ranges or {})
     cases = []
-    for index, combo in enumerate(itertools.product(*ranges.values())):
-        swept = dict(zip(ranges, combo, strict=True))
-        cases.append(Case(index=index, swept=swept, params={**params, **swept}))
+    product = itertools.product(*ranges.values(), *slots.values())
+    for index, combo in enumerate(product):
+        swept = dict(zip([*ranges, *slots], combo, strict=True))
+        sized = {k: str(swept[k]) for k in slots}
+        values = {k: v for k, v in swept.items() if k not in slots}
+        cases.append(Case(index=index, swept=swept, params={**params, **values}, resources=sized))
     return cases
 
 

@@ -48,6 +48,12 @@ class BarProgress:
         if bar is not None:
             bar.update(done - bar.n)
 
+    def case_waiting(self, case: Case, why: str) -> None:
+        """The case's session waits to be scheduled: the reason goes after its bar."""
+        bar = self._cells.get(case.index)
+        if bar is not None:
+            bar.set_postfix_str(why, refresh=True)
+
     def case_done(self, result: CaseResult) -> None:
         index = result.case.index
         bar = self._cells.pop(index, None)

@@ -30,6 +30,8 @@ class CaseResult:
     records: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     session: str | None = None
+    #: the accelerator slots the case's session got (``"cuda.shares 0.5"``; "" without)
+    gpu: str = ""
     #: epoch seconds: the case was submitted (its session requested) / finished
     submitted_at: float | None = None
     finished_at: float | None = None
@@ -52,17 +54,21 @@ def _fmt(value: Any) -> str:
 
 
 def summary_rows(results: Sequence[CaseResult]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Columns and rows: case, each swept parameter, status, duration, output, each record."""
+    """Columns and rows: case, each swept parameter, status, duration, the GPU it got (when a
+    case had one), output, each record."""
     swept = list(dict.fromkeys(k for r in results for k in r.case.swept))
     recorded = list(dict.fromkeys(k for r in results for k in r.records))
-    columns = ["case", *swept, "status", "duration_s", "output", *recorded, "error"]
+    gpu = ["gpu"] if any(r.gpu for r in results) else []
+    columns = ["case", *swept, "status", "duration_s", *gpu, "output", *recorded, "error"]
     rows = []
     for r in results:
         row: dict[str, Any] = {"case": r.case.label}
         row.update({k: r.case.swept.get(k) for k in swept})
         row.update(status=r.status,
-                   duration_s=None if r.duration is None else round(r.duration, 3),
-                   output=r.output)
+                   duration_s=None if r.duration is None else round(r.duration, 3))
+        if gpu:
+            row["gpu"] = r.gpu
+        row["output"] = r.output
         row.update({k: r.records.get(k) for k in recorded})
         row["error"] = r.error
         rows.append(row)
@@ -131,7 +137,7 @@ class JobResult:
                     "params": r.case.params, "status": r.status, "duration_s": r.duration,
                     "output": r.output, "records": r.records, "error": r.error,
                     "session": r.session, "submitted_at": r.submitted_at,
-                    "finished_at": r.finished_at,
+                    "finished_at": r.finished_at, "gpu": r.gpu,
                 }
                 for r in self.cases
             ],

@@ -17,10 +17,17 @@ from typing import Any
 import yaml
 
 from ..client import ConfigError, ParseError
-from ..client.defaults import default_image
+from ..client.defaults import named_image
+from ..client.parsing import MAX_VALUES
 from ..client.shape import RESOURCES_VAR, SessionShape
 from .notebook import Notebook, load_notebook
-from .params import Case, expand_cases, merge_params, parse_param_ranges
+from .params import (
+    Case,
+    expand_cases,
+    merge_params,
+    parse_param_ranges,
+    parse_resource_ranges,
+)
 
 __all__ = ["JobSpec", "build_spec", "new_job_id"]
 
@@ -45,7 +52,8 @@ class JobSpec:
     mounts: tuple[str, ...] = ()
     mount_map: Mapping[str, str] = field(default_factory=dict)
     output: Path | None = None
-    max_parallel: int = 1
+    max_parallel: int | None = 1
+    """``None``: as many as the free GPU capacity holds (GPU cases), else 2."""
     cell_timeout: float | None = None
     job_id: str = field(default_factory=new_job_id)
     warnings: tuple[str, ...] = ()
@@ -60,6 +68,17 @@ class JobSpec:
     def resources_text(self) -> str:
         """As the kernel settings spell them (``BACKEND_RESOURCES``): ``cpu=1,mem=1g``."""
         return self.shape.resources_text
+
+    def case_resources(self, case: Case) -> dict[str, str]:
+        """The job's slots with the case's own (``--resource-range``) on top."""
+        return {**self.resources, **case.resources}
+
+    def case_shape(self, case: Case) -> SessionShape:
+        """The case's session: the job's shape with the case's own slots on top."""
+        return replace(self.shape, resources=self.case_resources(case))
+
+    def case_resources_text(self, case: Case) -> str:
+        return self.case_shape(case).resources_text
 
     @property
     def mounts_text(self) -> str:
@@ -106,15 +125,16 @@ def build_spec(
     params_file: str | None = None,
     param_ranges: Sequence[str] = (),
     resources: Sequence[str] = (),
+    resource_ranges: Sequence[str] = (),
     image: str | None = None,
     mounts: Sequence[str] = (),
     output: str | Path | None = None,
-    max_parallel: int = 1,
+    max_parallel: int | None = 1,
     cell_timeout: float | None = None,
     extra_params: Mapping[str, Any] | None = None,
 ) -> JobSpec:
     """Validate everything that can be checked without a server; raise one-line errors."""
-    if max_parallel < 1:
+    if max_parallel is not None and max_parallel < 1:
         raise ParseError("--max-parallel must be at least 1")
     if cell_timeout is not None and cell_timeout <= 0:
         raise ParseError("--cell-timeout must be a positive number of seconds")
@@ -122,14 +142,17 @@ def build_spec(
     fixed = merge_params(_read_params_file(params_file) if params_file else None, params)
     fixed.update(extra_params or {})
     ranges = parse_param_ranges(param_ranges)
-    cases = expand_cases(fixed, ranges)
+    sized = parse_resource_ranges(resource_ranges)
+    cases = expand_cases(fixed, ranges, sized)
+    if len(cases) > MAX_VALUES:
+        raise ParseError(f"invalid range flags: {len(cases)} cases, more than {MAX_VALUES}")
     warnings = nb.check([*fixed, *ranges])
     shape = SessionShape.parse(resources=resources, mounts=mounts)
     if not resources:  # the kernel's default sizing ($BACKEND_RESOURCES), attached and detached
         sizing = SessionShape.from_env({RESOURCES_VAR: os.environ.get(RESOURCES_VAR, "")})
         shape = replace(shape, resources=sizing.resources, resource_opts=sizing.resource_opts)
     return JobSpec(
-        notebook=nb, cases=tuple(cases), image=image or default_image(),
+        notebook=nb, cases=tuple(cases), image=image or named_image(),  # empty: auto
         resources=dict(shape.resources), resource_opts=dict(shape.resource_opts),
         mounts=shape.mounts, mount_map=dict(shape.mount_map),
         output=Path(output) if output is not None else None, max_parallel=max_parallel,

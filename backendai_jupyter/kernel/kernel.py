@@ -54,8 +54,11 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
 
     @property
     def banner(self) -> str:
+        remote = self.workspace.session
+        image = remote.image or remote.settings.image or "auto (the cluster's newest Python image)"
         return (
             "Backend.AI Python (remote GPU): cells run in a Backend.AI compute session.\n"
+            f"Image: {image}.\n"
             "%backendai config set KEY=VALUE … before the first cell; %%local runs a cell here."
         )
 

@@ -33,6 +33,7 @@ from .results import CaseResult
 __all__ = [
     "CaseDone",
     "CaseStarted",
+    "CaseWaiting",
     "Emit",
     "EmitSink",
     "InputRequest",
@@ -80,7 +81,15 @@ class CaseDone:
     case: CaseResult
 
 
-Note = Status | Show | InputRequest | CaseStarted | CaseDone
+@dataclass(frozen=True)
+class CaseWaiting:
+    """A sweep case's session waits to be scheduled: why (see ``client.scheduling``)."""
+
+    index: int
+    why: str
+
+
+Note = Status | Show | InputRequest | CaseStarted | CaseDone | CaseWaiting
 Emit = Callable[[Note], None]
 
 

@@ -118,6 +118,8 @@ class RunResult:
     error: dict[str, Any] | None = field(default=None, repr=False)
     """The remote exception as Jupyter's ``error`` content (ename, evalue, traceback), when the
     rich channel reported one."""
+    gpu: str = ""
+    """The accelerator slots the session occupied (``"cuda.shares 0.5"``; "" without)."""
 
     @property
     def ok(self) -> bool:
@@ -133,10 +135,11 @@ class RunResult:
         )
 
     def _repr_html_(self) -> str:
+        gpu = ("gpu",) if self.gpu else ()
         return Table(
-            ("session", "id", "exit code", "duration (s)", "status"),
+            ("session", "id", "exit code", "duration (s)", "status", *gpu),
             ((self.session_name, self.session_id, self.exit_code, f"{self.duration:.2f}",
-              self.status),),
+              self.status, *((self.gpu,) if self.gpu else ())),),
         )._repr_html_()
 
 
@@ -189,14 +192,17 @@ class SweepResult:
             for name in (*c.env_vars, *c.exec_vars):
                 if name not in names:
                     names.append(name)
-        columns = ("case", *names, "exit code", "duration (s)", "session id", "error")
+        gpu = any(c.result and c.result.gpu for c in self.cases)
+        columns = ("case", *names, "exit code", "duration (s)", *(("gpu",) if gpu else ()),
+                   "session id", "error")
         rows = []
         for c in self.cases:
             values = {**c.env_vars, **c.exec_vars}
             r = c.result
             rows.append(
                 (c.index, *(values.get(n) for n in names), c.exit_code,
-                 f"{r.duration:.2f}" if r else None, r.session_id if r else None, c.error)
+                 f"{r.duration:.2f}" if r else None, *((r.gpu if r else None,) if gpu else ()),
+                 r.session_id if r else None, c.error)
             )
         done = sum(1 for c in self.cases if c.ok)
         title = f"{done}/{len(self.cases)} cases succeeded" + (" (cancelled)" if self.cancelled

@@ -14,21 +14,23 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from IPython.core.error import UsageError
 
-from ..client import BackendAIError, Client
-from ..client.defaults import default_image
+from ..client import APIError, BackendAIError, Client, SessionInfo
+from ..client.capacity import accelerator_slots, describe_slots, parse_slot_map
+from ..client.defaults import named_image
+from ..client.images import explain_unknown_image, is_unknown_image, pick_image
 from ..client.lifecycle import FINISHED_STATUSES
 from ..client.parsing import Case, parse_mounts, parse_resource_flags
 from ..client.sessions import new_session_name
 from ..workspace import install_rich, relay
 from ..workspace.session import with_header
 from .grammar import PROG, MagicParser
-from .output import CaseDone, CaseStarted, Emit, EmitSink, Show, Status
+from .output import CaseDone, CaseStarted, CaseWaiting, Emit, EmitSink, Show, Status
 from .results import CaseResult, RunResult
 
 __all__ = [
@@ -117,7 +119,7 @@ def spec_from_args(args: argparse.Namespace, **extra: Any) -> RunSpec:
         args.files.insert(0, image)
         image = None
     return RunSpec(
-        image=image or default_image(), name=args.name, type=args.type, resources=res.resources,
+        image=image or named_image(), name=args.name, type=args.type, resources=res.resources,
         resource_opts=res.resource_opts, mounts=tuple(mounts), mount_map=mount_map,
         scaling_group=args.scaling_group, cluster_size=args.cluster_size, tag=args.tag,
         owner=args.owner, enqueue_only=args.enqueue_only, max_wait=args.max_wait,
@@ -207,9 +209,21 @@ async def _run_in(
     return await _execute(client, sid, spec, case, sink, nonce)
 
 
+async def create_session(client: Client, spec: RunSpec, **kwargs: Any) -> SessionInfo:
+    """Create ``spec``'s session; no image named: the cluster's newest Python image
+    (:func:`~..client.images.pick_image`), an unknown one: the closest ones and the fix."""
+    image = spec.image or (await pick_image(client, spec.resources)).ref
+    try:
+        return await client.sessions.create(image, **kwargs)
+    except APIError as e:
+        if is_unknown_image(e):
+            raise await explain_unknown_image(client, image) from None
+        raise
+
+
 async def run_session(
     client: Client, spec: RunSpec, case: Case, emit: Emit, *, name: str | None = None,
-    live: bool = True, destroy: bool = False,
+    live: bool = True, destroy: bool = False, on_wait: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Create (or reuse) a session, upload files, run the code, collect the output.
 
@@ -220,28 +234,32 @@ async def run_session(
     started = time.monotonic()
     sink = EmitSink(emit, live, spec.quiet)
     out = sink.messages
-    sid = ""
+    sid = gpu = ""
     exit_code: int | None = None
     status = ""
     created = False
+    if on_wait is None and live and not spec.quiet:
+        on_wait = wait_notes(emit, name)
     try:
-        info = await client.sessions.create(
-            spec.image, name=name, type=spec.type, resources=spec.resources,
+        info = await create_session(
+            client, spec, name=name, type=spec.type, resources=spec.resources,
             resource_opts=spec.resource_opts, mounts=spec.mounts, mount_map=spec.mount_map,
             environ=case.env, scaling_group=spec.scaling_group, cluster_size=spec.cluster_size,
             tag=spec.tag, owner_access_key=spec.owner, enqueue_only=spec.enqueue_only,
             max_wait=spec.max_wait, domain=spec.domain, group=spec.group,
-            startup_command=case.exec if spec.type == "batch" else None,
+            startup_command=case.exec if spec.type == "batch" else None, on_wait=on_wait,
         )
         created = True
         sid, status = info.id, info.status
+        gpu = await _gpu_of(client, sid, spec.resources)
         if live and not spec.quiet:
             verb = "is ready" if info.created else "is reused"
             if status not in ("RUNNING", ""):
                 verb = f"is {status}"
             emit(Status(f"✓ Session {info.name} ({sid}) {verb}."))
         if spec.enqueue_only or status not in ("RUNNING", "", "PREPARED"):
-            return RunResult(sid, info.name, None, "", "", time.monotonic() - started, (), status)
+            return RunResult(sid, info.name, None, "", "", time.monotonic() - started, (), status,
+                             gpu=gpu)
         exit_code = await _run_in(client, sid, spec, case, sink)
         status = "FINISHED"
         if live and not spec.quiet:
@@ -256,7 +274,34 @@ async def run_session(
     stdout = "".join(c["text"] for t, c in out if t == "stream" and c["name"] == "stdout")
     stderr = "".join(c["text"] for t, c in out if t == "stream" and c["name"] == "stderr")
     return RunResult(sid, name, exit_code, stdout, stderr, time.monotonic() - started,
-                     tuple(out), status, sink.error)
+                     tuple(out), status, sink.error, gpu)
+
+
+async def _gpu_of(client: Client, sid: str, resources: dict[str, str]) -> str:
+    """The accelerator slots a session occupies, in words, when it asked for any."""
+    if not accelerator_slots(resources):
+        return ""
+    try:
+        info = await client.sessions.info(sid)
+    except BackendAIError:
+        return ""
+    slots = parse_slot_map(info.get("occupiedSlots") or info.get("occupied_slots"))
+    return describe_slots(slots, accelerators_only=True)
+
+
+def wait_notes(emit: Emit, name: str, every: float = 15.0) -> Callable[[str], None]:
+    """Status lines for a session that waits to be scheduled: a new line when the reason
+    changes, else one every ``every`` seconds (each is a line of the cell's output)."""
+    said = [""]
+    at = [0.0]
+
+    def report(why: str) -> None:
+        head, now = why.rsplit(" (", 1)[0], time.monotonic()
+        if head != said[0] or now - at[0] >= every:
+            said[0], at[0] = head, now
+            emit(Status(f"… Session {name}: {why}"))
+
+    return report
 
 
 # -- sweeps ----------------------------------------------------------------------------------
@@ -278,7 +323,8 @@ async def run_sweep(
             emit(CaseStarted(index))
             try:
                 result = await run_session(
-                    client, spec, case, emit, name=f"{prefix}-{index}", live=False, destroy=True
+                    client, spec, case, emit, name=f"{prefix}-{index}", live=False, destroy=True,
+                    on_wait=lambda why: emit(CaseWaiting(index, why)),
                 )
                 done = CaseResult(index, case.env_vars, case.exec_vars, result)
             except BackendAIError as e:

@@ -108,7 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SLOT=AMOUNT",
         help="what every session gets, as a cluster's resource policy says: pids=N (processes "
         "+ threads, default 1024), tmp=SIZE (/tmp and /dev/shm, default 1g), disk=SIZE "
-        "(/home/work when root, default 10g); repeatable",
+        "(a quota for /home/work, when root; none by default); repeatable",
     )
     parser.add_argument(
         "--exit-when-idle",

@@ -15,7 +15,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from ..client import BackendAIError, Client
+from ..client.capacity import Capacity, format_amount
 from ..client.parsing import format_binary_size, parse_binary_size
+from ..client.scheduling import group_infos, pick_group
 
 __all__ = [
     "FALLBACK_IMAGE",
@@ -127,13 +129,17 @@ def _order(name: str) -> tuple[int, str]:
     return ({"cpu": 0, "mem": 1}.get(name, 2), name)
 
 
-def slot_specs(slots: Mapping[str, str], bounds: Mapping[str, Decimal]) -> list[SlotSpec]:
+def slot_specs(
+    slots: Mapping[str, str], bounds: Mapping[str, Decimal], quantum: Decimal | None = None
+) -> list[SlotSpec]:
     """Slider specs for the known resource slots (``/config/resource-slots``), bounded.
 
     cpu and mem are required (minimum one core / 256 MiB); accelerators start at zero, which
-    means "none". A slot whose bound is below its minimum is reported with ``maximum`` below
-    ``minimum`` (see :attr:`SlotSpec.available`).
+    means "none"; fractional ones (``cuda.shares``) move by the server's ``quantum`` (0.1 when
+    it does not say). A slot whose bound is below its minimum is reported with ``maximum``
+    below ``minimum`` (see :attr:`SlotSpec.available`).
     """
+    step = float(quantum) if quantum else 0.1
     specs: list[SlotSpec] = []
     for name in sorted(slots, key=_order):
         kind = _kind(name, slots[name])
@@ -147,7 +153,8 @@ def slot_specs(slots: Mapping[str, str], bounds: Mapping[str, Decimal]) -> list[
             minimum = 1.0 if required else 0.0
             specs.append(SlotSpec(name, kind, minimum, float(int(bound)), 1.0, required, name))
         else:
-            specs.append(SlotSpec(name, kind, 0.0, float(bound), 0.1, required, name))
+            top = float(bound // Decimal(str(step)) * Decimal(str(step)))
+            specs.append(SlotSpec(name, kind, 0.0, top, step, required, name))
     return specs
 
 
@@ -196,8 +203,14 @@ class ResourceOptions:
         slots: Mapping[str, str],
         check: Mapping[str, Any],
         images: Sequence[str] = (),
+        group_info: Mapping[str, Any] | None = None,
     ) -> ResourceOptions:
+        """``group_info``: the resource group's ``accessible_scaling_groups`` entry (26.x): no
+        slider goes past what the largest agent has, fractions move by its quantum."""
+        capacity = Capacity.build(slots, check, group_info)
         bounds = allocatable_bounds(check)
+        for slot, most in capacity.per_agent.items():
+            bounds[slot] = min(bounds.get(slot, most), most)
         raw = check.get("presets")
         presets = tuple(Preset.from_json(p) for p in raw or [] if isinstance(p, Mapping))
         return cls(
@@ -205,7 +218,7 @@ class ResourceOptions:
             bounds=bounds,
             presets=presets,
             images=tuple(images),
-            specs=tuple(slot_specs(slots, bounds)),
+            specs=tuple(slot_specs(slots, bounds, capacity.quantum)),
         )
 
 
@@ -239,8 +252,9 @@ async def fetch_resource_options(client: Client) -> ResourceOptions:
     """Slots, allocatable bounds and presets (``/resource/check-presets``), and images."""
     slots = await client.resources.resource_slots()
     check = await client.resources.check_presets()
+    group = pick_group(await group_infos(client), None)
     images = await fetch_images(client)
-    return ResourceOptions.build(slots, check, images)
+    return ResourceOptions.build(slots, check, images, group)
 
 
 # -- sessions ------------------------------------------------------------------------------------
@@ -285,7 +299,8 @@ class SessionRow:
             amount = _amount(value)
             if amount is None or amount == 0:
                 continue
-            parts.append(f"{slot}={format_bytes(float(amount)) if slot == 'mem' else value}")
+            shown = format_bytes(float(amount)) if slot == "mem" else format_amount(slot, amount)
+            parts.append(f"{slot}={shown}")
         return f"{self.name}  [{self.status}]  {self.image}  {' '.join(parts)}".rstrip()
 
 

@@ -32,10 +32,19 @@ from ..client import (
     Execution,
     NotFoundError,
     SessionGone,
+    SessionInfo,
+)
+from ..client.images import (
+    ImageChoice,
+    explain_unknown_image,
+    is_unknown_image,
+    pick_image,
+    wants_accelerator,
 )
 from ..client.lifecycle import has_ended
 from ..richchannel import bootstrap_code, helper_call, read_ready, with_header
 from ..richchannel.pump import live_code, read_flush_prefix
+from .allocation import read_allocation
 from .background import Collector
 from .folder_upload import Answers, scan, upload
 from .registry import Record, Registry
@@ -203,6 +212,11 @@ class KernelSession:
         self.remote_info: dict[str, Any] | None = None
         """The bootstrap's ``ready`` frame: remote versions and ``language_info``."""
         self.reattached = False
+        self.allocation = ""  # the GPU the session got, in words (see .allocation)
+        self.image: str | None = None
+        """The image the live (or last) session runs: the named one or the cluster's choice."""
+        self.chosen_images: dict[tuple[str, bool], ImageChoice] = {}
+        """``image=auto`` choices, per endpoint and GPU request: asked once per kernel."""
         self.terminated_reason: str | None = None
         self.snapshot = SessionSnapshot()
         """For other threads; see :class:`SessionSnapshot`."""
@@ -273,6 +287,16 @@ class KernelSession:
             self._starting.cancel()
             raise
 
+    async def _image_for(self, client: Client, s: SessionSettings) -> tuple[str, str]:
+        """The image to run and, when the cluster chose it (``image=auto``), why."""
+        if s.image:
+            return s.image, ""
+        key = (str(client.config.endpoint), wants_accelerator(s.resources))
+        if key not in self.chosen_images:
+            self.chosen_images[key] = await pick_image(client, s.resources)
+        choice = self.chosen_images[key]
+        return choice.ref, f" (auto: {choice.reason}; image=REF picks another)"
+
     async def _start(self, progress: Callable[[str], None]) -> str:
         client = await self.get_client()
         assert self.config is not None
@@ -280,20 +304,12 @@ class KernelSession:
         name = self._wanted_name(s, self.config.access_key)
         self.session_name = name
         t0 = time.monotonic()
-        progress(f"Backend.AI: starting session {name} ({s.image}) …")
+        image, why = await self._image_for(client, s)
+        self.image = image
+        progress(f"Backend.AI: starting session {name} ({image}{why}) …")
         listener = asyncio.ensure_future(self._progress(client, name, progress, t0))
         try:
-            info = await client.sessions.create(
-                s.image,
-                name=name,
-                resources=dict(s.resources),
-                resource_opts=dict(s.resource_opts) or None,
-                mounts=s.mounts,
-                mount_map=dict(s.mount_map) or None,
-                environ=dict(s.env),
-                scaling_group=s.scaling_group,
-                reuse_if_exists=True,
-            )
+            info = await self._create(client, s, name, image, progress)
         except asyncio.CancelledError:
             await asyncio.shield(self._abandon(name))
             raise
@@ -323,6 +339,7 @@ class KernelSession:
             if found is not None:
                 self.nonce, self.remote_info = found
                 await self._install_live(client)
+        self.allocation = await read_allocation(client, self.session_id, s, self._hidden_text)
         self.snapshot = SessionSnapshot(name, self.nonce, self.remote_info)
         took = time.monotonic() - t0
         what = "found again (variables kept)" if self.reattached else f"ready in {took:.1f} s"
@@ -331,8 +348,31 @@ class KernelSession:
         sent = ""
         if s.upload_dir and not self.reattached:
             sent = f" · {await self._send_folder(s, progress)}"
-        progress(f"Backend.AI: session {name} {what} · {s.image} · {mode}{sent}")
+        shown = f"{image}{why} · {self.allocation}" if self.allocation else f"{image}{why}"
+        progress(f"Backend.AI: session {name} {what} · {shown} · {mode}{sent}")
         return self.session_id
+
+    async def _create(
+        self, client: Client, s: SessionSettings, name: str, image: str,
+        progress: Callable[[str], None],
+    ) -> SessionInfo:
+        try:
+            return await client.sessions.create(
+                image,
+                name=name,
+                resources=dict(s.resources),
+                resource_opts=dict(s.resource_opts) or None,
+                mounts=s.mounts,
+                mount_map=dict(s.mount_map) or None,
+                environ=dict(s.env),
+                scaling_group=s.scaling_group,
+                reuse_if_exists=True,
+                on_wait=lambda why: progress(f"Backend.AI: session {name}: {why}"),
+            )
+        except APIError as e:
+            if is_unknown_image(e):  # the closest images the cluster has, and the fix
+                raise await explain_unknown_image(client, image) from None
+            raise
 
     async def _install_live(self, client: Client) -> None:
         """Start the session's live-output pump (:mod:`..richchannel.pump`). Over REST it
@@ -495,6 +535,7 @@ class KernelSession:
         self.session_id = self.session_name = self.nonce = None
         self.remote_info = None
         self.started_with = None
+        self.allocation = ""
         self.snapshot = SessionSnapshot()
 
     def kept_name(self) -> str | None:

@@ -8,7 +8,9 @@ applied with :meth:`SessionSettings.update`). Credentials are never part of thes
 ==========================  ===================  ===========================================
 variable                    config key           meaning
 ==========================  ===================  ===========================================
-``BACKEND_IMAGE``           ``image``            container image (default: see below)
+``BACKEND_IMAGE``           ``image``            container image (default ``auto``: the
+                                                 cluster's newest Python image, see
+                                                 :mod:`..client.images`)
 ``BACKEND_RESOURCES``       ``resources``        ``cpu=4,mem=8g,cuda.shares=0.5``
 ``BACKEND_VFOLDER_MOUNTS``  ``mounts``           ``data,models:/mnt/models``
 ``BACKEND_SESSION_ENV``     ``env``              ``NAME=VALUE;NAME2=VALUE2``
@@ -77,7 +79,8 @@ def _split(text: str, sep: str = ",") -> list[str]:
 class SessionSettings:
     """The remote session a kernel wants. Frozen: :meth:`update` returns a new one."""
 
-    image: str = DEFAULT_IMAGE
+    image: str = ""
+    """The image to run; empty: ``auto`` (the kernel session asks the server which to use)."""
     resources: Mapping[str, str] = field(default_factory=dict)
     resource_opts: Mapping[str, str] = field(default_factory=dict)
     mounts: tuple[str, ...] = ()
@@ -110,8 +113,9 @@ class SessionSettings:
             }.get(key, f"BACKEND_{key.upper()}")
             if key not in _SHAPE_KEYS and env.get(var):
                 pairs[key] = env[var]
+        image = "" if (shape.image or "").lower() == "auto" else shape.image or ""  # "": auto
         return replace(
-            cls().update(pairs), image=shape.image or DEFAULT_IMAGE, resources=shape.resources,
+            cls().update(pairs), image=image, resources=shape.resources,
             resource_opts=shape.resource_opts, mounts=shape.mounts, mount_map=shape.mount_map,
         )
 
@@ -135,8 +139,8 @@ class SessionSettings:
         for key, text in pairs.items():
             if key == "image":
                 if not text:
-                    raise ConfigError("image must not be empty")
-                changes["image"] = text
+                    raise ConfigError("image must not be empty (image=auto: the newest Python)")
+                changes["image"] = "" if text.lower() == "auto" else text
             elif key == "resources":
                 spec = parse_resource_flags(_split(text))
                 changes["resources"], changes["resource_opts"] = spec.resources, spec.resource_opts
@@ -168,7 +172,7 @@ class SessionSettings:
 
     def describe(self) -> dict[str, str]:
         return {
-            "image": self.image,
+            "image": self.image or "auto",
             "resources": self.shape.resources_text,
             "mounts": self.shape.mounts_text,
             "env": ";".join(f"{k}={v}" for k, v in self.env.items()),

@@ -45,6 +45,15 @@ def official_cli_path() -> Path | None:
     return exe if exe.is_file() else None
 
 
+def official_cli_release(exe: Path) -> tuple[int, ...]:
+    """The official client's release (``(26, 9, 6)``, ``(24, 3, 11)``), from its venv's metadata:
+    ``cluster.sh`` builds one per server version, and the tests expect what that CLI prints."""
+    for info in sorted(exe.parent.parent.glob("lib/python*/site-packages/backend*ai_client-*")):
+        version = info.name.split("-", 1)[1].removesuffix(".dist-info")
+        return tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
+    return ()
+
+
 @dataclass
 class Endpoint:
     """One ``serve`` subprocess: its URL, keypair and API version."""

@@ -147,8 +147,12 @@ async def test_manager_restart_mid_cell_over_websocket(client: Client, image: st
     try:
         restart = asyncio.ensure_future(after(4.0, lambda: cluster("restart", "manager")))
         events: list[ExecEvent] = []
+        # 24.03 sometimes answers the client's probe of the lost run with a 500
+        # (kernel-execution-failed) instead of leaving the queue wedged: the cell then ends
+        # with "the session's kernel may have died".
+        v9 = client.features.version >= (9, "20250722")
         try:
-            with pytest.raises(SessionWedged) as info:
+            with pytest.raises(SessionWedged if v9 else (SessionWedged, ServerError)) as info:
                 run = client.sessions.execute(sid, FORTY_LINES, transport="websocket")
                 async with asyncio.timeout(150):
                     async for ev in run:
@@ -163,7 +167,11 @@ async def test_manager_restart_mid_cell_over_websocket(client: Client, image: st
         assert seen and EXPECTED.startswith(seen)  # what arrived is the head of the output
         last = seen.rstrip("\n").rsplit("\n", 1)[-1]
         assert lost[0].after == f"after the stdout line {last!r}"
-        assert "Start a new session" in str(info.value) and "\n" not in str(info.value)
+        assert "\n" not in str(info.value)
+        if isinstance(info.value, ServerError):
+            assert "kernel may have died" in str(info.value) and not v9
+            return  # 24.03 failed the probe: the queue is not wedged, nothing more to check
+        assert "Start a new session" in str(info.value)
         # A plain (REST) cell on the wedged session ends too, after a bounded wait, not a hang.
         started = time.monotonic()
         with pytest.raises(SessionWedged, match="did not start the code within"):
@@ -260,7 +268,14 @@ async def test_storage_proxy_restart_mid_upload_and_mid_download(
 async def test_runner_killed_mid_cell_ends_the_cell_with_the_reason(
     client: Client, image: str
 ) -> None:
-    runs = Path(os.environ.get("BAI_BASE", "/tmp/backendai-cluster")) / "run" / "krunners"
+    if client.features.version < (9, "20250722"):
+        pytest.skip("24.03 (its agent as cluster.sh runs it) does not notice a killed kernel "
+                    "runner: the session stays RUNNING and the run answers 'continued' with no "
+                    "output forever, which no client can tell from a long silent computation")
+    # The cluster's state dir holds its user.env (cluster.sh): the runners of the cluster under test.
+    base = os.environ.get("BAI_BASE") or Path(
+        os.environ.get("BAI_CLUSTER_ENV", "/tmp/backendai-cluster/user.env")).parent
+    runs = Path(base) / "run" / "krunners"
     before = set(runs.glob("*.pid"))
     sid = await new_session(client, image)
     try:
@@ -295,8 +310,12 @@ async def test_agent_stop_mid_cell_ends_the_cell_with_the_reason(client: Client,
     try:
         run = client.sessions.execute(sid, "import time\nwhile True:\n    print('.', flush=True)\n    time.sleep(0.5)")
         stopped_at = 0.0
+        v9 = client.features.version >= (9, "20250722")
         try:
-            with pytest.raises(SessionError) as info:
+            # 24.03 answers the next continuation with a bare 500 (its manager's RPC to the
+            # stopped agent fails with callosum's AuthenticationError) and keeps the session
+            # RUNNING: the cell ends with the client's "the kernel may have died" instead.
+            with pytest.raises(SessionError if v9 else (SessionError, ServerError)) as info:
                 async with asyncio.timeout(180):
                     async for ev in run:
                         if isinstance(ev, Output) and not stopped_at:
@@ -304,9 +323,10 @@ async def test_agent_stop_mid_cell_ends_the_cell_with_the_reason(client: Client,
                             await cluster("stop", "agent")
         finally:
             await cluster("start", "agent")
-        # The continuation in flight gets no answer (20 s), the next one "agent connection
-        # unavailable": the cell ends with that reason instead of hanging.
+        # 26.9.6: the continuation in flight gets no answer (20 s), the next one "agent
+        # connection unavailable": the cell ends with that reason instead of hanging.
         assert time.monotonic() - stopped_at < 150
-        assert "agent" in str(info.value) and "\n" not in str(info.value)
+        assert "\n" not in str(info.value)
+        assert ("agent" if v9 else "kernel may have died") in str(info.value)
     finally:
         await destroy(client, sid)

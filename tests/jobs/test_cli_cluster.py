@@ -32,13 +32,18 @@ def test_attached_sweep_on_the_cluster(cluster_endpoint: Endpoint, tmp_path: Pat
     out = nbformat.read(tmp_path / cases[0]["output"], as_version=4)
     assert out.metadata["papermill"]["parameters"] == {"lr": 0.5, "bs": 32}
     texts = [o.get("text", "") for c in out.cells for o in c.get("outputs", [])]
-    assert any(t.startswith("loss 16.0 (3, 13)") for t in texts)  # ran on the cluster's 3.13
+    # It ran on the cluster's image (26.9.6: python:3.13-…, 24.03: python:3.12-…).
+    major, minor = cluster_endpoint.env["BACKEND_IMAGE"].rsplit(":", 1)[1].split("-")[0].split(".")
+    assert any(t.startswith(f"loss 16.0 ({major}, {minor})") for t in texts), texts
     assert cluster_endpoint.sessions() == []
 
 
 def test_detached_job_on_the_cluster(cluster_endpoint: Endpoint, tmp_path: Path) -> None:
+    # No image named: the job's sessions run the cluster's newest Python image (client.images).
+    auto = Endpoint({k: v for k, v in cluster_endpoint.env.items() if k != "BACKEND_IMAGE"},
+                    cluster_endpoint.jobs_dir)
     make_notebook(tmp_path / "train.ipynb", *CELLS, parameters="lr = 0.1\nbs = 4")
-    done = cluster_endpoint.run("run", "train.ipynb", "--param-range", "bs=case:32,64",
+    done = auto.run("run", "train.ipynb", "--param-range", "bs=case:32,64",
                                 "-p", "lr", "0.5", "--detach", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     (path,) = cluster_endpoint.jobs_dir.glob("*.json")

@@ -56,6 +56,10 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
         ({"resources": ["cpu=lots"]}, ParseError, "cpu must be a positive number"),
         ({"mounts": ["a:"]}, ParseError, "mount path after the folder name is empty"),
         ({"max_parallel": 0}, ParseError, "--max-parallel must be at least 1"),
+        ({"resource_ranges": ["cuda.shares=case:0.5,-1"]}, ParseError, "positive number"),
+        ({"resource_ranges": ["case:1"]}, ParseError, "expected SLOT=EXPR"),
+        ({"resource_ranges": ["cpu=case:1", "cpu=case:2"]}, ParseError, "more than once"),
+        ({"resource_ranges": ["shmem=case:1g"]}, ParseError, "not a resource slot"),
         ({"params_file": str(tmp_path / "none.yaml")}, ConfigError, "no such parameters file"),
     ]
     (tmp_path / "text.ipynb").write_text("not json")
@@ -205,3 +209,30 @@ def test_kernel_environ_carries_the_case_settings(
     for key in ("BACKEND_VFOLDER_MOUNTS", "BACKEND_RESOURCES"):
         assert got.get(key) == expected.get(key)
     assert "BACKEND_SECRET_KEY" not in got  # only what this process already has
+
+
+def test_summary_names_the_gpu_each_case_got() -> None:
+    a = Case(0, {"shares": 0.5}, {"shares": 0.5})
+    b = Case(1, {"shares": 1}, {"shares": 1})
+    result = JobResult("j2", (
+        CaseResult(a, "ok", 1.0, "a.ipynb", gpu="cuda.shares 0.5"),
+        CaseResult(b, "ok", 1.0, "b.ipynb", gpu="cuda.shares 1"),
+    ))
+    assert result.to_csv().splitlines() == [
+        "case,shares,status,duration_s,gpu,output,error",
+        "000-shares-0.5,0.5,ok,1,cuda.shares 0.5,a.ipynb,",
+        "001-shares-1,1,ok,1,cuda.shares 1,b.ipynb,",
+    ]
+
+
+def test_a_sweep_over_gpu_shares(tmp_path: Path) -> None:
+    path = make_notebook(tmp_path / "nb.ipynb", "x = 1", parameters="lr = 0.1")
+    spec = build_spec(path, resources=["cpu=1", "mem=1g"], param_ranges=["lr=case:1,2"],
+                      resource_ranges=["cuda.shares=case:0.5,1.0"], max_parallel=None)
+    assert [(c.params, c.resources) for c in spec.cases] == [
+        ({"lr": 1}, {"cuda.shares": "0.5"}), ({"lr": 1}, {"cuda.shares": "1"}),
+        ({"lr": 2}, {"cuda.shares": "0.5"}), ({"lr": 2}, {"cuda.shares": "1"}),
+    ]
+    assert spec.cases[1].label == "001-lr-1_cuda.shares-1"
+    assert spec.case_resources_text(spec.cases[1]) == "cpu=1,mem=1g,cuda.shares=1"
+    assert spec.max_parallel is None  # decided from the free GPU capacity when it runs

@@ -112,6 +112,21 @@ def test_html_and_dataframe_render(kernel: Any) -> None:
     assert reply["status"] == "ok"
 
 
+def test_completion_and_inspection_come_from_the_session(kernel: Any) -> None:
+    """Through the rich channel inside the session, on 24.03 too (whose completion route never
+    answers): a remote variable is completed and inspected within seconds."""
+    _, kc = kernel
+    assert run(kc, "zzz_remote_total = 42")[0]["status"] == "ok"
+    started = time.monotonic()
+    kc.complete("zzz_remote_t", 12)
+    reply = kc.get_shell_msg(timeout=30)["content"]
+    assert "zzz_remote_total" in reply["matches"], reply
+    kc.inspect("zzz_remote_total", 16)
+    found = kc.get_shell_msg(timeout=30)["content"]
+    assert found["found"] and "int" in found["data"]["text/plain"], found
+    assert time.monotonic() - started < 8
+
+
 def test_session_is_destroyed_at_shutdown() -> None:
     from backendai_jupyter.client import Client, ClientConfig
 
@@ -137,3 +152,55 @@ def test_session_is_destroyed_at_shutdown() -> None:
             ]
 
     assert name not in asyncio.run(live())
+
+
+def _texts(outs: list[tuple[float, str, Any]]) -> str:
+    parts = []
+    for _, _, content in outs:
+        parts.append(str(content.get("text", "")))
+        parts.append(str(content.get("data", {}).get("text/plain", "")))
+        parts.append(str(content.get("evalue", "")))
+    return "\n".join(parts)
+
+
+def test_first_cell_without_an_image_runs_the_clusters_python() -> None:
+    """No BACKEND_IMAGE: the kernel asks the cluster (GraphQL ``images``) and runs its newest
+    Python image — on 24.03 the cluster's only one, python:3.12; 26.9.6 lists the test user no
+    image (no registry is associated with its project), so the default python:3.13 runs — names
+    it in the first cell's progress and the banner, and keeps it for the next session."""
+    image = cluster_values()["BACKEND_IMAGE"]
+    with kernel_env({**cluster_values(), "BACKEND_IMAGE": None}):
+        km, kc = start_new_kernel(kernel_name="backendai-python")
+    try:
+        reply, outs = run(kc, "import sys; print(sys.version_info[:2])")
+        assert reply["status"] == "ok", reply
+        text = _texts(outs)
+        assert f"{image} (auto: " in text, text
+        kc.kernel_info()
+        info = kc.get_shell_msg(timeout=30)["content"]
+        assert f"Image: {image}." in info["banner"]
+        assert run(kc, "%backendai kernel stop")[0]["status"] == "ok"
+        reply, outs = run(kc, "print(2)")
+        assert reply["status"] == "ok" and f"{image} (auto:" in _texts(outs)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+
+
+def test_unknown_image_names_the_closest_and_the_fix() -> None:
+    image = str(cluster_values()["BACKEND_IMAGE"])
+    wrong = image.rsplit(":", 1)[0] + ":3.99-nosuch"
+    with kernel_env({**cluster_values(), "BACKEND_IMAGE": wrong}):
+        km, kc = start_new_kernel(kernel_name="backendai-python")
+    try:
+        reply, outs = run(kc, "print(1)")
+        assert reply["status"] == "error"
+        text = _texts(outs) + str(reply.get("evalue", ""))
+        assert f"image {wrong!r} does not exist on this cluster" in text
+        assert "%backendai config set image=REF" in text
+        # 24.03 lists the user its images: the closest is named. 26.9.6 lists none (no registry
+        # is associated with the test user's project): the error says so.
+        assert f"; closest: {image}" in text or "which lists no images to this user" in text
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)

@@ -5,6 +5,7 @@ agent fail the whole call with a 500 and lost the line printed before it)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from IPython.utils.capture import capture_output
 from backendai_jupyter.magics import BackendAIMagics, RunFailed
 from backendai_jupyter.workspace import Workspace
 
-CLUSTER_ENV = Path("/tmp/backendai-cluster/user.env")
+CLUSTER_ENV = Path(os.environ.get("BAI_CLUSTER_ENV", "/tmp/backendai-cluster/user.env"))
 
 pytestmark = [
     pytest.mark.cluster,
@@ -75,3 +76,11 @@ def test_raise_flag_carries_the_remote_exception(cluster: BackendAIMagics) -> No
         cluster.backendai("run -r cpu=1 -r mem=1g --rm -q --raise -c 'print(1); 1/0'")
     assert info.value.ename == "ZeroDivisionError"
     assert info.value.result.stdout == "1\n"
+
+
+def test_doctor_on_the_cluster(cluster: BackendAIMagics) -> None:
+    with capture_output() as captured:
+        cluster.backendai("doctor")
+    out = captured.stdout
+    assert "✓ endpoint: " in out and "✓ keys: " in out and "✓ project: " in out
+    assert out.rstrip().endswith("→ a first cell should run"), out

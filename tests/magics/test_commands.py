@@ -308,3 +308,13 @@ def test_json_helpers_roundtrip() -> None:
     table = Table.from_records([{"a": {"x": 1}, "b": None}], ("a", "b"))
     assert json.loads(table.rows[0][0] and json.dumps(table.rows[0][0])) == {"x": 1}
     assert table.records() == [{"a": {"x": 1}, "b": None}]
+
+
+def test_doctor(bai: Any, magics: BackendAIMagics, capsys: pytest.CaptureFixture[str]) -> None:
+    """``%backendai doctor`` checks the workspace's own endpoint (the local one here)."""
+    assert bai("doctor") is None
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("✓ endpoint: http://127.0.0.1:")
+    assert "-local, API v" in out and "✓ keys: " in out and "sandbox" in out
+    assert out.rstrip().endswith("→ a first cell should run")
+    assert magics.context.client_config.secret_key not in out

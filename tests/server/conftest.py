@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -70,7 +71,9 @@ class Local:
 
 
 @pytest.fixture
-def make_local(tmp_path: Path) -> Callable[..., Any]:
+async def make_local(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """Starts endpoints; each is shut down at the end (its sessions, their mounts and cgroups
+    with it), also when the test failed before closing it itself."""
     servers: list[TestServer] = []
 
     async def start(**config: Any) -> Local:
@@ -86,6 +89,12 @@ def make_local(tmp_path: Path) -> Callable[..., Any]:
 
     locals_: list[Local] = []
     yield start
+    for local in locals_:
+        for c in local.clients:
+            with contextlib.suppress(Exception):
+                await c.close()
+        with contextlib.suppress(Exception):
+            await local.server.close()
 
 
 @pytest.fixture

@@ -8,19 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
-from backendai_jupyter.server.diskquota import probe_home_quota
-from backendai_jupyter.server.sandbox import probe_bwrap, probe_net, probe_userns
-from backendai_jupyter.server.state import CONFIG, REGISTRY
 
 from backendai_jupyter.client import BackendAIError, Client
 from backendai_jupyter.client.apps import AppProxy
+from backendai_jupyter.server.agent import layers
+from backendai_jupyter.server.agent.diskquota import probe_home_quota
+from backendai_jupyter.server.agent.layers import (
+    LAYERS_OFF_VAR,
+    probe_bwrap,
+    probe_net,
+    probe_userns,
+)
+from backendai_jupyter.server.manager.scheduler import SCHEDULER
+from backendai_jupyter.server.manager.state import CONFIG, REGISTRY
 
 from .conftest import IMAGE, Local
 from .test_sessions import _out
@@ -124,6 +134,8 @@ for d in ("/home/config", "/home/config/ssh", "/home"):
             targets[f"{d}/{name}"] = "planted"
         except OSError as e:
             targets[f"{d}/{name}"] = e.errno
+for name in ("id_container", "id_container.pub"):  # where the endpoint copies the key pair
+    os.symlink(CANARY, "/home/work/" + name)
 out["targets"] = targets
 out["data_dir"] = os.listdir(DATA) if os.path.isdir(DATA) else None
 out["shadow"] = os.access("/etc/shadow", os.R_OK)
@@ -149,6 +161,9 @@ async def test_no_host_path_to_redirect(strict: Local, tmp_path: Path) -> None:
         except BackendAIError as e:
             assert "404" in str(e)  # not installed here
     assert not canary.exists()
+    sess = strict.app[REGISTRY].sessions[info.id]
+    if (sess.workdir.parent / f"{info.id}.runtime" / "ssh" / "id_container").exists():
+        assert not (sess.workdir / "id_container").is_symlink()  # replaced, never followed
     await client.sessions.destroy(info.id)
     await client.close()
 
@@ -192,18 +207,39 @@ async def test_racing_symlink_swap_during_download(strict: Local, tmp_path: Path
 
 SCAN = r"""
 import json, socket
-reach = {}
-for host in ("127.0.0.1", "10.0.2.2"):
-    for port in PORTS:
-        s = socket.socket(); s.settimeout(2)
-        try:
-            s.connect((host, port)); reach[f"{host}:{port}"] = True
-        except OSError:
-            reach[f"{host}:{port}"] = False
-        finally:
-            s.close()
-print(json.dumps(reach))
+from concurrent.futures import ThreadPoolExecutor
+def reach(target):
+    try:
+        socket.create_connection(target, timeout=2).close()
+        return True
+    except OSError:
+        return False
+targets = [(h, p) for h in ("127.0.0.1", "10.0.2.2") for p in PORTS]
+with ThreadPoolExecutor(64) as pool:
+    print(json.dumps({f"{h}:{p}": ok for (h, p), ok in zip(targets, pool.map(reach, targets))}))
 """
+
+LOGINS = r"""
+import urllib.request
+failed = 0
+for _ in range(30):
+    try:
+        urllib.request.urlopen(URL + "/server/login", data=b"{}", timeout=2)
+    except Exception:
+        failed += 1
+print(failed)
+"""
+
+
+def _host_listening_ports() -> list[int]:
+    """TCP ports the host listens on (loopback or any address): what a cell would scan."""
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A":  # LISTEN
+                ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+    return sorted(ports)[:500]
 
 
 async def test_loopback_scan_and_rate_limits(strict: Local) -> None:
@@ -212,16 +248,17 @@ async def test_loopback_scan_and_rate_limits(strict: Local) -> None:
     b = await client.sessions.create(IMAGE)
     await client.http.json("POST", f"/session/{b.id}/start-service", json={"app": "jupyter"})
     b_kernel = strict.app[REGISTRY].sessions[b.id].process
-    assert b_kernel is not None
-    conn = b_kernel.km.get_connection_info()
-    ports = [int(strict.url.rsplit(":", 1)[1]),
-             *(int(conn[f"{ch}_port"]) for ch in ("shell", "iopub", "stdin", "control", "hb"))]
+    assert b_kernel is not None and b_kernel.relay is not None
+    relayed = [s.sockets[0].getsockname()[1] for s in b_kernel.relay.servers]
+    ports = sorted({int(strict.url.rsplit(":", 1)[1]), *relayed, *_host_listening_ports()})
     reach = await _json_out(client, a.id, f"PORTS = {ports!r}\n" + SCAN)
-    assert not any(reach.values()), reach
-    # 30 failed logins from a cell cannot reach the endpoint, so the user's still work.
-    code = ("import urllib.request\nfor _ in range(30):\n    try: urllib.request.urlopen("
-            f"'{strict.url}/server/login', data=b'{{}}', timeout=2)\n    except Exception: pass")
-    await _out(client, a.id, code)
+    assert len(reach) == 2 * len(ports) and not any(reach.values()), {
+        k: v for k, v in reach.items() if v}
+    # Failed logins from a cell never reach the endpoint: the user's own still work.
+    text, _ = await _out(client, a.id, f"URL = {strict.url!r}\n" + LOGINS)
+    assert text.strip() == "30"
+    async with aiohttp.ClientSession() as http, http.get(strict.url + "/") as resp:
+        assert resp.status == 200  # the anonymous bucket of 127.0.0.1 is untouched
     assert (await client.sessions.info(a.id))["status"] == "RUNNING"
     for s in (a, b):
         await client.sessions.destroy(s.id)
@@ -331,3 +368,58 @@ async def test_request_upload_size_is_validated(local: Local, size: Any) -> None
         await client.http.json("POST", "/folders/vf-size/request-upload",
                                json={"path": "big.bin", "size": size})
     await client.close()
+
+
+async def test_create_without_max_wait_is_bounded_when_capacity_stays_full(make_local: Any) -> None:
+    local: Local = await make_local(capacity={"cpu": "1", "mem": "8g"}, create_wait=1.0)
+    try:
+        client = local.client()
+        first = await client.sessions.create(IMAGE, resources={"cpu": "1", "mem": "1g"})
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(BackendAIError, match="429") as e:
+            await client.sessions.create(IMAGE, resources={"cpu": "1", "mem": "1g"})
+        assert loop.time() - began < 10 and "capacity stayed full" in str(e.value.__dict__)
+        # nothing left queued: the next create after a destroy starts at once
+        await client.sessions.destroy(first.id)
+        again = await client.sessions.create(IMAGE, resources={"cpu": "1", "mem": "1g"})
+        assert again.status == "RUNNING"
+    finally:
+        await _close(local)
+
+
+# -- a machine without a layer ------------------------------------------------------------------
+
+
+async def test_a_missing_layer_is_named_once_and_in_diagnostics(
+    make_local: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    why = "no network of their own (slirp4netns is not installed)"
+    monkeypatch.setattr(layers, "probe_net", lambda: why)
+    local: Local = await make_local(sandbox="auto")
+    try:
+        assert [w for w in local.app[SCHEDULER].warnings if "slirp4netns" in w] == [
+            f"sessions are sandboxed without {why} (see README: install slirp4netns, enable "
+            "user namespaces)"]
+        async with aiohttp.ClientSession() as http, http.get(local.url + "/") as resp:
+            body = await resp.json()
+        assert body["sandbox"] == {"sandbox": True, "user": True, "network": False,
+                                   "missing": ["network"]}
+        client = local.client()  # sessions still start, in the layers there are
+        info = await client.sessions.create(IMAGE)
+        assert (await _out(client, info.id, "import os; print(os.getuid())"))[0].strip() == "1000"
+        await client.sessions.destroy(info.id)
+    finally:
+        await _close(local)
+
+
+def test_serve_sandbox_strict_refuses_without_a_layer(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKEND_")}
+    env[LAYERS_OFF_VAR] = "network"
+    strict = subprocess.run(
+        [sys.executable, "-m", "backendai_jupyter", "serve", "--port", "0", "--data-dir",
+         str(tmp_path / "d"), "--sandbox", "strict"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert strict.returncode == 2, strict.stderr
+    assert "--sandbox strict" in strict.stderr and "no network of their own" in strict.stderr

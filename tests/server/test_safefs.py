@@ -10,7 +10,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from backendai_jupyter.server.safefs import (
+
+from backendai_jupyter.server.agent.safefs import (
     BeneathError,
     parts_of,
     remove_beneath,

@@ -15,6 +15,7 @@ import pytest
 
 from backendai_jupyter.client import BackendAIError, Client
 from backendai_jupyter.server.agent.cgroups import memory_cgroup_parent
+from backendai_jupyter.server.agent.layers import SessionLimits
 from backendai_jupyter.server.agent.sandbox import (
     bwrap_argv,
     passwd_with_work,
@@ -339,3 +340,24 @@ def test_serve_says_once_when_sessions_are_not_isolated(tmp_path: Path) -> None:
         capture_output=True, text=True, env=env, timeout=60,
     )
     assert strict.returncode == 2 and "bubblewrap" in strict.stderr
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({}, SessionLimits()),
+        ({"pids": "256", "tmp": "64m", "disk": "2g"}, SessionLimits(256, 64 * 2**20, 2 * 2**30)),
+    ],
+)
+def test_session_limits(raw: dict[str, str], expected: SessionLimits) -> None:
+    assert SessionLimits.parse(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [({"cpu": "2"}, "unknown session limit"), ({"pids": "4"}, "too small"),
+     ({"tmp": "1k"}, "too small"), ({"pids": "many"}, "invalid amount")],
+)
+def test_session_limits_refused(raw: dict[str, str], why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        SessionLimits.parse(raw)

@@ -149,6 +149,9 @@ def test_session_row_parses_graphql_items() -> None:
     assert row.key == "abc"
     assert row.slots["cpu"] == "2"
     assert row.label() == "s1  [RUNNING]  python:3  cpu=2 mem=4.0 GiB"
+    gpu = SessionRow.from_json({"name": "g", "status": "RUNNING", "image": "py",
+                                "occupied_slots": {"cpu": "1.000000", "cuda.shares": "0.500000"}})
+    assert gpu.label() == "g  [RUNNING]  py  cpu=1 cuda.shares=0.5"
     assert SessionRow.from_json({"name": "n", "occupied_slots": "not json"}).key == "n"
 
 
@@ -170,3 +173,24 @@ def test_fallback_image_is_the_kernels_default() -> None:
     from backendai_jupyter.workspace.settings import DEFAULT_IMAGE
 
     assert FALLBACK_IMAGE == DEFAULT_IMAGE
+
+
+@pytest.mark.parametrize(
+    ("group", "shares_max", "step", "cpu_max"),
+    [
+        (None, 2.5, 0.1, 6.0),  # 24.03 / local endpoint: only what check-presets says
+        ({"resource_allocation_limit_for_sessions": '{"cpu": "4", "cuda.shares": "2"}',
+          "accelerator_quantum_size": None}, 2.0, 0.1, 4.0),  # no agent has more than 2
+        ({"resource_allocation_limit_for_sessions": {"cuda.shares": "8"},
+          "accelerator_quantum_size": 0.25}, 2.5, 0.25, 6.0),  # free now is the bound
+        ({"resource_allocation_limit_for_sessions": {},
+          "accelerator_quantum_size": 1.0}, 2.0, 1.0, 6.0),  # whole steps below 2.5
+    ],
+)
+def test_gpu_slider_bounded_by_agents_and_moving_by_the_quantum(
+    group: dict[str, object] | None, shares_max: float, step: float, cpu_max: float
+) -> None:
+    options = ResourceOptions.build(SLOTS, CHECK, (), group)
+    specs = {s.name: s for s in options.specs}
+    assert (specs["cuda.shares"].maximum, specs["cuda.shares"].step) == (shares_max, step)
+    assert specs["cpu"].maximum == cpu_max

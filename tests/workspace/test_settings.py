@@ -3,12 +3,15 @@ from __future__ import annotations
 import pytest
 
 from backendai_jupyter.client._exceptions import ConfigError
-from backendai_jupyter.workspace.settings import DEFAULT_IMAGE, SessionSettings, keep_name
+from backendai_jupyter.workspace.settings import SessionSettings, keep_name
 
 
 def test_defaults() -> None:
     s = SessionSettings.from_env({})
-    assert s.image == DEFAULT_IMAGE and s.start == "first-cell" and not s.keep and s.rich
+    # No image named: "auto", the kernel session asks the cluster (client.images).
+    assert s.image == "" and s.describe()["image"] == "auto"
+    assert s.start == "first-cell" and not s.keep and s.rich
+    assert s.update(["image=python:3.12"]).update(["image=auto"]).image == ""
 
 
 def test_magic_form_update() -> None:

@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kernel": ("kernel", "the Backend.AI kernel's own session (status, stop)"),
     "login": ("login", "log in to a session-mode endpoint (password prompted)"),
     "logout": ("logout", "log out of a session-mode endpoint"),
+    "doctor": ("doctor", "check what a first cell needs, with a fix for each"),
 }
 
 

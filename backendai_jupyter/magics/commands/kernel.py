@@ -31,6 +31,7 @@ def run(ctx: Context, args: argparse.Namespace, cell: str | None) -> None:
         return
     if session.active:
         mode = "rich" if session.rich else "plain"
-        print(f"session {session.session_name} ({session.session_id}), {mode} output")
+        gpu = f", {session.allocation}" if session.allocation else ""
+        print(f"session {session.session_name} ({session.session_id}), {mode} output{gpu}")
     else:
         print("no kernel session yet; the Backend.AI kernel starts one with its first remote cell")

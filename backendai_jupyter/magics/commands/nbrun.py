@@ -57,6 +57,9 @@ class _Queued:
     def case_done(self, result: CaseResult) -> None:
         self._calls.post(lambda: self._bars.case_done(result))
 
+    def case_waiting(self, case: Case, why: str) -> None:
+        self._calls.post(lambda: self._bars.case_waiting(case, why))
+
 
 def run(ctx: Context, args: argparse.Namespace, cell: str | None) -> Any:
     try:  # the jobs extra's modules (nbclient, papermill)

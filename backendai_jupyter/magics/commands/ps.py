@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from IPython.core.error import UsageError
 
+from ...client.capacity import describe_slots, parse_slot_map
 from ...client.lifecycle import DEAD_STATUSES
 from ..grammar import PROG, MagicParser
 from ..results import Table
@@ -17,8 +18,8 @@ if TYPE_CHECKING:
     from ..context import Context
 
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-DEFAULT_FIELDS = ("name", "id", "image", "type", "status", "status_info", "status_changed",
-                  "result")
+DEFAULT_FIELDS = ("name", "id", "image", "type", "gpu", "status", "status_info",
+                  "status_changed", "result")
 DETAIL_FIELDS = (*DEFAULT_FIELDS, "tag", "created_at", "terminated_at", "occupied_slots")
 ALIASES = {"last_updated": "status_changed", "session_id": "id"}
 RUNNING = ("PREPARING", "PULLING", "RUNNING")
@@ -54,8 +55,12 @@ def fields_of(args: argparse.Namespace) -> Sequence[str]:
 def run(ctx: Context, args: argparse.Namespace, cell: str | None) -> Table:
     fields = fields_of(args)
     status = RUNNING if args.running else tuple(sorted(DEAD_STATUSES)) if args.dead else None
+    # "gpu" is not a server field: the accelerator part of occupied_slots, in words.
+    asked = tuple(dict.fromkeys("occupied_slots" if f == "gpu" else f for f in fields))
     items = ctx.call(ctx.client.sessions.list(
-        status=status, fields=fields, limit=None if args.all else 10,
+        status=status, fields=asked, limit=None if args.all else 10,
         access_key=args.access_key,
     ))
-    return Table.from_records(items, fields)
+    records = [{**item, "gpu": describe_slots(parse_slot_map(item.get("occupied_slots")),
+                                              accelerators_only=True)} for item in items]
+    return Table.from_records(records, fields)

@@ -13,9 +13,10 @@ from IPython.core.error import UsageError
 
 from ...client import Client
 from ...client.parsing import Case, expand_ranges, parse_env
+from ...client.scheduling import default_parallel
 from ..errors import RunFailed
 from ..grammar import PROG, MagicParser
-from ..output import CaseDone, CaseStarted, Note
+from ..output import CaseDone, CaseStarted, CaseWaiting, Note
 from ..results import CaseResult, RunResult, SweepResult
 from ..runs import RunSpec, add_session_arguments, run_session, run_sweep, spec_from_args
 
@@ -44,8 +45,9 @@ def add_arguments(p: MagicParser) -> None:
                         "range:START,STOP[,STEP] (used as $VAR in -e values)")
     p.add_argument("--exec-range", action="append", default=[], metavar="VAR=EXPR",
                    help="like --env-range, substituted into --exec")
-    p.add_argument("--max-parallel", type=int, default=2, metavar="N",
-                   help="sessions run at the same time in a sweep (default 2)")
+    p.add_argument("--max-parallel", type=int, default=None, metavar="N",
+                   help="sessions run at the same time in a sweep (default: as many GPU cases "
+                        "as the free GPU capacity holds, else 2)")
     p.add_argument("--rm", action="store_true", help="destroy the session after the run")
     p.add_argument("--raise", dest="raise_", action="store_true",
                    help="raise RemoteError when the code fails (nonzero exit code)")
@@ -71,7 +73,7 @@ def _code(args: argparse.Namespace, cell: str | None) -> str | None:
         raise bad("--type batch runs --exec, not code")
     if code is None and not args.files and not args.exec and not args.enqueue_only:
         raise bad("nothing to run: give -c CODE, a cell body, FILE(s) or --exec CMD")
-    if args.max_parallel < 1:
+    if args.max_parallel is not None and args.max_parallel < 1:
         raise bad("--max-parallel must be at least 1")
     for f in args.files:
         if not Path(args.basedir or ".", f).is_file() and not Path(f).is_file():
@@ -88,7 +90,9 @@ def run(ctx: Context, args: argparse.Namespace, cell: str | None) -> RunResult |
                           files=tuple(args.files), basedir=args.basedir, rm=args.rm)
     client = ctx.client
     if args.env_range or args.exec_range:
-        return _sweep(ctx, client, spec, cases, args.max_parallel)
+        parallel = args.max_parallel or ctx.call(default_parallel(
+            client, spec.resources, len(cases), fallback=2, scaling_group=spec.scaling_group))
+        return _sweep(ctx, client, spec, cases, parallel)
     result = ctx.stream(
         lambda emit: run_session(client, spec, cases[0], emit, destroy=args.rm)
     )
@@ -108,18 +112,25 @@ def _sweep(
     bar = tqdm(total=len(cases), desc="sweep", unit="case", disable=spec.quiet,
                file=sys.stderr)
 
+    waits: dict[int, str] = {}
+
     def handle(note: Note) -> None:
-        if isinstance(note, CaseStarted):
+        if isinstance(note, CaseWaiting):
+            waits[note.index] = note.why
+        elif isinstance(note, CaseStarted):
             running.add(note.index)
         elif isinstance(note, CaseDone):
             running.discard(note.case.index)
+            waits.pop(note.case.index, None)
             done[note.case.index] = note.case
             bar.update(1)
         else:
             ctx.screen.show(note)
             return
         failed = sum(1 for c in done.values() if not c.ok)
-        bar.set_postfix(running=len(running), failed=failed, refresh=True)
+        why = next((waits[i] for i in sorted(waits) if i in running), "")
+        postfix = {"waiting": why} if why else {}
+        bar.set_postfix(running=len(running), failed=failed, **postfix, refresh=True)
 
     try:
         results = ctx.stream(

@@ -10,7 +10,7 @@ from IPython.core.error import UsageError
 from ...client.parsing import parse_env
 from ..grammar import PROG, MagicParser
 from ..results import Table
-from ..runs import add_session_arguments, spec_from_args
+from ..runs import add_session_arguments, create_session, spec_from_args
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -25,8 +25,8 @@ def run(ctx: Context, args: argparse.Namespace, cell: str | None) -> Table:
         raise UsageError(f"{PROG} start: --type batch needs --startup-command CMD")
     spec = spec_from_args(args)
     client = ctx.client
-    info = ctx.call(client.sessions.create(
-        spec.image, name=spec.name, type=spec.type, resources=spec.resources,
+    info = ctx.call(create_session(
+        client, spec, name=spec.name, type=spec.type, resources=spec.resources,
         resource_opts=spec.resource_opts, mounts=spec.mounts, mount_map=spec.mount_map,
         environ=parse_env(args.env), scaling_group=spec.scaling_group,
         cluster_size=spec.cluster_size, tag=spec.tag, owner_access_key=spec.owner,

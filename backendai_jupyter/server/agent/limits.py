@@ -55,6 +55,7 @@ _AMOUNT_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgtpe]?)(i?b?)?\s*$", re.IG
 # namespace before or after them, ``enter_sandbox``).
 _NAMESPACES = (("ipc", 0x08000000), ("mnt", 0x00020000), ("net", 0x40000000), ("pid", 0x20000000))
 _USER = ("user", 0x10000000)
+_NS_GET_USERNS = 0xB701
 _PR_SET_PDEATHSIG = 1
 _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
@@ -177,6 +178,8 @@ def enter_sandbox(sandbox: dict[str, Any]) -> None:
             if os.readlink(target) == os.readlink(f"/proc/self/ns/{name}"):
                 continue  # e.g. no user namespace of its own when the endpoint runs as root
             fds.append((os.open(target, os.O_RDONLY | os.O_CLOEXEC), flag))
+        if not root and fds and fds[0][1] == _USER[1]:
+            _owner_first(fds)
         if _start_time(pid) != sandbox.get("start"):
             raise ProcessLookupError(f"the session's sandbox (pid {pid}) is gone")
         if root and ids:
@@ -193,6 +196,25 @@ def enter_sandbox(sandbox: dict[str, Any]) -> None:
         os.setresuid(uid, uid, uid)
     os.chdir(str(sandbox.get("cwd") or "/home/work"))
     drop_capabilities()
+
+
+def _owner_first(fds: list[tuple[int, int]]) -> None:
+    """Where bwrap nested the sandbox's user namespace in the one that owns its other
+    namespaces, join that owner first (it grants the capabilities ``setns`` needs there) and
+    the nested one last."""
+    import fcntl
+
+    owner_of_mnt = None
+    for fd, flag in fds:
+        if flag == 0x00020000:
+            owner_of_mnt = fcntl.ioctl(fd, _NS_GET_USERNS)
+    if owner_of_mnt is None:
+        return
+    if os.fstat(owner_of_mnt).st_ino == os.fstat(fds[0][0]).st_ino:
+        os.close(owner_of_mnt)
+        return
+    fds.append(fds[0])
+    fds[0] = (owner_of_mnt, _USER[1])
 
 
 def _exit_like(status: int) -> None:

@@ -149,8 +149,18 @@ class CrashRecords:
                 path.unlink(missing_ok=True)
             for tmp in self.dir.glob("*.tmp"):
                 tmp.unlink(missing_ok=True)
+        self._unmount_homes()
         self._clear_staging()
         return found
+
+    def _unmount_homes(self) -> None:
+        """No session runs yet: any ``/home/work`` image still mounted in the sessions
+        directory was left by a run that could not unmount it (killed, or never shut down)."""
+        sessions = self.data_dir / "sessions"
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(sessions):
+                if entry.is_dir(follow_symlinks=False) and os.path.ismount(entry.path):
+                    unmount_home(Path(entry.path))
 
     def _clear_staging(self) -> None:
         root = self.data_dir / "vfolders"

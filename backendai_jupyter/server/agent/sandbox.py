@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import glob
 import json
 import logging
@@ -52,13 +51,22 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .netns import SlirpNet, SocketFactory, probe_slirp
+from .layers import (
+    DEFAULT_TMP_SIZE,
+    SANDBOX_MODES,
+    SESSION_ID,
+    Isolation,
+    SandboxUnavailable,
+    SessionLimits,
+    probe_bwrap,
+    resolve_mode,
+)
+from .netns import SlirpNet, SocketFactory
 from .procfs import start_time
 
 __all__ = [
@@ -81,17 +89,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SANDBOX_MODES = ("auto", "bwrap", "strict", "none")
 HOME = "/home/work"
 #: The session's runtime directory inside the sandbox (read-only): ``kernel.json``, ``ssh/``.
 CONFIG_DIR = "/home/config"
-SESSION_ID = 1000
 #: The host uid/gid of ``work`` when the endpoint runs as root (uid 1000 of a rootless
 #: container whose subordinate range starts at 100000).
 ROOT_MODE_HOST_ID = 101000
-#: ``/tmp`` and ``/dev/shm`` of a session: tmpfs pages are charged to the session's memory
-#: cgroup, and this caps them below it too.
-DEFAULT_TMP_SIZE = 2**30
 _INIT = str(Path(__file__).with_name("sandbox_init.py"))
 
 #: What a session inherits from the endpoint's environment: locale, paths, proxies and CA
@@ -104,10 +107,6 @@ ENV_ALLOW = frozenset({
     "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL",
 })
 ENV_ALLOW_PREFIXES = ("LC_", "NVIDIA_")
-
-
-class SandboxUnavailable(RuntimeError):
-    """``--sandbox bwrap|strict`` was asked for and a layer it needs does not work here."""
 
 
 def session_base_env(environ: Mapping[str, str]) -> dict[str, str]:
@@ -148,48 +147,36 @@ def give_to_session(workdir: Path) -> None:
                 os.chown(name, uid, gid, dir_fd=dirfd, follow_symlinks=False)
 
 
-@dataclass(frozen=True)
-class SessionLimits:
-    """``serve -r SLOT=AMOUNT``: what every session gets, as a cluster's resource policy says
-    (``pids``: processes + threads; ``tmp``: ``/tmp`` and ``/dev/shm``; ``disk``:
-    ``/home/work``, where the endpoint can loop-mount a file system: root)."""
-
-    pids: int = 1024
-    tmp: int = DEFAULT_TMP_SIZE
-    disk: int = 10 * 2**30
-
-    @classmethod
-    def parse(cls, raw: Mapping[str, str]) -> SessionLimits:
-        """Raises ``ValueError`` with a one-line reason for a bad slot or amount."""
-        from .limits import parse_amount
-
-        values: dict[str, int] = {}
-        for slot, text in raw.items():
-            if slot not in ("pids", "tmp", "disk"):
-                raise ValueError(f"unknown session limit {slot!r} (pids, tmp, disk)")
-            amount = int(parse_amount("mem" if slot != "pids" else "pids", text))
-            if amount < (16 if slot == "pids" else 2**20):
-                raise ValueError(f"session limit {slot}={text} is too small")
-            values[slot] = amount
-        return cls(**values)
-
-
 def _under(path: PurePosixPath, root: PurePosixPath) -> bool:
     return path == root or root in path.parents
 
 
-@dataclass(frozen=True)
-class Isolation:
-    """Which layers sessions get (``resolve_mode``)."""
-
-    sandboxed: bool = False
-    userns: bool = False
-    net: bool = False
-    missing: tuple[str, ...] = ()
-
-    def diagnostics(self) -> dict[str, object]:
-        return {"sandbox": self.sandboxed, "user": self.userns, "network": self.net,
-                "missing": list(self.missing)}
+def _hidden_and_kept(data: PurePosixPath, hide: Iterable[str], keep_paths: Iterable[str],
+                     tmp_size: int) -> list[str]:
+    """The empty tmpfs over what the session must not see, and the interpreter's directories
+    bound back read-only inside them (part of :func:`bwrap_argv`)."""
+    argv: list[str] = []
+    hidden: list[PurePosixPath] = []
+    for h in (PurePosixPath("/tmp"), PurePosixPath("/home"), PurePosixPath("/run"),
+              *map(PurePosixPath, hide), data):
+        if str(h) != "/" and not any(_under(h, done) for done in hidden):
+            hidden.append(h)
+            if h == PurePosixPath("/tmp"):
+                argv += ["--perms", "1777", "--size", str(tmp_size)]
+            argv += ["--tmpfs", str(h)]
+    made: set[PurePosixPath] = set()
+    for p in sorted(set(keep_paths)):
+        pp = PurePosixPath(p)
+        top = next((h for h in hidden if _under(pp, h)), None)
+        if top is not None and not _under(data, pp):
+            # The mount point's parents in the tmpfs: traversable by the session's user
+            # (bwrap would make them 0700, its own user's).
+            for parent in reversed(pp.parents):
+                if top in parent.parents and parent not in made:
+                    made.add(parent)
+                    argv += ["--perms", "0755", "--dir", str(parent)]
+            argv += ["--ro-bind", p, p]
+    return argv
 
 
 def bwrap_argv(
@@ -233,26 +220,7 @@ def bwrap_argv(
              "--perms", "1777", "--size", str(tmp_size), "--tmpfs", "/dev/shm"]
     for dev in devices:
         argv += ["--dev-bind", dev, dev]
-    hidden: list[PurePosixPath] = []
-    for h in (PurePosixPath("/tmp"), PurePosixPath("/home"), PurePosixPath("/run"),
-              *map(PurePosixPath, hide), data):
-        if str(h) != "/" and not any(_under(h, done) for done in hidden):
-            hidden.append(h)
-            if h == PurePosixPath("/tmp"):
-                argv += ["--perms", "1777", "--size", str(tmp_size)]
-            argv += ["--tmpfs", str(h)]
-    made: set[PurePosixPath] = set()
-    for p in sorted(set(keep_paths)):
-        pp = PurePosixPath(p)
-        top = next((h for h in hidden if _under(pp, h)), None)
-        if top is not None and not _under(data, pp):
-            # The mount point's parents in the tmpfs: traversable by the session's user
-            # (bwrap would make them 0700, its own user's).
-            for parent in reversed(pp.parents):
-                if top in parent.parents and parent not in made:
-                    made.add(parent)
-                    argv += ["--perms", "0755", "--dir", str(parent)]
-            argv += ["--ro-bind", p, p]
+    argv += _hidden_and_kept(data, hide, keep_paths, tmp_size)
     for inside, fd in sorted((data_fds or {}).items()):
         argv += ["--perms", "0644", "--ro-bind-data", str(fd), inside]
     argv += ["--bind", str(workdir), HOME, "--ro-bind", str(config_dir), CONFIG_DIR]
@@ -272,69 +240,6 @@ def bwrap_argv(
 
 def _bwrap_path() -> str | None:
     return shutil.which("bwrap")
-
-
-def _try_bwrap(*extra: str) -> str | None:
-    exe = _bwrap_path()
-    if exe is None:
-        return "bubblewrap (bwrap) is not installed"
-    try:
-        out = subprocess.run(
-            [exe, "--die-with-parent", "--unshare-pid", "--unshare-ipc", *extra, "--ro-bind", "/",
-             "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--", "/bin/true"],
-            capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.SubprocessError) as e:
-        return f"bubblewrap does not run: {e}"
-    if out.returncode != 0:
-        return f"bubblewrap does not work here: {out.stderr.strip() or out.returncode}"
-    return None
-
-
-@functools.lru_cache(maxsize=1)
-def probe_bwrap() -> str | None:
-    """``None`` when bubblewrap can make a sandbox here, else why not (run once at start)."""
-    return _try_bwrap()
-
-
-@functools.lru_cache(maxsize=1)
-def probe_userns() -> str | None:
-    """``None`` when sessions can have a user namespace of their own, else why not."""
-    why = _try_bwrap("--unshare-user", "--uid", str(SESSION_ID), "--gid", str(SESSION_ID))
-    return None if why is None else f"no user namespaces ({why})"
-
-
-@functools.lru_cache(maxsize=1)
-def probe_net() -> str | None:
-    """``None`` when sessions can have a network namespace with a way out, else why not."""
-    why = probe_slirp()
-    if why is None:
-        why = _try_bwrap("--unshare-net")
-    return None if why is None else f"no network of their own ({why})"
-
-
-def resolve_mode(mode: str) -> tuple[Isolation, str | None]:
-    """The layers for ``--sandbox MODE`` and the one warning naming what is missing; raises
-    :class:`SandboxUnavailable` (``bwrap`` without bubblewrap, ``strict`` without a layer)."""
-    if mode == "none":
-        return Isolation(missing=("sandbox",)), "sessions are not isolated (--sandbox none)"
-    why = probe_bwrap()
-    if why is not None:
-        if mode in ("bwrap", "strict"):
-            raise SandboxUnavailable(why)
-        return (Isolation(missing=("sandbox",)),
-                f"sessions are not isolated: {why} (see README: install bubblewrap)")
-    userns, net = probe_userns(), probe_net()
-    missing = [why for why in (userns, net) if why is not None]
-    if missing and mode == "strict":
-        raise SandboxUnavailable("; ".join(missing))
-    iso = Isolation(True, userns is None, net is None,
-                    tuple(n for n, w in (("user", userns), ("network", net)) if w is not None))
-    if not missing:
-        return iso, None
-    return iso, ("sessions are sandboxed without " + "; without ".join(missing)
-                 + " (see README: install slirp4netns, enable user namespaces)")
-
 
 
 @dataclass

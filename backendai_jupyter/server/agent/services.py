@@ -2,25 +2,33 @@
 
 The manager's agent gives every session the intrinsic ``sshd`` (tcp 2200) and ``ttyd`` (http 7681)
 ports, the image's labelled apps (``jupyter``, ``jupyterlab`` …) and one ``preopen`` entry per
-``config.preopen_ports`` item. Locally the "container port" is only a name: each service listens
-on a free loopback port chosen when it starts, and the app proxy (``appproxy.py``) maps
-``(app, container port)`` to it. A service is advertised only when this machine can run it:
+``config.preopen_ports`` item. A session with a network of its own (``netns.py``) is like a
+container: each service listens on its container port on the session's own loopback, and the
+endpoint reaches it only through a socket made inside the session (:meth:`SessionServices.connect`)
+for its authenticated app proxy (``manager/appproxy.py``). Without one, each service listens on
+a free host-loopback port or a Unix socket, and the proxy maps ``(app, container port)`` to it.
+A service is advertised only when this machine can run it:
 
 * ``jupyter`` / ``jupyterlab``: ``python -m jupyter_server`` / ``python -m jupyterlab`` from the
-  server's environment, listening on a **Unix socket** (mode 0600 in the session's 0700 socket
-  directory), not on a TCP port: only the endpoint can connect, so the only way in is the
-  authenticated app proxy (a web page in the browser or another local user cannot reach it).
-  Origin and host checks stay on; it needs no token of its own (the socket is the secret), and
-  its XSRF check is off so that API clients behind the proxy work as with the manager's apps;
-* ``ttyd``: the ``ttyd`` binary (a web terminal), on a Unix socket too; the
+  server's environment; without a network of its own, on a **Unix socket** (mode 0600 in a
+  0700 directory, at ``/home/config/sockets`` in the sandbox; connected without following a
+  symlink the session could put there). Either way only the endpoint reaches it, so the only
+  way in is the authenticated app proxy. Origin and host checks stay on; it needs no token of
+  its own, and its XSRF check is off so that API clients behind the proxy work as with the
+  manager's apps;
+* ``ttyd``: the ``ttyd`` binary (a web terminal), the same way; the
   ``/stream/session/{id}/pty`` websocket (``appproxy.py``) is the terminal that needs nothing;
-* ``sshd``: OpenSSH's ``sshd``, with the per-session key pair ``id_container`` (+ ``.pub``) in the
-  working directory, as a real session has in ``/home/work``;
+* ``sshd``: OpenSSH's ``sshd`` running as the session's ``work`` user (key only, its own host
+  key, no root login, no capability), with the per-session key pair ``id_container`` (+
+  ``.pub``) copied into ``/home/work`` as a real session has it; its configuration and keys
+  are in the session's runtime directory, which the session sees read-only at
+  ``/home/config/ssh`` and cannot redirect;
 * ``preopen`` ports: nothing is started; the session's own program listens on that port number.
 
 Services start lazily (first proxied connection, or ``start-service``), inside the session: its
 working directory, environment and resource limits (through the ``limits`` launcher), and they are
-registered as the session's child processes, so destroying the session kills them.
+registered as the session's child processes, so destroying the session kills them. Their logs
+are next to the session's directory, never inside anything the session can write.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from ..manager.errors import Problem, invalid_api_params
 from ..manager.state import ComputeSession
 from .limits import ENV_VAR, launcher_argv
 from .netns import connect_in_session
-from .safefs import write_beneath
+from .safefs import BeneathError, remove_beneath, write_beneath
 from .sandbox import CONFIG_DIR, HOME
 
 __all__ = [
@@ -341,7 +349,14 @@ def give_file(workdir: Path, name: str, data: bytes, mode: int,
     """Write ``workdir/name`` for the session, following no symlink (``safefs``)."""
     root = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        write_beneath(root, name, data, owner, mode=mode)
+        try:
+            write_beneath(root, name, data, owner, mode=mode)
+        except BeneathError:  # the session put a symlink there: replace it (never follow it)
+            remove_beneath(root, name)
+            write_beneath(root, name, data, owner, mode=mode)
+    except OSError as e:
+        raise Problem(500, "app-service-start-failed", "Failed to launch the app service",
+                      data=f"cannot write /home/work/{name}: {e.strerror}") from None
     finally:
         os.close(root)
 

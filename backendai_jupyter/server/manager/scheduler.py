@@ -18,7 +18,6 @@ import shutil
 import site
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,23 +26,16 @@ from typing import Any
 
 from aiohttp import web
 
-from ..agent.cgroups import (
-    MIN_MEMORY,
-    create_memory_cgroup,
-    create_pids_cgroup,
-    memory_cgroup_parent,
-)
-from ..agent.diskquota import HomeImage, probe_home_quota
-from ..agent.kernel_runner import SessionProcess
+from ..agent.cgroups import MIN_MEMORY, memory_cgroup_parent
+from ..agent.container import make_mount_point, mount_home, session_process
+from ..agent.diskquota import probe_home_quota
 from ..agent.limits import format_amount, parse_amount
 from ..agent.reaper import CrashRecords, terminated_session
 from ..agent.sandbox import (
     HOME,
     Isolation,
     SessionLimits,
-    SessionSandbox,
     give_to_session,
-    host_ids,
     resolve_mode,
     session_base_env,
 )
@@ -57,10 +49,6 @@ __all__ = ["SCHEDULER", "Capacity", "Scheduler", "detect_capacity", "detect_gpus
 
 log = logging.getLogger(__name__)
 SLOTS = ("cpu", "mem", "cuda.device", "cuda.shares")
-#: A session's directories next to its working directory: its runtime files (the kernel's
-#: connection file, sshd's configuration and keys; read-only at ``/home/config`` in the
-#: sandbox) and its services' logs (never visible in the session).
-SIDE_DIRS = (".runtime", ".services")
 OOM_REASON = "oom-killed"
 
 
@@ -142,10 +130,10 @@ class Scheduler:
         self.isolation, warning = resolve_mode(self.app[CONFIG].sandbox)
         if warning is not None:
             self.warnings.append(warning)
-        quota = probe_home_quota() if self.isolation.userns else "no sandbox"
-        self.home_quota = quota is None
-        if quota is not None and self.isolation.userns:
-            self.warnings.append(quota)
+        quota = probe_home_quota() if self.isolation.userns else "no user namespaces"
+        self.home_quota = quota is None and self.session_limits.disk is not None
+        if quota is not None and self.session_limits.disk is not None:
+            self.warnings.append(f"-r disk: {quota}")
         if memory_cgroup_parent() is None:
             self.warnings.append(
                 "no writable memory cgroup: memory limits are per process (RLIMIT_DATA), so "
@@ -357,6 +345,7 @@ class Scheduler:
         sess.workdir.mkdir(parents=True, exist_ok=True)
         for host_dir, inside in sess.mounts:
             if self.isolation.sandboxed:  # bwrap binds the folder there (not a link)
+                make_mount_point(sess.workdir, inside)
                 continue
             rel = inside.removeprefix("/home/work/").lstrip("/")
             link = sess.workdir / rel
@@ -379,56 +368,6 @@ class Scheduler:
         if self.isolation.userns and os.geteuid() == 0:
             give_to_session(sess.workdir)
 
-    async def _home_image(self, sess: ComputeSession) -> HomeImage | None:
-        """``/home/work`` on a file system of its own size (``serve -r disk=``), when root."""
-        if not self.home_quota:
-            return None
-        image = HomeImage(sess.workdir)
-        await image.mount(self.session_limits.disk, host_ids())
-        return image
-
-    async def _session_process(self, sess: ComputeSession, limits: dict[str, Any]
-                               ) -> SessionProcess:
-        """The session's cgroups, runtime directories and sandbox (not started yet)."""
-        mem = int(limits["mem"])
-        procs: list[str] = []
-        cgroup = create_memory_cgroup(sess.id, mem)
-        if cgroup is not None:
-            procs.append(str(cgroup.procs_file))
-        else:
-            limits["rlimit_mem"] = mem
-        pids = create_pids_cgroup(sess.id, self.session_limits.pids)
-        if pids is not None and (cgroup is None or pids.path != cgroup.path):
-            procs.append(str(pids.procs_file))
-        if procs:
-            limits["cgroup_procs"] = procs
-        log_path = sess.workdir.parent / f"{sess.workdir.name}.log"
-        # The runtime directory (kernel.json, sshd's files) is read-only in the session; the
-        # services' logs are where the session cannot reach at all.
-        runtime, logs = (sess.workdir.parent / (sess.workdir.name + s) for s in SIDE_DIRS)
-        for d in (runtime, runtime / "ssh", logs):
-            d.mkdir(exist_ok=True, mode=0o755 if d is not logs else 0o700)
-        service_dir: Path | None = None
-        if not self.isolation.net:
-            # Unix sockets for Jupyter/ttyd (no network of its own to listen in); short paths.
-            service_dir = Path(tempfile.mkdtemp(prefix=f"bjup-{sess.id[:8]}-"))
-            (runtime / "sockets").mkdir(exist_ok=True)
-        sandbox: SessionSandbox | None = None
-        if self.isolation.sandboxed:
-            if self.isolation.userns and service_dir is not None:
-                os.chown(service_dir, *host_ids())
-            sandbox = SessionSandbox.for_session(
-                workdir=sess.workdir, config_dir=runtime, data_dir=self.app[CONFIG].data_dir,
-                mounts=sess.mounts, isolation=self.isolation, sockets_dir=service_dir,
-                tmp_size=self.session_limits.tmp,
-            )
-        proc = SessionProcess(
-            sess.workdir, self._environ(sess), limits, log_path, zygote=self.zygote,
-            sandbox=sandbox, cgroup=cgroup, service_dir=service_dir, runtime_dir=runtime,
-            pids_cgroup=pids if pids is not None and pids != cgroup else None,
-        )
-        return proc
-
     async def _start(self, sess: ComputeSession) -> None:
         app = self.app
         try:
@@ -436,8 +375,11 @@ class Scheduler:
             publish_session_event(app, "session_scheduled", sess, "triggered-by-scheduler")
             sess.set_status("PREPARING")
             publish_session_event(app, "session_preparing", sess, "passed-preconditions")
-            home = await self._home_image(sess)
-            if sess.status != "PREPARING":  # destroyed while preparing: nothing to undo yet
+            home = await mount_home(sess.workdir, self.session_limits) if self.home_quota \
+                else None
+            if sess.status != "PREPARING":  # destroyed while preparing: undo the mount only
+                if home is not None:
+                    home.unmount()
                 return
             self._prepare_workdir(sess)
             sess.set_status("PREPARED")
@@ -445,7 +387,11 @@ class Scheduler:
             publish_session_event(app, "kernel_preparing", sess)
             mem = int(sess.resources["mem"])
             limits: dict[str, Any] = {"cpus": sess.cpu_set, "mem": mem}
-            proc = await self._session_process(sess, limits)
+            proc = session_process(
+                sess, limits, self._environ(sess), isolation=self.isolation,
+                session_limits=self.session_limits, data_dir=self.app[CONFIG].data_dir,
+                zygote=self.zygote,
+            )
             proc.home_image = home
             sess.process = proc
             if proc.sandbox is not None:

@@ -28,7 +28,7 @@ from . import userconfig
 from .auth import ACCESS_KEY
 from .errors import Problem, invalid_api_params, json_body
 from .scheduler import SCHEDULER
-from .session_params import check_name, parse_create
+from .session_params import CreateParams, check_name, parse_create
 from .state import CONFIG, KEYPAIRS, REGISTRY, ComputeSession
 
 __all__ = ["create", "destroy", "info"]
@@ -164,13 +164,7 @@ async def _create(request: web.Request, body: dict[str, Any]) -> web.Response:
     registry.add(sess)
     sched = app[SCHEDULER]
     sched.enqueue(sess)
-    if params.enqueue_only:
-        status = "PENDING"
-    elif await sched.wait_started(sess, params.max_wait or None):
-        await asyncio.sleep(0)
-        status = sess.status
-    else:
-        status = "TIMEOUT"
+    status = "PENDING" if params.enqueue_only else await _wait_started(app, sess, params)
     return web.json_response(
         {
             "sessionId": sid,
@@ -181,6 +175,26 @@ async def _create(request: web.Request, body: dict[str, Any]) -> web.Response:
         },
         status=201,
     )
+
+
+async def _wait_started(app: web.Application, sess: ComputeSession, params: CreateParams
+                        ) -> str:
+    """The create's answer status: maxWaitSeconds as on the manager (then TIMEOUT, the
+    session stays queued); without it the manager would wait forever, here at most
+    ``create_wait`` and then a clear 429 (the session leaves the queue)."""
+    sched = app[SCHEDULER]
+    wait = params.max_wait or app[CONFIG].create_wait
+    if await sched.wait_started(sess, wait):
+        await asyncio.sleep(0)
+        return str(sess.status)
+    if sess.status == "PENDING" and not params.max_wait:  # capacity stayed full
+        await sched.terminate(sess, "capacity-full")
+        raise Problem(
+            429, "session-capacity-full", "Not enough capacity",
+            f"the session did not start within {wait:g} s: the endpoint's capacity stayed full "
+            "(destroy a session, ask for less, or create with enqueueOnly)",
+        )
+    return "TIMEOUT"
 
 
 # -- per-session routes ---------------------------------------------------------------------

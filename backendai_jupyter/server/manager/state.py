@@ -72,6 +72,8 @@ class ServerConfig:
     sandbox: str = "auto"
     #: ``serve -r``: ``{"pids": "1024", "tmp": "1g", "disk": "10g"}`` (``sandbox.SessionLimits``).
     session_limits: dict[str, str] = field(default_factory=dict)
+    #: Seconds a create without ``maxWaitSeconds`` waits for capacity before answering 429.
+    create_wait: float = 300.0
 
     @property
     def sessions_dir(self) -> Path:
