@@ -93,6 +93,9 @@ SINCE: dict[str, ApiVersion] = {
     # 25.x/26.x: the 26.x event names and session statuses.
     "events_26": (9, "20250722"),
     "statuses_26": (9, "20250722"),
+    # GraphQL accessible_scaling_groups (per-agent maximum for any user): seen on 26.9.6, absent
+    # on 24.03 (asking there only fills the manager's log with errors).
+    "gql_accessible_scaling_groups": (9, "20250722"),
 }
 
 #: API versions whose kernel runner never answers completion requests (VERSIONS.md item 4).

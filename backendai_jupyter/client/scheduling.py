@@ -70,6 +70,9 @@ _RG_QUERY = (
 
 async def group_infos(client: Client) -> list[Mapping[str, Any]]:
     """``accessible_scaling_groups`` entries for the config's project (26.x); ``[]`` elsewhere."""
+    await client.connect()
+    if not client.features.has("gql_accessible_scaling_groups"):
+        return []
     try:
         data = await client.gql(_GROUPS_QUERY)
         groups = ((data or {}).get("user") or {}).get("groups") or []

@@ -111,8 +111,10 @@ def _own_path(controller_line: str) -> str:
     return controller_line.split(":", 2)[2].lstrip("/")
 
 
-def memory_cgroup_parent() -> tuple[Path, int] | None:
-    """Where this process may create memory cgroups: ``(directory, version)`` or ``None``."""
+def _cgroup_parent(controller: str, v1_file: str) -> tuple[Path, int] | None:
+    """Where this process may create cgroups of ``controller``: ``(directory, version)`` or
+    ``None``. v2 where the controller is delegated to our own cgroup, else v1 (``v1_file`` tells
+    a usable v1 hierarchy)."""
     try:
         own = Path("/proc/self/cgroup").read_text().splitlines()
     except OSError:
@@ -122,17 +124,22 @@ def memory_cgroup_parent() -> tuple[Path, int] | None:
         if line is not None:
             parent = _ROOT / _own_path(line)
             try:
-                if "memory" in (parent / "cgroup.subtree_control").read_text().split():
+                if controller in (parent / "cgroup.subtree_control").read_text().split():
                     if os.access(parent, os.W_OK):
                         return parent, 2
             except OSError:
                 pass
-    line = next((x for x in own if "memory" in x.split(":")[1].split(",")), None)
+    line = next((x for x in own if controller in x.split(":")[1].split(",")), None)
     if line is not None:
-        parent = _ROOT / "memory" / _own_path(line)
-        if (parent / "memory.limit_in_bytes").exists() and os.access(parent, os.W_OK):
+        parent = _ROOT / controller / _own_path(line)
+        if (parent / v1_file).exists() and os.access(parent, os.W_OK):
             return parent, 1
     return None
+
+
+def memory_cgroup_parent() -> tuple[Path, int] | None:
+    """Where this process may create memory cgroups: ``(directory, version)`` or ``None``."""
+    return _cgroup_parent("memory", "memory.limit_in_bytes")
 
 
 def create_memory_cgroup(session_id: str, limit: int) -> MemoryCgroup | None:
@@ -159,26 +166,7 @@ DEFAULT_PIDS_MAX = 1024
 
 def pids_cgroup_parent() -> tuple[Path, int] | None:
     """Where this process may create ``pids`` cgroups: ``(directory, version)`` or ``None``."""
-    try:
-        own = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    if (_ROOT / "cgroup.controllers").exists():
-        line = next((x for x in own if x.startswith("0::")), None)
-        if line is not None:
-            parent = _ROOT / _own_path(line)
-            try:
-                if "pids" in (parent / "cgroup.subtree_control").read_text().split():
-                    if os.access(parent, os.W_OK):
-                        return parent, 2
-            except OSError:
-                pass
-    line = next((x for x in own if "pids" in x.split(":")[1].split(",")), None)
-    if line is not None:
-        parent = _ROOT / "pids" / _own_path(line)
-        if (parent / "cgroup.procs").exists() and os.access(parent, os.W_OK):
-            return parent, 1
-    return None
+    return _cgroup_parent("pids", "cgroup.procs")
 
 
 def create_pids_cgroup(session_id: str, limit: int) -> MemoryCgroup | None:
