@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from backendai_jupyter.client import Client, Finished, Output, WaitingInput
+from backendai_jupyter.server.agent.runs import RECORD_PIECE, Run, text_pieces
+from backendai_jupyter.server.manager.execute import FORWARD_CHUNK, next_result
 
 TRANSPORTS = ["rest", "websocket"]
 
@@ -162,3 +164,41 @@ async def test_runs_queued_behind_one_run_take_turns(client: Client, session: st
     results = await asyncio.wait_for(asyncio.gather(first, *waiting), 60)
     assert [_stdout(items) for items, _ in results[1:]] == [f"queued {i}\n" for i in range(3)]
     assert all(code == 0 for _, code in results)
+
+
+async def test_large_output_is_forwarded_in_bounded_pieces() -> None:
+    # Four 600 kB records, then the end: the answers go out as soon as they hold a piece of
+    # FORWARD_CHUNK, not after the flush timeout, and never hold the whole output.
+    run = Run("r1")
+    record = "y" * 600_000
+    for _ in range(4):
+        run.records.put_nowait(("stdout", record))
+    run.records.put_nowait(("finished", {"exitCode": 0}))
+    start = time.monotonic()
+    answers = [await next_result(run, 30.0) for _ in range(3)]
+    assert time.monotonic() - start < 5
+    assert [a["status"] for a in answers] == ["continued", "continued", "finished"]
+    texts = [a["console"] for a in answers]
+    assert texts[0] == [["stdout", record * 2]] and texts[1] == [["stdout", record * 2]]
+    assert texts[2] == [] and all(len(t[0][1]) < 2 * FORWARD_CHUNK for t in texts[:2])
+
+
+@pytest.mark.parametrize(
+    ("length", "size", "want"),
+    [(0, 4, [0]), (3, 4, [3]), (4, 4, [4]), (5, 4, [4, 1]), (12, 4, [4, 4, 4])],
+)
+def test_text_pieces(length: int, size: int, want: list[int]) -> None:
+    text = "".join(chr(ord("a") + i % 26) for i in range(length))
+    pieces = text_pieces(text, size)
+    assert [len(p) for p in pieces] == want and "".join(pieces) == text
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_large_output_arrives_whole_in_bounded_items(
+    client: Client, session: str, transport: str
+) -> None:
+    code = "for i in range(6):\n    print(str(i) * (1024 * 1024 - 1))"
+    items, exit_code = await _run(client, session, code, transport)
+    assert exit_code == 0
+    assert _stdout(items) == "".join(str(i) * (1024 * 1024 - 1) + "\n" for i in range(6))
+    assert max(len(i[1]) for i in items) <= FORWARD_CHUNK + RECORD_PIECE

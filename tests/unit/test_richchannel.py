@@ -15,8 +15,16 @@ from typing import Any
 import pytest
 
 from backendai_jupyter import richchannel
-from backendai_jupyter.richchannel import HEADER_TAG, bootstrap_code, with_header
+from backendai_jupyter.richchannel import (
+    HEADER_TAG,
+    Frame,
+    FrameDecoder,
+    bootstrap_code,
+    encode_frame,
+    with_header,
+)
 from backendai_jupyter.richchannel.calls import MODULE, program
+from backendai_jupyter.richchannel.frames import _find_marker
 from backendai_jupyter.richchannel.remote import bootstrap as remote_bootstrap
 
 REMOTE = Path(richchannel.__file__).parent / "remote"
@@ -154,3 +162,31 @@ def test_our_frames_leave_the_traceback() -> None:
     pruned = remote_bootstrap.without_our_frames(tb)
     assert _names(pruned)[-2:] == ["user_code", "library"]
     assert remote_bootstrap.without_our_frames(None) is None
+
+
+MARK = "\x1b]BAI;n0;"
+
+
+@pytest.mark.parametrize(
+    ("text", "pos", "want"),
+    [
+        ("plain text only", 0, -1),
+        ("\x1b[31mred\x1b[0m and no marker", 0, -1),
+        (f"abc{MARK}x", 0, 3),
+        (f"\x1b[31mred\x1b[0m{MARK}x", 0, 12),
+        (f"{MARK}a{MARK}b", 1, len(MARK) + 1),
+        (f"{MARK}", len(MARK), -1),
+        ("\x1b]BAI;n0", 0, -1),  # a marker prefix is not a marker
+    ],
+)
+def test_find_marker_is_str_find(text: str, pos: int, want: int) -> None:
+    assert _find_marker(text, MARK, pos) == want == text.find(MARK, pos)
+
+
+def test_decoder_finds_frames_between_ansi_escapes() -> None:
+    frame = encode_frame("n0", {"t": "ready"})
+    text = f"\x1b[1mbold\x1b[0m{frame}after\x1b[0m"
+    decoder = FrameDecoder("n0")
+    parts = decoder.feed(text) + decoder.flush()
+    assert parts[0] == "\x1b[1mbold\x1b[0m" and parts[2] == "after\x1b[0m"
+    assert isinstance(parts[1], Frame) and parts[1].type == "ready"

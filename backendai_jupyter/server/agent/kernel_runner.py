@@ -37,7 +37,7 @@ from .diskquota import HomeImage
 from .limits import ENV_VAR, launcher_argv
 from .netns import PortRelay
 from .procfs import is_alive
-from .runs import Record, Run
+from .runs import Record, Run, text_pieces
 from .sandbox import CONFIG_DIR, SessionSandbox, host_ids
 from .zygote import Zygote, ZygoteProvisioner
 
@@ -272,7 +272,8 @@ class SessionProcess:
                     continue
                 kind, content = msg["msg_type"], msg["content"]
                 if kind == "stream":
-                    await run.records.put((content["name"], content["text"]))
+                    for piece in text_pieces(content["text"]):
+                        await run.records.put((content["name"], piece))
                 elif kind == "error":
                     exit_code = self._error_exit_code(content)
                     await run.records.put(("stderr", "\n".join(content.get("traceback", []))))

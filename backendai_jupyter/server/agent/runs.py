@@ -13,9 +13,21 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Record", "Run", "SessionRuns"]
+__all__ = ["RECORD_PIECE", "Record", "Run", "SessionRuns", "text_pieces"]
 
 Record = tuple[str, Any]
+
+#: The most text one stdout/stderr record holds. A kernel printing fast sends tens of MB in
+#: one stream message; cut into pieces, it is forwarded (and decoded by the client) piece by
+#: piece, and no later hop needs to hold all of it at once.
+RECORD_PIECE = 1 << 20
+
+
+def text_pieces(text: str, size: int = RECORD_PIECE) -> list[str]:
+    """``text`` cut into consecutive pieces of at most ``size`` characters (one when short)."""
+    if len(text) <= size:
+        return [text]
+    return [text[i : i + size] for i in range(0, len(text), size)]
 
 #: Runs whose task ended but whose final result nobody has read yet, kept per session so that a
 #: client that comes back late can still read it (the oldest is dropped beyond this).

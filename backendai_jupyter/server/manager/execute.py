@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from ..agent.runs import Record, Run
+from ..agent.runs import RECORD_PIECE, Record, Run
 from .auth import ACCESS_KEY
 from .errors import Problem, decode_json, invalid_api_params, json_body
 from .state import REGISTRY, ComputeSession
@@ -32,12 +32,17 @@ __all__ = ["aggregate_console", "execute", "next_result", "start_run", "stream_e
 REST_FLUSH = 2.0
 WS_FLUSH = 0.2
 RUN_WAIT = 30.0
+#: An answer goes out early once its console text reaches this many characters: a run printing
+#: fast is forwarded in bounded pieces as it goes (the client decodes one piece while the next
+#: arrives), and no answer holds more than about this much of a large output.
+FORWARD_CHUNK = RECORD_PIECE
 _TERMINAL = {"finished", "clean-finished", "build-finished"}
 
 
-def _dumps(value: Any) -> str:
-    # A frame can carry tens of MB of output; orjson encodes it several times faster.
-    return orjson.dumps(value).decode()
+def _json_bytes(value: Any) -> bytes:
+    # An answer can carry megabytes of output: orjson encodes it several times faster, and its
+    # UTF-8 bytes go out as they are (a str in between would be decoded and encoded again).
+    return orjson.dumps(value)
 
 
 def aggregate_console(records: list[Record]) -> list[list[Any]]:
@@ -57,12 +62,16 @@ def aggregate_console(records: list[Record]) -> list[list[Any]]:
 
 
 async def next_result(run: Run, flush_timeout: float) -> dict[str, Any]:
-    """Collect records until a terminal one or ``flush_timeout``; never loses a record."""
+    """Collect records until a terminal one, ``flush_timeout`` or :data:`FORWARD_CHUNK` of
+    text; never loses a record."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + flush_timeout
     records: list[Record] = []
+    size = 0
     status, exit_code, options = "continued", None, None
-    while (record := await run.next_record(deadline - loop.time())) is not None:
+    while size < FORWARD_CHUNK and (
+        record := await run.next_record(deadline - loop.time())
+    ) is not None:
         kind, data = record
         if kind in _TERMINAL:
             status, exit_code = kind, int(data.get("exitCode", 0))
@@ -71,6 +80,8 @@ async def next_result(run: Run, flush_timeout: float) -> dict[str, Any]:
             status, options = kind, data
             break
         records.append((kind, data))
+        if isinstance(data, str):
+            size += len(data)
     if status == "finished":
         run.finished = True
     return {
@@ -153,7 +164,8 @@ async def execute(request: web.Request) -> web.Response:
         run = await start_run(
             sess, mode, run_id, code, options if isinstance(options, dict) else {}
         )
-    return web.json_response({"result": await next_result(run, REST_FLUSH)}, dumps=_dumps)
+    answer = _json_bytes({"result": await next_result(run, REST_FLUSH)})
+    return web.Response(body=answer, content_type="application/json")
 
 
 COMPLETE_WAIT = 2.0
@@ -219,7 +231,7 @@ async def stream_execute(request: web.Request) -> web.StreamResponse:
             if ws.closed:
                 break
             result.pop("runId", None)
-            await ws.send_json(result, dumps=_dumps)
+            await ws.send_frame(_json_bytes(result), WSMsgType.TEXT)
             if result["status"] == "finished":
                 break
             if result["status"] == "waiting-input":
