@@ -228,6 +228,13 @@ class Pump:
     def end_cell(self) -> None:
         self.acquire()  # a request in flight is answered before the run may finish
         try:
+            if self.cell is not None and self.flushing and self.pending.is_set():
+                # Output the cell sent since the last flush goes out one REST answer before
+                # the run's end: else it reaches the front-end together with the
+                # execute_reply, and nbclient, which answers an Output widget's output with a
+                # comm_msg on the shell socket it is polling for that reply, misses the reply
+                # until its cell timeout (jupyter/nbclient#312).
+                self.flush(self.cell)
             self.note_started()
             if self.cell is not None and self.background():
                 self.ask(self.cell, "b")  # tells the proxy to run a collector while idle
