@@ -42,11 +42,11 @@ import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._exceptions import (
     BackendAIError,
-    ClientError,
     ConfigError,
     ConnectError,
     NotFoundError,
@@ -56,7 +56,18 @@ from ._exceptions import (
     SessionError,
     SessionWedged,
 )
+from ._exec_drain import drain_rest, drain_websocket
+from ._exec_results import events_from_result, output_tail, split_prompt
+from ._exec_stream import (
+    LIVENESS_EVERY,
+    StaleSocket,
+    StreamLost,
+    execute_frame,
+    receive_message,
+    send_code,
+)
 from ._http import WebSocket
+from ._live_flush import split_flush
 from ._models import (
     ConsoleItem,
     ExecEvent,
@@ -64,13 +75,13 @@ from ._models import (
     Output,
     OutputLost,
     Resumed,
-    StepFinished,
     WaitingInput,
 )
+from ._warm_sockets import WarmSockets
 from .outages import Outage, next_retry, outage_reason, retry_outages
 
 if TYPE_CHECKING:
-    from ._core import ClientCore, ExecutionClient
+    from ._core import ExecutionClient
 
 __all__ = [
     "Execution",
@@ -86,150 +97,21 @@ __all__ = [
 Mode = Literal["query", "batch"]
 Transport = Literal["auto", "websocket", "rest"]
 
-_CONTINUE_STATUSES = {"continued", "clean-finished", "build-finished"}
 # A new run answers within the 2 s flush unless it waits for another run (26.9.6 waits forever
 # for one whose results nobody collects); a continuation never waits, unless the agent is gone.
 _QUERY_READ_TIMEOUT = 30.0
 _CONTINUE_READ_TIMEOUT = 20.0
-_DRAIN_TIMEOUT = 60.0
-_END_STATUSES = {"finished", "exec-timeout", "error", "server-restarting"}
 PROBE_TIMEOUT = 10.0
 """Seconds a trivial probe run may wait for the session's run queue before it counts as wedged."""
-_LIVENESS_EVERY = 10.0  # seconds of silent ``continued`` answers between session status checks
 
 
-def split_prompt(items: list[ConsoleItem]) -> tuple[list[ConsoleItem], str]:
-    """Detach an ``input()`` prompt from the output that precedes a ``waiting-input``.
+@dataclass
+class _RestRequest:
+    """The next REST execute request of a run."""
 
-    The runner sends the prompt as ordinary stdout right before ``waiting-input``; a Jupyter
-    front-end wants it as the ``input_request`` prompt instead. Only the text after the last
-    newline of a trailing stdout item is taken.
-    """
-    if not items or items[-1].kind != "stdout" or not isinstance(items[-1].data, str):
-        return items, ""
-    head, sep, tail = items[-1].data.rpartition("\n")
-    rest = list(items[:-1])
-    if sep:
-        rest.append(ConsoleItem("stdout", head + sep))
-    return rest, tail
-
-
-def split_flush(prompt: str, prefix: str | None) -> tuple[str, str, str] | None:
-    """Recognise a live-output pump's prompt (``backendai_jupyter.richchannel.pump``). Pure.
-
-    Returns ``None`` for a real ``input()`` prompt, else ``(text, kind, token)``: ``text`` is
-    output that came before the marker on the same line (a ``\\r`` progress bar); ``kind`` is
-    ``f`` (a flush), ``b`` (the cell ended with threads that may print while idle) or ``q``
-    (quiet: answered by an input already sent, so not answered); ``f`` and ``b`` are answered
-    with ``token``.
-    """
-    if not prefix or not prompt.endswith("\x07"):
-        return None
-    at = prompt.rfind(prefix)
-    if at < 0:
-        return None
-    token = prompt[at:]
-    kind, seq = token[len(prefix) : len(prefix) + 1], token[len(prefix) + 1 : -1]
-    if kind not in ("f", "b", "q") or not seq.isdigit():
-        return None
-    return prompt[:at], kind, token
-
-
-def events_from_result(result: dict[str, Any]) -> list[ExecEvent]:
-    """Map one execute answer (REST ``result`` or one websocket frame) to events. Pure."""
-    status = result.get("status")
-    if status == "error":
-        raise ServerError(500, title="execution failed on the server", msg=str(result.get("msg")))
-    if status == "server-restarting":
-        raise ServerError(503, title="the manager is restarting", msg=str(result.get("msg")))
-    items = [ConsoleItem.from_json(item) for item in result.get("console") or []]
-    options = result.get("options") or {}
-    prompt = ""
-    if status == "waiting-input":
-        items, prompt = split_prompt(items)
-    events: list[ExecEvent] = [Output(item) for item in items]
-    exit_code = result.get("exitCode")
-    if status == "waiting-input":
-        is_password = bool(options.get("is_password")) if isinstance(options, dict) else False
-        events.append(WaitingInput(prompt=prompt, is_password=is_password))
-    elif status == "clean-finished":
-        events.append(StepFinished("clean", exit_code))
-    elif status == "build-finished":
-        events.append(StepFinished("build", exit_code))
-    elif status in ("finished", "exec-timeout"):
-        events.append(Finished(exit_code, status=str(status)))
-    elif status not in _CONTINUE_STATUSES:
-        raise ProtocolError(f"unexpected execution status from server: {status!r}")
-    return events
-
-
-def output_tail(events: list[ExecEvent], width: int = 60) -> str:
-    """A one-line description of where delivered output ended (for :class:`OutputLost`). Pure."""
-    for event in reversed(events):
-        if isinstance(event, Output) and event.item.kind in ("stdout", "stderr"):
-            text = str(event.item.data).rstrip("\n")
-            if not text.strip():
-                continue
-            line = text.rsplit("\n", 1)[-1]
-            line = line if len(line) <= width else "…" + line[-(width - 1) :]
-            return f"after the {event.item.kind} line {line!r}"
-        if isinstance(event, Output):
-            return f"after a {event.item.kind} output"
-    return "before any output arrived"
-
-
-class _StaleSocket(Exception):
-    """A pre-opened websocket was closed by the server before it carried anything."""
-
-
-class _StreamLost(Exception):
-    """The execute websocket ended before the run finished; the run cannot be continued."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
-
-
-class WarmSockets:
-    """Pre-opened execute websockets, one per session, to save a handshake per cell.
-
-    The manager's ``/stream/session/{id}/execute`` handshake costs about as much as a trivial
-    run itself (session lookup and auth before the upgrade), and a connection carries exactly one
-    run. After a run finishes the next connection is opened in the background; the next
-    execute uses it if it is still open, else opens a fresh one. A pre-opened socket is never
-    trusted: if it fails in any way before the first answer frame (closed by the server, cut by
-    a manager restart, an error on send or receive), the code is sent again on a fresh one.
-    """
-
-    def __init__(self, client: ClientCore, enabled: bool = True) -> None:
-        self._client = client
-        self.enabled = enabled
-        self._pending: dict[str, asyncio.Task[WebSocket]] = {}
-
-    def prepare(self, session: str) -> None:
-        if not self.enabled or session in self._pending:
-            return
-        path = f"/stream/session/{session}/execute"
-        self._pending[session] = asyncio.ensure_future(self._client.http.ws_connect(path))
-
-    async def take(self, session: str) -> WebSocket | None:
-        task = self._pending.pop(session, None)
-        if task is None:
-            return None
-        try:
-            ws = await task
-        except (BackendAIError, asyncio.CancelledError):
-            return None
-        return None if ws.closed else ws
-
-    async def discard(self, session: str) -> None:
-        ws = await self.take(session)
-        if ws is not None:
-            await ws.close()
-
-    async def close(self) -> None:
-        for session in list(self._pending):
-            await self.discard(session)
+    mode: str
+    code: str
+    options: dict[str, Any]
 
 
 class Execution:
@@ -328,7 +210,7 @@ class Execution:
                         yield event
                     warm.prepare(self.session)
                     return
-                except _StaleSocket:
+                except StaleSocket:
                     pass  # the pre-opened socket died unused: nothing ran, use a fresh one
             outage: Outage | None = None
             while True:  # nothing was sent yet: an outage is simply waited out
@@ -346,7 +228,7 @@ class Execution:
             async for event in self._run_websocket(ws):
                 yield event
             warm.prepare(self.session)
-        except _StreamLost as e:
+        except StreamLost as e:
             self.lost = True
             lost = OutputLost(reason=e.reason, after=output_tail(self._delivered))
             yield lost
@@ -396,65 +278,31 @@ class Execution:
         received = False
         silent_since = time.monotonic()
         try:
-            try:
-                await ws.send_json({"code": self.code, "mode": self.mode, "options": self.options})
-            except ClientError:
-                if stale_ok:
-                    raise _StaleSocket from None
-                raise
+            body = {"code": self.code, "mode": self.mode, "options": self.options}
+            await send_code(ws, body, stale_ok=stale_ok)
             while True:
-                try:
+                msg = await receive_message(ws, stale=stale_ok and not received)
+                if msg is None:
                     # A run whose kernel died (destroyed, OOM, runner killed) may leave the
                     # stream open and silent while the server keeps answering pings: check the
                     # session after every silent stretch, as the REST loop does.
-                    msg = await ws.receive(timeout=_LIVENESS_EVERY)
-                except RequestTimeout:
                     silent_since = time.monotonic()
                     await self._raise_if_session_gone()
                     continue
-                except ClientError as e:
-                    if stale_ok and not received:
-                        raise _StaleSocket from None
-                    raise _StreamLost(f"the execution stream broke ({e})") from None
-                if msg.kind == "closed" and stale_ok and not received:
-                    raise _StaleSocket
                 received = True
                 if msg.kind == "closed":
                     await self._raise_if_session_gone()
-                    raise _StreamLost(
+                    raise StreamLost(
                         "the server closed the execution stream before the run finished "
                         f"(close code {msg.close_code})"
                     )
-                if msg.kind != "text":
-                    raise ProtocolError("execution stream: unexpected binary frame")
-                frame = msg.json()
-                if not isinstance(frame, dict):
-                    raise ProtocolError(f"execution stream: unexpected frame {frame!r:.80}")
-                if frame.get("status") == "server-restarting":
-                    raise _StreamLost(
-                        "the manager restarted during the run, and a websocket run cannot be "
-                        "continued (the manager never tells its run id)"
-                    )
-                events = events_from_result(frame)
-                for event in events:
-                    flush = self._flush(event)
-                    if flush is not None:
-                        for out in flush[0]:
-                            yield self._deliver(out)
-                        if flush[1] is not None:
-                            await ws.send_str(flush[1])
-                        continue
-                    yield self._deliver(event)
-                    if isinstance(event, WaitingInput):
-                        await ws.send_str(await self._next_input())
+                events = events_from_result(execute_frame(msg))
+                async for event in self._deliver_over_websocket(ws, events):
+                    yield event
                 if self.finished:
                     return
-                if events:
-                    silent_since = time.monotonic()
-                elif time.monotonic() - silent_since >= _LIVENESS_EVERY:
-                    # Empty frames only, as from a run whose kernel died: is the session there?
-                    silent_since = time.monotonic()
-                    await self._raise_if_session_gone()
+                # Empty frames only, as from a run whose kernel died: is the session there?
+                silent_since = await self._check_silence(bool(events), silent_since)
         finally:
             if self.finished or not received:
                 await ws.close()
@@ -462,7 +310,32 @@ class Execution:
                 # Abandoned mid-run (cancelled, or the consumer stopped iterating). A run whose
                 # results are never collected wedges the session's run queue on 26.x, so
                 # interrupt it and read the stream to its end in the background.
-                self._client.sessions.track_drain(self.session, self._drain_websocket(ws))
+                self._client.sessions.track_drain(self.session, drain_websocket(ws, self.interrupt))
+
+    async def _deliver_over_websocket(
+        self, ws: WebSocket, events: list[ExecEvent]
+    ) -> AsyncIterator[ExecEvent]:
+        """Yield one frame's events, answering flush prompts and ``input()`` on the socket."""
+        for event in events:
+            flush = self._flush(event)
+            if flush is not None:
+                for out in flush[0]:
+                    yield self._deliver(out)
+                if flush[1] is not None:
+                    await ws.send_str(flush[1])
+                continue
+            yield self._deliver(event)
+            if isinstance(event, WaitingInput):
+                await ws.send_str(await self._next_input())
+
+    async def _check_silence(self, active: bool, silent_since: float) -> float:
+        """Check the session after a silent stretch; the new start of the silence."""
+        if active:
+            return time.monotonic()
+        if time.monotonic() - silent_since >= LIVENESS_EVERY:
+            silent_since = time.monotonic()
+            await self._raise_if_session_gone()
+        return silent_since
 
     async def _raise_if_session_gone(self) -> None:
         reason = None
@@ -471,47 +344,8 @@ class Execution:
         if reason is not None:
             raise SessionError(reason, session=self.session)
 
-    async def _drain_websocket(self, ws: WebSocket) -> None:
-        async def read_to_end() -> None:
-            while True:
-                msg = await ws.receive()
-                if msg.kind != "text":
-                    return
-                frame = msg.json()
-                status = frame.get("status") if isinstance(frame, dict) else None
-                if status == "waiting-input":
-                    await ws.send_str("")  # an input() still waiting gets an empty line
-                elif status is None or status in _END_STATUSES:
-                    return
-
-        try:
-            with contextlib.suppress(BackendAIError):
-                await self.interrupt()
-            await asyncio.wait_for(read_to_end(), _DRAIN_TIMEOUT)
-        finally:
-            await ws.close()
-
-    async def _drain_rest(self) -> None:
-        async def poll_to_end() -> None:
-            mode = "continue"
-            outage: Outage | None = None
-            while True:
-                try:
-                    result = await self._rest_call(mode, "", None)
-                except BackendAIError as e:
-                    if outage_reason(e) is None:
-                        return
-                    outage, reconnecting = next_retry(e, outage, _DRAIN_TIMEOUT)
-                    await asyncio.sleep(reconnecting.delay)
-                    continue
-                status = result.get("status")
-                if status in _END_STATUSES:
-                    return
-                mode = "input" if status == "waiting-input" else "continue"
-
-        with contextlib.suppress(BackendAIError):
-            await self.interrupt()
-        await asyncio.wait_for(poll_to_end(), _DRAIN_TIMEOUT)
+    async def _continue_call(self, mode: str) -> Any:
+        return await self._rest_call(mode, "", None)
 
     async def _rest_call(self, mode: str, code: str, options: dict[str, Any] | None) -> Any:
         body: dict[str, Any] = {"mode": mode, "runId": self.run_id, "run_id": self.run_id}
@@ -561,74 +395,89 @@ class Execution:
         # Choosing the run id ourselves (managers echo it back) means the run can be continued
         # after any failure, and an interrupted first request can still be drained.
         self.run_id = secrets.token_hex(16)
-        mode: str = self.mode
-        code, options = self.code, self.options
+        request = _RestRequest(self.mode, self.code, self.options)
         outage: Outage | None = None
         silent_since = time.monotonic()
         sent = False  # whether the server may have taken the code (else nothing to drain)
         try:
             while True:
                 try:
-                    result = await self._rest_call(mode, code, options)
+                    result = await self._rest_call(request.mode, request.code, request.options)
                 except BackendAIError as e:
                     sent = sent or not isinstance(e, ConnectError)
-                    if isinstance(e, RequestTimeout) and mode in ("query", "batch"):
+                    if isinstance(e, RequestTimeout) and request.mode in ("query", "batch"):
                         # The code was not even taken: the run queue is held by a run whose
                         # results nobody collects (26.9.6 waits for it forever).
                         await self._raise_if_session_gone()
                         sent = False  # queued behind the stuck run: there is nothing to drain
-                        raise SessionWedged(
-                            f"the session did not start the code within {_QUERY_READ_TIMEOUT:.0f}"
-                            " s: its run queue is stuck behind a run whose results were never "
-                            "collected. Its variables and imports are lost with it; "
-                            "interrupting does not help. Start a new session.",
-                            session=self.session,
-                        ) from None
+                        raise self._queue_wedged() from None
                     reason = await self._outage_or_raise(e)
                     outage = outage or Outage(self.outage_limit)
                     reconnecting = outage.failed(reason)
                     yield reconnecting
                     await asyncio.sleep(reconnecting.delay)
-                    if (
-                        not isinstance(e, ConnectError)
-                        and mode != "continue"
-                        and not self._flush_answer
-                    ):
-                        # The request may have reached the agent: never send code twice, go on
-                        # reading the run instead. A flush answer is sent again: one that never
-                        # arrived would stall the run, a second copy is harmless (live.remote).
-                        mode, code, options = "continue", "", {}
+                    self._after_failed_request(request, e)
                     continue
                 sent = True
                 if outage is not None:
                     yield Resumed(elapsed=outage.elapsed, attempts=outage.attempts)
                     outage = None
-                options = {}
-                if result.get("runId") or result.get("run_id"):
-                    self.run_id = str(result.get("runId") or result.get("run_id"))
-                mode, code = "continue", ""
-                self._flush_answer = False
-                events = events_from_result(result)
-                for event in events:
-                    flush = self._flush(event)
-                    if flush is not None:
-                        for out in flush[0]:
-                            yield self._deliver(out)
-                        if flush[1] is not None:
-                            mode, code, self._flush_answer = "input", flush[1], True
-                        continue
-                    yield self._deliver(event)
-                    if isinstance(event, WaitingInput):
-                        mode, code = "input", await self._next_input()
+                events = self._take_rest_result(request, result)
+                async for event in self._deliver_over_rest(request, events):
+                    yield event
                 if self.finished:
                     return
-                if events or mode != "continue":
-                    silent_since = time.monotonic()
-                elif time.monotonic() - silent_since >= _LIVENESS_EVERY:
-                    # A run whose runner died answers "continued" with nothing, forever.
-                    silent_since = time.monotonic()
-                    await self._raise_if_session_gone()
+                # A run whose runner died answers "continued" with nothing, forever.
+                active = bool(events) or request.mode != "continue"
+                silent_since = await self._check_silence(active, silent_since)
         finally:
             if sent and not self.finished:
-                self._client.sessions.track_drain(self.session, self._drain_rest())
+                self._client.sessions.track_drain(
+                    self.session, drain_rest(self._continue_call, self.interrupt)
+                )
 
+    def _queue_wedged(self) -> SessionWedged:
+        return SessionWedged(
+            f"the session did not start the code within {_QUERY_READ_TIMEOUT:.0f}"
+            " s: its run queue is stuck behind a run whose results were never "
+            "collected. Its variables and imports are lost with it; "
+            "interrupting does not help. Start a new session.",
+            session=self.session,
+        )
+
+    def _after_failed_request(self, request: _RestRequest, error: BackendAIError) -> None:
+        """Choose the request to retry after an outage."""
+        if (
+            not isinstance(error, ConnectError)
+            and request.mode != "continue"
+            and not self._flush_answer
+        ):
+            # The request may have reached the agent: never send code twice, go on reading the
+            # run instead. A flush answer is sent again: one that never arrived would stall the
+            # run, a second copy is harmless (live.remote).
+            request.mode, request.code, request.options = "continue", "", {}
+
+    def _take_rest_result(self, request: _RestRequest, result: dict[str, Any]) -> list[ExecEvent]:
+        """Note the run id of an answer, make the next request a ``continue``; its events."""
+        request.options = {}
+        if result.get("runId") or result.get("run_id"):
+            self.run_id = str(result.get("runId") or result.get("run_id"))
+        request.mode, request.code = "continue", ""
+        self._flush_answer = False
+        return events_from_result(result)
+
+    async def _deliver_over_rest(
+        self, request: _RestRequest, events: list[ExecEvent]
+    ) -> AsyncIterator[ExecEvent]:
+        """Yield one answer's events; a flush or ``input()`` answer becomes the next request."""
+        for event in events:
+            flush = self._flush(event)
+            if flush is not None:
+                for out in flush[0]:
+                    yield self._deliver(out)
+                if flush[1] is not None:
+                    request.mode, request.code, self._flush_answer = "input", flush[1], True
+                continue
+            yield self._deliver(event)
+            if isinstance(event, WaitingInput):
+                request.mode, request.code = "input", await self._next_input()

@@ -1,0 +1,56 @@
+"""The pool of pre-opened execute websockets, one per session."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from ._exceptions import BackendAIError
+from ._http import WebSocket
+
+if TYPE_CHECKING:
+    from ._core import ClientCore
+
+__all__ = ["WarmSockets"]
+
+
+class WarmSockets:
+    """Pre-opened execute websockets, one per session, to save a handshake per cell.
+
+    The manager's ``/stream/session/{id}/execute`` handshake costs about as much as a trivial
+    run itself (session lookup and auth before the upgrade), and a connection carries exactly one
+    run. After a run finishes the next connection is opened in the background; the next
+    execute uses it if it is still open, else opens a fresh one. A pre-opened socket is never
+    trusted: if it fails in any way before the first answer frame (closed by the server, cut by
+    a manager restart, an error on send or receive), the code is sent again on a fresh one.
+    """
+
+    def __init__(self, client: ClientCore, enabled: bool = True) -> None:
+        self._client = client
+        self.enabled = enabled
+        self._pending: dict[str, asyncio.Task[WebSocket]] = {}
+
+    def prepare(self, session: str) -> None:
+        if not self.enabled or session in self._pending:
+            return
+        path = f"/stream/session/{session}/execute"
+        self._pending[session] = asyncio.ensure_future(self._client.http.ws_connect(path))
+
+    async def take(self, session: str) -> WebSocket | None:
+        task = self._pending.pop(session, None)
+        if task is None:
+            return None
+        try:
+            ws = await task
+        except (BackendAIError, asyncio.CancelledError):
+            return None
+        return None if ws.closed else ws
+
+    async def discard(self, session: str) -> None:
+        ws = await self.take(session)
+        if ws is not None:
+            await ws.close()
+
+    async def close(self) -> None:
+        for session in list(self._pending):
+            await self.discard(session)
