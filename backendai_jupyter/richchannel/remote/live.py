@@ -42,6 +42,8 @@ HELD_MAX = 8 << 20
 SETTLE = 0.01
 """Seconds between flushing the streams and asking: the common case then needs no second flush."""
 PREFIX_TAG = "\x1b]BAIF;"
+PLAIN = ("stream", "status", "execute_input")
+"""Message types that are no rich output (see :meth:`Pump.end_cell`)."""
 
 
 def flush_token(prefix: str, kind: str, seq: int) -> str:
@@ -85,6 +87,7 @@ class Pump:
         self.started: dict[Any, float] = {}  # threads a cell started: until when they count
         self.before: set[Any] = set()
         self.idle = False  # the last execute_request's status was idle: no run is active
+        self.rich = False  # the cell sent more than plain streams (a display, a widget's message)
 
     def install(self) -> None:
         k = self.kernel
@@ -101,6 +104,8 @@ class Pump:
                         return None
                 if self.cell is not None:
                     self.pending.set()
+                    if not (isinstance(msg_or_type, str) and msg_or_type in PLAIN):
+                        self.rich = True
             return inner_send(stream, msg_or_type, *args, **kwargs)
 
         for stream in (sys.stdout, sys.stderr):
@@ -207,6 +212,7 @@ class Pump:
 
     def run_cell(self, inner: Any, args: Any, kwargs: Any) -> Any:
         self.cell = stdin_target(self.kernel)
+        self.rich = False
         self.before = set(threading.enumerate())
         try:
             result = inner(*args, **kwargs)
@@ -228,6 +234,14 @@ class Pump:
     def end_cell(self) -> None:
         self.acquire()  # a request in flight is answered before the run may finish
         try:
+            if self.cell is not None and self.flushing and self.rich and self.pending.is_set():
+                # Output of a cell with rich output (an Output widget's included) that is not
+                # flushed yet goes out one REST answer before the run's end: else it reaches
+                # the front-end together with the execute_reply, and nbclient, which answers an
+                # Output widget's output with a comm_msg on the shell socket it is polling for
+                # that reply, misses the reply until its cell timeout (jupyter/nbclient#312).
+                # Plain prints skip this round trip.
+                self.flush(self.cell)
             self.note_started()
             if self.cell is not None and self.background():
                 self.ask(self.cell, "b")  # tells the proxy to run a collector while idle
