@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from ._exceptions import BackendAIError
@@ -91,7 +91,7 @@ class PriorWait:
 
     async def events(
         self, work: Awaitable[None], probe: Callable[[], Awaitable[Any]]
-    ) -> AsyncIterator[Reconnecting | Resumed]:
+    ) -> AsyncGenerator[Reconnecting | Resumed, None]:
         task = asyncio.ensure_future(work)
         delay = 1.0
         try:
