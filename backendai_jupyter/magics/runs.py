@@ -28,7 +28,7 @@ from ..client.lifecycle import FINISHED_STATUSES
 from ..client.parsing import Case, parse_mounts, parse_resource_flags
 from ..client.sessions import new_session_name
 from ..workspace import install_rich, relay
-from ..workspace.session import with_header
+from ..workspace.kernel_session import with_header
 from .grammar import PROG, MagicParser
 from .output import CaseDone, CaseStarted, CaseWaiting, Emit, EmitSink, Show, Status
 from .results import CaseResult, RunResult

@@ -56,9 +56,9 @@ API (for the kernel, the magics, the widgets and whoever plugs into them)
 from ._workspace import ConfigChange, Workspace, current
 from .cells import Cell, CellRunner, CellSink
 from .config import CLIENT_KEYS, load_config, split_items
+from .kernel_session import HiddenSink, KernelSession, SessionSnapshot, install_rich, run_hidden
 from .loop import Inbox
 from .relay import Outcome, Sink, relay
-from .session import HiddenSink, KernelSession, SessionSnapshot, install_rich, run_hidden
 from .settings import DEFAULT_IMAGE, SESSION_KEYS, SessionSettings
 
 __all__ = [

@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 from ..client import Client, ClientConfig
 from .cells import CellRunner
 from .config import load_config, split_items
+from .kernel_session import KernelSession
 from .loop import BackgroundLoop, Inbox, get_loop
 from .registry import Registry
-from .session import KernelSession
 from .settings import SessionSettings
 
 __all__ = ["ConfigChange", "Workspace", "current"]

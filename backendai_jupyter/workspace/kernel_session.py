@@ -8,6 +8,12 @@ reason, and destroys or keeps the session at the end.
 
 A session keeps the client and settings it started with: a later ``%backendai config set``
 applies to the next session (``%backendai kernel stop`` ends this one).
+
+This module holds the session's state and its run/stop lifecycle; the start steps that need only
+a client and settings (image choice, create with wait lines, progress and termination events,
+folder upload) are in :mod:`.session_start`, hidden runs and the rich channel's installation in
+:mod:`.rich_install`, so each stays small enough to read whole. Named ``kernel_session`` (it was
+``session``) to say which of the package's sessions it means.
 """
 
 from __future__ import annotations
@@ -32,24 +38,26 @@ from ..client import (
     Execution,
     NotFoundError,
     SessionGone,
-    SessionInfo,
 )
-from ..client.images import (
-    ImageChoice,
-    explain_unknown_image,
-    is_unknown_image,
-    pick_image,
-    wants_accelerator,
-)
+from ..client.images import ImageChoice
 from ..client.lifecycle import has_ended
-from ..richchannel import bootstrap_code, helper_call, read_ready, with_header
-from ..richchannel.pump import live_code, read_flush_prefix
+from ..richchannel import helper_call, with_header
 from .allocation import read_allocation
 from .background import Collector
-from .folder_upload import Answers, scan, upload
+from .folder_upload import Answers
 from .registry import Record, Registry
 from .relay import Outcome, Sink, relay
-from .settings import SessionSettings, keep_name
+from .rich_install import FeedSink, HiddenSink, install_live, install_rich, run_hidden
+from .session_start import (
+    PROGRESS_WORDS,
+    choose_image,
+    create_session,
+    send_folder,
+    show_progress,
+    wanted_name,
+    watch_termination,
+)
+from .settings import SessionSettings
 
 __all__ = [
     "PROGRESS_WORDS",
@@ -62,105 +70,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-PROGRESS_WORDS = {
-    "session_pending": "queued",
-    "session_enqueued": "queued",
-    "kernel_enqueued": "queued",
-    "session_scheduled": "scheduled",
-    "scheduling": "scheduling",
-    "session_checking_precondition": "checking",
-    "session_preparing": "preparing",
-    "kernel_preparing": "preparing",
-    "kernel_pulling": "pulling the image",
-    "kernel_pull_progress": "pulling the image",
-    "session_prepared": "prepared",
-    "kernel_creating": "starting",
-    "session_creating": "starting",
-    "kernel_started": "started",
-    "session_started": "started",
-}
-TERMINAL_EVENTS = {
-    "session_terminating",
-    "session_terminated",
-    "kernel_terminating",
-    "kernel_terminated",
-    "session_cancelled",
-    "kernel_cancelled",
-    "session_failure",
-    "kernel_failure",
-}
-
-
-class HiddenSink:
-    """A sink for runs nobody sees (bootstrap, helpers): output is dropped."""
-
-    def publish(
-        self, msg_type: str, content: dict[str, Any], *, metadata: Any = None, buffers: Any = None
-    ) -> None:
-        pass
-
-    async def ask(self, prompt: str, password: bool) -> str | None:
-        return None
-
-    def notice(self, event: object) -> None:
-        pass
-
-
-class _FeedSink(HiddenSink):
-    """A hidden run whose ``input()`` calls are answered by ``answers``; keeps its stdout."""
-
-    def __init__(self, answers: Answers) -> None:
-        self.answers = answers
-        self.text: list[str] = []
-
-    def publish(
-        self, msg_type: str, content: dict[str, Any], *, metadata: Any = None, buffers: Any = None
-    ) -> None:
-        if msg_type == "stream":
-            self.text.append(str(content.get("text", "")))
-
-    async def ask(self, prompt: str, password: bool) -> str | None:
-        return await self.answers()
-
-
-async def run_hidden(
-    client: Client,
-    session_id: str,
-    code: str,
-    nonce: str | None,
-    sink: Sink | None = None,
-    *,
-    allow_stdin: bool = False,
-) -> Outcome:
-    """Run ``code`` through the one execution path; by default nobody sees its output.
-
-    With the rich channel the code goes with a ``silent`` header, so it leaves the remote
-    execution count and history alone. Pass a ``sink`` (e.g. the kernel's, with a chosen parent
-    header) to show its output somewhere. The returned :class:`Outcome` holds the non-output
-    frames and, without a sink, the plain stdout text. ``allow_stdin``: the code may call
-    ``input()``, answered by the sink's ``ask``.
-    """
-    code = with_header(code, nonce, silent=True, store_history=False, allow_stdin=allow_stdin)
-    run = client.sessions.execute(session_id, code)
-    return await relay(run, sink or HiddenSink(), nonce=nonce, keep_text=sink is None)
-
-
-async def install_rich(client: Client, session_id: str) -> tuple[str, dict[str, Any]] | None:
-    """Install the rich channel (:mod:`..richchannel`) in a session: its nonce and the
-    ``ready`` frame (remote versions, ``language_info``), or ``None`` when the remote side is
-    not IPython (plain console records then)."""
-    outcome = await run_hidden(client, session_id, bootstrap_code(), None)
-    text = "".join(outcome.text)
-    found = read_ready(text)
-    if found is None:
-        log.info("rich channel not installed; remote said: %.300s", text)
-        return None
-    nonce, ready = found
-    return nonce, ready.payload
-
-
-
 
 ClientSource = Callable[[], Awaitable[Client]]
 
@@ -250,11 +159,7 @@ class KernelSession:
         return self.session_id is not None
 
     def _wanted_name(self, settings: SessionSettings, access_key: str) -> str:
-        if settings.name:
-            return settings.name
-        if settings.keep:
-            return keep_name(self.notebook_key or os.getcwd(), access_key)
-        return f"bjk-{secrets.token_hex(6)}"
+        return wanted_name(settings, access_key, self.notebook_key)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -289,13 +194,7 @@ class KernelSession:
 
     async def _image_for(self, client: Client, s: SessionSettings) -> tuple[str, str]:
         """The image to run and, when the cluster chose it (``image=auto``), why."""
-        if s.image:
-            return s.image, ""
-        key = (str(client.config.endpoint), wants_accelerator(s.resources))
-        if key not in self.chosen_images:
-            self.chosen_images[key] = await pick_image(client, s.resources)
-        choice = self.chosen_images[key]
-        return choice.ref, f" (auto: {choice.reason}; image=REF picks another)"
+        return await choose_image(self.chosen_images, client, s)
 
     async def _start(self, progress: Callable[[str], None]) -> str:
         client = await self.get_client()
@@ -307,9 +206,9 @@ class KernelSession:
         image, why = await self._image_for(client, s)
         self.image = image
         progress(f"Backend.AI: starting session {name} ({image}{why}) …")
-        listener = asyncio.ensure_future(self._progress(client, name, progress, t0))
+        listener = asyncio.ensure_future(show_progress(client, name, progress, t0))
         try:
-            info = await self._create(client, s, name, image, progress)
+            info = await create_session(client, s, name, image, progress)
         except asyncio.CancelledError:
             await asyncio.shield(self._abandon(name))
             raise
@@ -332,7 +231,9 @@ class KernelSession:
                 keep=s.keep or bool(s.name),
             )
         )
-        self._watch = asyncio.ensure_future(self._watch_events(client, self.session_id))
+        self._watch = asyncio.ensure_future(
+            watch_termination(client, self.session_id, self._set_terminated)
+        )
         self.nonce = self.remote_info = None
         if s.rich:
             found = await install_rich(client, self.session_id)
@@ -347,46 +248,15 @@ class KernelSession:
         # A session found again already has the files (and maybe newer ones): not sent twice.
         sent = ""
         if s.upload_dir and not self.reattached:
-            sent = f" · {await self._send_folder(s, progress)}"
+            sent = f" · {await send_folder(self.folder, s, self._hidden_text, progress)}"
         shown = f"{image}{why} · {self.allocation}" if self.allocation else f"{image}{why}"
         progress(f"Backend.AI: session {name} {what} · {shown} · {mode}{sent}")
         return self.session_id
 
-    async def _create(
-        self, client: Client, s: SessionSettings, name: str, image: str,
-        progress: Callable[[str], None],
-    ) -> SessionInfo:
-        try:
-            return await client.sessions.create(
-                image,
-                name=name,
-                resources=dict(s.resources),
-                resource_opts=dict(s.resource_opts) or None,
-                mounts=s.mounts,
-                mount_map=dict(s.mount_map) or None,
-                environ=dict(s.env),
-                scaling_group=s.scaling_group,
-                reuse_if_exists=True,
-                on_wait=lambda why: progress(f"Backend.AI: session {name}: {why}"),
-            )
-        except APIError as e:
-            if is_unknown_image(e):  # the closest images the cluster has, and the fix
-                raise await explain_unknown_image(client, image) from None
-            raise
-
     async def _install_live(self, client: Client) -> None:
-        """Start the session's live-output pump (:mod:`..richchannel.pump`). Over REST it
-        flushes: output every ~0.2 s instead of every 2 s, on the route that survives a manager
-        restart (the websocket flushes every 0.2 s by itself). On both it reports threads that
-        print while the kernel is idle (:mod:`.background`)."""
+        """Start the session's live-output pump (see :func:`.rich_install.install_live`)."""
         assert self.session_id is not None
-        client.sessions.set_flush_prefix(self.session_id, None)
-        rest = client.config.execute_transport == "rest"
-        outcome = await run_hidden(client, self.session_id, live_code(rest), self.nonce)
-        prefix = read_flush_prefix("".join(outcome.text))
-        if prefix is None:
-            log.info("live output not installed; output comes every 2 s")
-        client.sessions.set_flush_prefix(self.session_id, prefix)
+        await install_live(client, self.session_id, self.nonce)
 
     async def _abandon(self, name: str) -> None:
         client = self.client
@@ -394,51 +264,11 @@ class KernelSession:
             return
         await client.sessions.destroy_quietly(name, timeout=30)
 
-    async def _progress(
-        self, client: Client, name: str, progress: Callable[[str], None], t0: float
-    ) -> None:
-        # The whole stream of the caller's sessions, filtered here by name: managers answer 404
-        # to a name that does not exist yet, and a name-filtered 26.x stream carries no
-        # kernel_* events.
-        shown: set[str] = set()
-        try:
-            async for ev in client.events.session(max_reconnects=2):
-                word = PROGRESS_WORDS.get(ev.event)
-                try:
-                    data = ev.json() if ev.data else {}
-                except BackendAIError:
-                    continue
-                if not isinstance(data, dict) or data.get("sessionName") != name:
-                    continue
-                if word and word not in shown:
-                    shown.add(word)
-                    took = time.monotonic() - t0
-                    progress(f"Backend.AI: session {name}: {word} ({took:.0f} s)")
-        except (BackendAIError, AttributeError) as e:
-            log.debug("no lifecycle events: %s", e)
-
-    async def _watch_events(self, client: Client, session_id: str) -> None:
-        try:
-            async for ev in client.events.session(session_id=session_id):
-                if ev.event in TERMINAL_EVENTS:
-                    data = ev.json() if ev.data else {}
-                    reason = data.get("reason") if isinstance(data, dict) else None
-                    self.terminated_reason = str(reason or ev.event.replace("_", " "))
-        except (BackendAIError, ValueError, AttributeError) as e:
-            log.debug("session event watch ended: %s", e)
-
-    async def _send_folder(self, s: SessionSettings, progress: Callable[[str], None]) -> str:
-        """Copy the notebook's folder into the session (see :mod:`.folder_upload`)."""
-        try:
-            plan = await asyncio.to_thread(
-                scan, self.folder, max_total=s.upload_max, max_file=s.upload_file_max
-            )
-            return await upload(self.folder, plan, self._hidden_text, progress)
-        except (OSError, RuntimeError, BackendAIError) as e:
-            return f"notebook folder not sent: {e}"
+    def _set_terminated(self, reason: str) -> None:
+        self.terminated_reason = reason
 
     async def _hidden_text(self, code: str, answers: Answers) -> str:
-        sink = _FeedSink(answers)
+        sink = FeedSink(answers)
         outcome = await self.run_hidden(code, sink, allow_stdin=True)
         text = "".join(sink.text)
         if outcome.error is not None:
