@@ -56,7 +56,7 @@ from ._exceptions import (
     SessionError,
     SessionWedged,
 )
-from ._exec_drain import drain_rest, drain_websocket
+from ._exec_drain import PriorWait, drain_rest, drain_websocket
 from ._exec_results import events_from_result, output_tail, split_prompt
 from ._exec_stream import (
     LIVENESS_EVERY,
@@ -164,6 +164,7 @@ class Execution:
         self._started = False
         self._delivered: list[ExecEvent] = []
         self._flush_answer = False  # the REST request in flight answers a pump's prompt
+        self._prior_outage: Outage | None = None  # still going on when the run could start
 
     def __aiter__(self) -> AsyncIterator[ExecEvent]:
         if self._started:
@@ -186,9 +187,12 @@ class Execution:
 
     async def _run(self) -> AsyncIterator[ExecEvent]:
         await self._client.connect()
-        if not self.collector:
-            await self._client.sessions.stop_collector(self.session)
-        await self._client.sessions.wait_drained(self.session)
+        prior = PriorWait(self.outage_limit)
+        probe = self._client.http.probe_version
+        async with contextlib.aclosing(prior.events(self._wait_for_others(), probe)) as notices:
+            async for notice in notices:
+                yield notice
+        self._prior_outage = prior.outage
         transport = self.transport
         if transport == "auto":
             transport = self._client.config.execute_transport
@@ -199,6 +203,11 @@ class Execution:
         self.used_transport = "rest"
         async for event in self._run_rest():
             yield event
+
+    async def _wait_for_others(self) -> None:
+        if not self.collector:
+            await self._client.sessions.stop_collector(self.session)
+        await self._client.sessions.wait_drained(self.session)
 
     async def _run_websocket_transport(self) -> AsyncIterator[ExecEvent]:
         warm = self._client.sessions.warm_sockets
@@ -212,7 +221,7 @@ class Execution:
                     return
                 except StaleSocket:
                     pass  # the pre-opened socket died unused: nothing ran, use a fresh one
-            outage: Outage | None = None
+            outage = self._prior_outage
             while True:  # nothing was sent yet: an outage is simply waited out
                 try:
                     ws = await self._client.http.ws_connect(
@@ -396,7 +405,7 @@ class Execution:
         # after any failure, and an interrupted first request can still be drained.
         self.run_id = secrets.token_hex(16)
         request = _RestRequest(self.mode, self.code, self.options)
-        outage: Outage | None = None
+        outage = self._prior_outage
         silent_since = time.monotonic()
         sent = False  # whether the server may have taken the code (else nothing to drain)
         try:

@@ -104,15 +104,17 @@ class Sessions:
         again every second until it has ended (the first may reach the session before the
         collector started there), for at most 10 s."""
         task = self._collectors.pop(session, None)
-        for _ in range(10):
-            if task is None or task.done():
-                return
-            with contextlib.suppress(BackendAIError):
-                await self.interrupt(session)
-            await asyncio.wait({task}, timeout=1.0)
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        try:
+            for _ in range(10):
+                if task is None or task.done():
+                    return
+                with contextlib.suppress(BackendAIError):
+                    await self.interrupt(session)
+                await asyncio.wait({task}, timeout=1.0)
+        finally:  # also when the run that stops it is abandoned: no collector left untracked
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     def track_drain(self, session: str, drain: Coroutine[Any, Any, None]) -> None:
         """Finish an abandoned run in the background; the session's next run waits for it."""
