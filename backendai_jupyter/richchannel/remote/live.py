@@ -41,6 +41,19 @@ HELD_MAX = 8 << 20
 """Characters of thread output held while idle; beyond, the oldest is dropped."""
 SETTLE = 0.01
 """Seconds between flushing the streams and asking: the common case then needs no second flush."""
+ASK_BYTES = 2 << 20
+"""Characters of output sent since the last request that make the pump ask at once (no
+:data:`MIN_GAP`): a cell printing megabytes then comes back in REST answers of a few MB, which
+the hops (runner, agent, manager, proxy) forward one while the next is collected."""
+AHEAD_MAX = 8 << 20
+"""Characters of output a running cell may send beyond what the proxy has received (the
+answers to the pump's requests) before its next write waits for the next answer. Without it
+a cell printing 50 MB in 0.3 s ends with 40 MB in the agent, sent as ONE answer after the
+run's end, which the manager, the proxy and the front-end then handle one after the other,
+each holding all of it. Waits only while a cell runs over REST, in the cell's own threads."""
+AHEAD_WAIT = 30.0
+"""Seconds a cell waits in all for answers (a manager restart takes ~15 s); then its output
+flows unthrottled until the cell ends."""
 PREFIX_TAG = "\x1b]BAIF;"
 PLAIN = ("stream", "status", "execute_input")
 """Message types that are no rich output (see :meth:`Pump.end_cell`)."""
@@ -49,6 +62,21 @@ PLAIN = ("stream", "status", "execute_input")
 def flush_token(prefix: str, kind: str, seq: int) -> str:
     """The prompt of one request: ``f`` (flush: answer with it) or ``q`` (quiet: no answer)."""
     return prefix + kind + str(seq) + "\x07"
+
+
+def message_type(msg_or_type: Any) -> Any:
+    """The type of what ``session.send`` was given: a type name, or a whole message (what
+    ipykernel's streams send)."""
+    if isinstance(msg_or_type, dict):
+        header = msg_or_type.get("header")
+        return msg_or_type.get("msg_type") or (header or {}).get("msg_type")
+    return msg_or_type
+
+
+def message_content(msg_or_type: Any, args: Any, kwargs: Any) -> Any:
+    if isinstance(msg_or_type, dict):
+        return msg_or_type.get("content")
+    return args[0] if args else kwargs.get("content")
 
 
 def stdin_target(kernel: Any) -> Any:
@@ -72,6 +100,12 @@ class Pump:
         self.flushing = flush  # REST: the pump flushes; websocket: it only reports threads
         self.lock = threading.Lock()
         self.pending = threading.Event()
+        self.hurry = threading.Event()  # ASK_BYTES were sent since the last request
+        # Characters of stream output a cell sent; at its last request; when that request
+        # was answered (the proxy has it all). ``flow`` wakes writers waiting for an answer.
+        self.sent = self.asked = self.delivered = 0
+        self.flow = threading.Condition()
+        self.ahead_left = 0.0  # seconds writers of this cell may still wait (AHEAD_WAIT)
         self.cell: Any = None
         self.seq = 0
         self.last = 0.0
@@ -96,15 +130,18 @@ class Pump:
 
         def send(stream: Any, msg_or_type: Any, *args: Any, **kwargs: Any) -> Any:
             if stream is not stdin:
-                content = args[0] if args else kwargs.get("content")
-                if msg_or_type == "status":
+                kind = message_type(msg_or_type)
+                content = message_content(msg_or_type, args, kwargs)
+                if kind == "status":
                     self.note_status(content, kwargs.get("parent"))
-                elif msg_or_type == "stream" and self.idle and isinstance(content, dict):
+                elif kind == "stream" and self.idle and isinstance(content, dict):
                     if self.hold(content):
                         return None
                 if self.cell is not None:
+                    if kind == "stream" and isinstance(content, dict):
+                        self.note_sent(content.get("text"))
                     self.pending.set()
-                    if not (isinstance(msg_or_type, str) and msg_or_type in PLAIN):
+                    if kind not in PLAIN:
                         self.rich = True
             return inner_send(stream, msg_or_type, *args, **kwargs)
 
@@ -129,7 +166,17 @@ class Pump:
         thread.start()
 
     def watch_writes(self, stream: Any) -> None:
-        """Note which threads write to ``stream`` (an instance attribute: no class changed)."""
+        """Note which threads write to ``stream`` (an instance attribute: no class changed).
+
+        IPython >= 9 wraps ``write`` during every cell and puts back what it found at the
+        cell's end, which drops a wrapper installed during a cell (this install's own run):
+        so this runs again before every cell, and does nothing while this pump's wrapper is
+        in the chain of wrappers (followed through ``__wrapped__``)."""
+        fn = stream.write
+        while fn is not None:
+            if getattr(fn, "_backendai_pump", None) is self:
+                return
+            fn = getattr(fn, "__wrapped__", None)
         inner = stream.write
         system = self.system
 
@@ -137,10 +184,41 @@ class Pump:
             thread = threading.current_thread()
             if thread not in system:
                 self.writers.add(thread)
+            if self.cell is not None:
+                self.keep_pace()
             return inner(text)
 
+        setattr(write, "_backendai_pump", self)  # noqa: B010 - a function attribute
+        setattr(write, "__wrapped__", inner)  # noqa: B010
         self.wrapped["write " + str(id(stream))] = (stream, write, inner)
         stream.write = write
+
+    def note_sent(self, text: Any) -> None:
+        if isinstance(text, str):
+            self.sent += len(text)
+            if self.sent - self.asked >= ASK_BYTES and self.flushing:
+                self.hurry.set()
+
+    def keep_pace(self) -> None:
+        """A cell's writer waits while its output runs :data:`AHEAD_MAX` ahead of the answers
+        (never longer than :data:`AHEAD_WAIT` per cell, never after the cell)."""
+        if self.sent - self.delivered <= AHEAD_MAX or not self.flushing:
+            return
+        thread = threading.current_thread()
+        if thread in self.system and thread is not threading.main_thread():
+            return  # the kernel's own threads (I/O, stdin, this pump) never wait
+        with self.flow:
+            while self.cell is not None and self.sent - self.delivered > AHEAD_MAX:
+                if self.ahead_left <= 0:
+                    return
+                start = time.monotonic()
+                self.flow.wait(self.ahead_left)
+                self.ahead_left -= time.monotonic() - start
+
+    def answered(self, mark: int) -> None:
+        with self.flow:
+            self.delivered = max(self.delivered, mark)
+            self.flow.notify_all()
 
     def note_status(self, content: Any, parent: Any) -> None:
         header = parent.get("header") if isinstance(parent, dict) else None
@@ -211,6 +289,10 @@ class Pump:
                 continue
 
     def run_cell(self, inner: Any, args: Any, kwargs: Any) -> Any:
+        for stream in (sys.stdout, sys.stderr):
+            self.watch_writes(stream)
+        self.sent = self.asked = self.delivered = 0
+        self.ahead_left = AHEAD_WAIT
         self.cell = stdin_target(self.kernel)
         self.rich = False
         self.before = set(threading.enumerate())
@@ -249,6 +331,7 @@ class Pump:
             self.pending.clear()
         finally:
             self.lock.release()
+            self.answered(self.sent)  # no writer waits past its cell
 
     def guarded(self, fn: Any) -> Any:
         def ask(*args: Any, **kwargs: Any) -> Any:
@@ -277,7 +360,7 @@ class Pump:
                 return
             wait = self.last + MIN_GAP - time.monotonic()
             if wait > 0:
-                time.sleep(wait)
+                self.hurry.wait(wait)  # megabytes waiting: ask now
             self.acquire()
             try:
                 self.pending.clear()
@@ -295,7 +378,10 @@ class Pump:
             except Exception:
                 pass
         time.sleep(SETTLE)  # lets the runner read that output before the prompt
+        mark = self.asked = self.sent  # this request's answer carries what was sent so far
+        self.hurry.clear()
         self.ask(target, "f")
+        self.answered(mark)
 
     def ask(self, target: Any, kind: str) -> None:
         self.seq += 1
