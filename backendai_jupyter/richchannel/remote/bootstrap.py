@@ -147,10 +147,13 @@ class Channel:
 
     # -- frames ---------------------------------------------------------------------------------
 
+    def frame(self, payload: dict[str, Any]) -> str:
+        body = json.dumps(payload, default=self.default).encode()
+        return self.head + base64.b64encode(body).decode("ascii") + "\x07"
+
     def emit(self, payload: dict[str, Any]) -> None:
         """Write one frame into stdout, in order with the output around it."""
-        body = json.dumps(payload, default=self.default).encode()
-        text = self.head + base64.b64encode(body).decode("ascii") + "\x07"
+        text = self.frame(payload)
         # A comm message (a widget update: thousands per second from a tqdm loop) rides with
         # the stream's own 0.05 s flushes; each flush is a round trip to ipykernel's I/O thread.
         # Everything else is flushed at once, stderr first, as ipykernel does before a display.
@@ -167,6 +170,22 @@ class Channel:
             if eager or self.unflushed >= PIECE:
                 self.out.flush()
                 self.unflushed = 0
+
+    def emit_reply(self, payload: dict[str, Any], parent: Any) -> None:
+        """The ``execute_reply`` frame, published as the cell's stdout straight on iopub.
+
+        ipykernel flushes both streams right before it sends its reply, so no output of the
+        cell is still behind this frame; going through ``sys.stdout`` (:meth:`emit`) would
+        cost two waits for ipykernel's I/O thread (a flush of each stream) on every cell, most
+        of what the rich channel adds to a cell that prints nothing. On the same iopub queue,
+        the frame still goes out before the ``idle`` status that ends the run."""
+        topic = getattr(self.out, "topic", None)
+        socket = getattr(self.kernel, "iopub_socket", None)
+        text = self.frame(payload)
+        if not isinstance(topic, bytes) or socket is None or len(text) > PIECE:
+            self.emit(payload)  # not ipykernel's OutStream, or a frame too big for one record
+            return
+        originals["send"](socket, "stream", {"name": "stdout", "text": text}, parent, topic)
 
     def send(
         self,
@@ -205,7 +224,7 @@ class Channel:
                 msg_type, content, parent=parent, header=header, metadata=metadata
             )
         if msg_type == "execute_reply":
-            self.emit({"t": "execute_reply", "content": content or {}})
+            self.emit_reply({"t": "execute_reply", "content": content or {}}, parent)
         return originals["send"](
             stream, msg_or_type, content, parent, ident, buffers, track, header, metadata
         )
