@@ -200,20 +200,39 @@ class Channel:
 
     # -- frames ---------------------------------------------------------------------------------
 
+    def frame(self, payload: dict[str, Any]) -> str:
+        body = json.dumps(payload, default=self.default).encode()
+        return self.head + base64.b64encode(body).decode("ascii") + "\x07"
+
     def flush_before_display(self) -> None:
         if unflushed.get(id(self.err)):
             flush_stream(self.err)
 
     def emit(self, payload: dict[str, Any]) -> None:
         """Write one frame into stdout, in order with the output around it."""
-        body = json.dumps(payload, default=self.default).encode()
         # stderr written before the frame goes out first, as ipykernel flushes the streams
         # before a display. The frame itself rides with stdout's own flushes (every 0.05 s,
         # and per :data:`PIECE`): a flush is a round trip to ipykernel's I/O thread, and a loop
         # updating a display or a widget sends thousands of frames a second.
         if unflushed.get(id(self.err)):
             flush_stream(self.err)
-        self.out.write(self.head + base64.b64encode(body).decode("ascii") + "\x07")
+        self.out.write(self.frame(payload))
+
+    def emit_reply(self, payload: dict[str, Any], parent: Any) -> None:
+        """The ``execute_reply`` frame, published as the cell's stdout straight on iopub.
+
+        ipykernel flushes both streams right before it sends its reply, so no output of the
+        cell is still behind this frame; going through ``sys.stdout`` (:meth:`emit`) would
+        cost two waits for ipykernel's I/O thread (a flush of each stream) on every cell, most
+        of what the rich channel adds to a cell that prints nothing. On the same iopub queue,
+        the frame still goes out before the ``idle`` status that ends the run."""
+        topic = getattr(self.out, "topic", None)
+        socket = getattr(self.kernel, "iopub_socket", None)
+        text = self.frame(payload)
+        if not isinstance(topic, bytes) or socket is None or len(text) > PIECE:
+            self.emit(payload)  # not ipykernel's OutStream, or a frame too big for one record
+            return
+        originals["send"](socket, "stream", {"name": "stdout", "text": text}, parent, topic)
 
     def send(
         self,
@@ -252,7 +271,7 @@ class Channel:
                 msg_type, content, parent=parent, header=header, metadata=metadata
             )
         if msg_type == "execute_reply":
-            self.emit({"t": "execute_reply", "content": content or {}})
+            self.emit_reply({"t": "execute_reply", "content": content or {}}, parent)
         return originals["send"](
             stream, msg_or_type, content, parent, ident, buffers, track, header, metadata
         )
