@@ -2,8 +2,11 @@
 
 The app proxy's same-machine path (:mod:`.apps`) joins the local client's socket and the
 service's socket (handed over by the endpoint): each direction moves bytes socket → pipe →
-socket without copying them into Python, waking on readiness of the raw descriptors (no
-transports, no threads). Memory is the pipe's pages; backpressure is the pipe being full.
+socket without copying them into Python. A direction is a :class:`_Pump` driven by readiness
+callbacks on the raw descriptors (no transports, no threads, no task or future per wakeup): the
+callback itself splices, so a byte arriving costs one loop wakeup, and the descriptor stays
+registered while the pump keeps waiting on it (no ``epoll_ctl`` pair per wait). Memory is the
+pipe's pages; backpressure is the pipe being full (the source is then not read).
 """
 
 from __future__ import annotations
@@ -48,42 +51,104 @@ def _pipe() -> tuple[int, int, int]:
     return r, w, fcntl.fcntl(w, _F_GETPIPE_SZ)
 
 
+class _Pump:
+    """``src`` → pipe → ``dst`` from readiness callbacks; ``done`` when ``src`` ended and the
+    pipe is empty (``dst`` then half-closed), or at a reset (quietly: the other direction
+    notices on its own)."""
+
+    def __init__(
+        self, src: socket.socket, dst: socket.socket, counted: Callable[[int], None]
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.src, self.dst, self.counted = src.fileno(), dst.fileno(), counted
+        self.dst_sock = dst
+        self.r, self.w, self.capacity = _pipe()
+        self.held = 0  # bytes in the pipe, not yet in dst
+        self.eof = False
+        self.waiting: tuple[int, bool] | None = None  # (fd, write) registered with the loop
+        self.done: asyncio.Future[None] = self.loop.create_future()
+
+    def step(self) -> None:
+        """Move what can be moved now, then wait for the one descriptor that blocks."""
+        try:
+            blocked_out = self._move()
+        except (ConnectionError, BrokenPipeError):
+            self._finish(None)
+            return
+        except OSError as e:
+            self._finish(e)
+            return
+        if self.eof and not self.held:
+            with contextlib.suppress(OSError):
+                self.dst_sock.shutdown(socket.SHUT_WR)
+            self._finish(None)
+        elif blocked_out:
+            self._wait(self.dst, write=True)
+        else:
+            self._wait(self.src, write=False)
+
+    def _move(self) -> bool:
+        """Splice until neither side moves; whether the last stop was ``dst`` being full."""
+        while True:
+            moved = blocked_out = False
+            if not self.eof and self.held < self.capacity:
+                try:
+                    n = os.splice(self.src, self.w, self.capacity - self.held, flags=_FLAGS)
+                except BlockingIOError:
+                    pass
+                else:
+                    self.eof, self.held, moved = n == 0, self.held + n, True
+            if self.held:
+                try:
+                    n = os.splice(self.r, self.dst, self.held, flags=_FLAGS)
+                except BlockingIOError:
+                    blocked_out = True
+                else:
+                    self.held -= n
+                    moved = True
+                    self.counted(n)
+            if not moved or (self.eof and not self.held):
+                return blocked_out
+
+    def _wait(self, fd: int, *, write: bool) -> None:
+        if self.waiting == (fd, write):
+            return  # still registered: the callback comes again when ready
+        self._unregister()
+        (self.loop.add_writer if write else self.loop.add_reader)(fd, self.step)
+        self.waiting = (fd, write)
+
+    def _unregister(self) -> None:
+        if self.waiting is not None:
+            fd, write = self.waiting
+            (self.loop.remove_writer if write else self.loop.remove_reader)(fd)
+            self.waiting = None
+
+    def _finish(self, error: OSError | None) -> None:
+        self._unregister()
+        if not self.done.done():
+            if error is None:
+                self.done.set_result(None)
+            else:
+                self.done.set_exception(error)
+
+    def close(self) -> None:
+        self._unregister()
+        os.close(self.r)
+        os.close(self.w)
+
+
 async def splice_one_way(
     src: socket.socket, dst: socket.socket, counted: Callable[[int], None]
 ) -> None:
     """Move bytes from ``src`` to ``dst`` until ``src`` ends, then half-close ``dst``.
 
     Both sockets must be non-blocking. ``counted(n)`` after each piece delivered. A reset on
-    either side ends it quietly (the other direction notices on its own).
+    either side ends it quietly (the other direction notices on its own); other ``OSError``
+    propagate.
     """
-    r, w, capacity = _pipe()
-    held = 0  # bytes in the pipe, not yet in dst
-    eof = False
+    pump = _Pump(src, dst, counted)
     try:
-        while not (eof and held == 0):
-            moved = False
-            if not eof and held < capacity:
-                try:
-                    n = os.splice(src.fileno(), w, capacity - held, flags=_FLAGS)
-                except BlockingIOError:
-                    pass
-                else:
-                    eof, held, moved = n == 0, held + n, True
-            if held:
-                try:
-                    n = os.splice(r, dst.fileno(), held, flags=_FLAGS)
-                except BlockingIOError:
-                    pass
-                else:
-                    held -= n
-                    moved = True
-                    counted(n)
-            if not moved:
-                await wait_ready(dst.fileno() if held else src.fileno(), write=bool(held))
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
-    except (ConnectionError, BrokenPipeError):
-        pass
+        pump.step()
+        await pump.done
     finally:
-        os.close(r)
-        os.close(w)
+        pump.close()
