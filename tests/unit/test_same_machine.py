@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from backendai_jupyter.client._local_transfer import local_address, peer_uid
+from backendai_jupyter.client._local_transfer import _connect, local_address, peer_uid
 from backendai_jupyter.client._splice import splice_one_way
 from backendai_jupyter.server.storage.local_transfer import copy_range
 
@@ -55,6 +55,26 @@ def test_peer_uid_is_ours() -> None:
     a, b = socket.socketpair()
     with a, b:
         assert peer_uid(a) == os.getuid()
+
+
+async def test_connect_waits_out_a_full_backlog() -> None:
+    """A burst fills the listener's backlog: the client waits for room instead of taking the
+    unconnected socket (whose peer would read as another user's) and giving up."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    address = f"@bjup-test-backlog-{os.getpid()}"
+    listener.bind("\0" + address[1:])
+    listener.listen(0)  # one waiting connection fills it
+    with listener:
+        first = await _connect(address)
+        with pytest.raises(ConnectionRefusedError, match="busy"):
+            await _connect(address, patience=0.01)
+        later = asyncio.create_task(_connect(address))
+        await asyncio.sleep(0.02)
+        accepted, _ = listener.accept()  # room again: the waiting connection goes through
+        second = await asyncio.wait_for(later, 5)
+        assert peer_uid(second) == os.getuid()
+        for s in (first, second, accepted, listener.accept()[0]):
+            s.close()
 
 
 async def test_splice_pump_moves_bytes_and_half_closes() -> None:
