@@ -18,7 +18,7 @@ import os
 import socket
 from collections.abc import Callable
 
-__all__ = ["PIPE_SIZE", "splice_one_way", "wait_ready"]
+__all__ = ["PIPE_SIZE", "splice_one_way", "splice_pair", "wait_ready"]
 
 PIPE_SIZE = 1024 * 1024
 _F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ / F_GETPIPE_SZ (Linux)
@@ -70,6 +70,8 @@ class _Pump:
 
     def step(self) -> None:
         """Move what can be moved now, then wait for the one descriptor that blocks."""
+        if self.r < 0:  # closed (a cancelled tunnel)
+            return
         try:
             blocked_out = self._move()
         except (ConnectionError, BrokenPipeError):
@@ -133,8 +135,10 @@ class _Pump:
 
     def close(self) -> None:
         self._unregister()
-        os.close(self.r)
-        os.close(self.w)
+        if self.r >= 0:
+            os.close(self.r)
+            os.close(self.w)
+            self.r = self.w = -1
 
 
 async def splice_one_way(
@@ -152,3 +156,24 @@ async def splice_one_way(
         await pump.done
     finally:
         pump.close()
+
+
+async def splice_pair(
+    a: socket.socket, b: socket.socket,
+    a_to_b: Callable[[int], None], b_to_a: Callable[[int], None],
+) -> None:
+    """Both directions of :func:`splice_one_way` at once, until both ended; the pumps start
+    right here (a byte already waiting moves now, not a loop iteration later)."""
+    up = _Pump(a, b, a_to_b)
+    try:
+        down = _Pump(b, a, b_to_a)
+    except BaseException:
+        up.close()
+        raise
+    try:
+        up.step()
+        down.step()
+        await asyncio.gather(up.done, down.done)
+    finally:
+        up.close()
+        down.close()
