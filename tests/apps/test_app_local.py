@@ -106,6 +106,7 @@ async def test_refused_connection_falls_back_to_the_websocket(
         r, w = await asyncio.open_connection("127.0.0.1", proxy.port)
         reply = await asyncio.wait_for(r.read(), 10)
         assert reply.startswith(b"HTTP/1.1 503 Service Unavailable") and b"1013" in reply
+        assert proxy.handed_over == 0
         w.close()
 
 
@@ -123,6 +124,7 @@ async def test_bytes_both_ways(local: Local, service: str, local_path: bool) -> 
             for got in results:
                 assert hashlib.sha256(got).digest() == hashlib.sha256(want).digest()
             assert proxy.bytes_up == 3 * len(payload)
+            assert proxy.handed_over == (3 if local_path else 0) and proxy.connections == 3
 
 
 def _ask(address: str, request: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
