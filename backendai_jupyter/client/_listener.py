@@ -2,7 +2,7 @@
 
 ``loop.create_server`` wraps every accepted connection in a transport and a protocol (a task,
 ``connection_made`` and a reader registration, three loop iterations before our code sees it).
-The app proxy's same-machine path has no use for either: it hands the socket to ``splice``.
+The app proxy's same-machine path has no use for either: it relays between raw sockets.
 :class:`Listener` binds like ``create_server`` (every address ``host`` resolves to) and calls
 ``on_accept(sock)`` with each non-blocking connection the moment it is accepted; a connection
 that needs a transport after all gets one from ``loop.connect_accepted_socket``.

@@ -34,7 +34,7 @@ from typing import Any
 
 from yarl import URL
 
-from ._splice import wait_ready
+from ._relay import wait_ready
 
 __all__ = [
     "LOCAL_CONNECT_HEADER",

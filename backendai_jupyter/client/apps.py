@@ -31,7 +31,7 @@ from ._exceptions import BackendAIError, NotFoundError
 from ._listener import Listener
 from ._local_transfer import LOCAL_CONNECT_HEADER, local_address, local_connect
 from ._models import ServicePort
-from ._splice import splice_pair
+from ._relay import relay_pair
 
 if TYPE_CHECKING:
     from ._core import ClientCore
@@ -222,7 +222,7 @@ class AppProxy:
         self.server: asyncio.base_events.Server | Listener | None = None
         self.tunnels: set[asyncio.Task[None]] = set()
         self.connections = 0  # accepted so far
-        self.handed_over = 0  # of them, joined to a service socket the endpoint handed over
+        self.handed_over = 0  # of them, relayed to a service socket the endpoint handed over
         self.bytes_up = 0
         self.bytes_down = 0
         #: A same-machine endpoint's ``(socket, ticket)``: connections join the service's
@@ -253,7 +253,7 @@ class AppProxy:
         self.protocol = found.protocol
         self.url_template = found.url_template or DEFAULT_URL_TEMPLATE
         try:
-            if self.local_offer is not None:  # raw sockets: splice needs no transport
+            if self.local_offer is not None:  # raw sockets: the relay needs no transport
                 self.server = await Listener.open(self.host, self.port, self._accepted)
             else:
                 self.server = await asyncio.get_running_loop().create_server(
@@ -345,7 +345,7 @@ class AppProxy:
             await pipe.close()
 
     async def _accept_raw(self, sock: socket.socket) -> None:
-        """A connection from the :class:`Listener`: spliced to a service socket from the
+        """A connection from the :class:`Listener`: relayed to a service socket from the
         endpoint, else (refused, endpoint gone) through the websocket as any other."""
         self.connections += 1
         pipe: TcpPipe | None = None
@@ -384,7 +384,7 @@ class AppProxy:
 
     async def _tunnel_local(self, local: socket.socket, address: str, ticket: str) -> bool:
         """Ask the endpoint's same-machine socket for a socket connected to the service and
-        splice the two together (:mod:`._splice`); ``False`` (nothing read from ``local``)
+        relay between the two (:mod:`._relay`); ``False`` (nothing read from ``local``)
         when it cannot give one, and the websocket tunnel serves this connection."""
         request = {"ticket": ticket, "app": self.service, "port": self.container_port,
                    "arguments": self.arguments or None, "envs": self.envs or None}
@@ -393,7 +393,7 @@ class AppProxy:
             return False
         self.handed_over += 1
         try:
-            await splice_pair(local, service, self._count_up, self._count_down)
+            await relay_pair(local, service, self._count_up, self._count_down)
         except OSError:
             pass
         finally:

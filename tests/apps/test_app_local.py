@@ -1,5 +1,5 @@
 """The app proxy's same-machine path: the endpoint hands over a socket connected to the service
-and :class:`AppProxy` splices the local connection to it (no websocket, no byte through the
+and :class:`AppProxy` relays the local connection to it (no websocket, no byte through the
 endpoint). Bytes intact both ways with half-close; the websocket path still serves when the
 offer is off (``local_transfers=False``) or refused; the socket refuses forged or foreign tickets
 and unknown apps; no ticket for non-loopback clients is tested in ``test_local_socket_offer``."""

@@ -1,5 +1,6 @@
 """The same-machine data plane's pure parts: which offers the client takes, the kernel copy
-between files at offsets, and the splice pump between two sockets (bytes, half-close)."""
+between files at offsets, and the relay pump between two sockets (bytes, half-close,
+backpressure)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from backendai_jupyter.client._local_transfer import _connect, local_address, peer_uid
-from backendai_jupyter.client._splice import splice_one_way
+from backendai_jupyter.client._relay import SCRATCH_SIZE, relay_one_way
 from backendai_jupyter.server.storage.local_transfer import copy_range
 
 
@@ -77,7 +78,7 @@ async def test_connect_waits_out_a_full_backlog() -> None:
             s.close()
 
 
-async def test_splice_pump_moves_bytes_and_half_closes() -> None:
+async def test_relay_pump_moves_bytes_and_half_closes() -> None:
     payload = os.urandom(5 * 1024 * 1024 + 3)
     left_outer, left_inner = socket.socketpair()
     right_inner, right_outer = socket.socketpair()
@@ -86,7 +87,7 @@ async def test_splice_pump_moves_bytes_and_half_closes() -> None:
         s.setblocking(False)
     loop = asyncio.get_running_loop()
     with left_outer, left_inner, right_inner, right_outer:
-        pump = asyncio.create_task(splice_one_way(left_inner, right_inner, moved.append))
+        pump = asyncio.create_task(relay_one_way(left_inner, right_inner, moved.append))
 
         async def send() -> None:
             await loop.sock_sendall(left_outer, payload)
@@ -98,6 +99,36 @@ async def test_splice_pump_moves_bytes_and_half_closes() -> None:
             got += chunk
         await asyncio.wait_for(asyncio.gather(sender, pump), 10)
     assert bytes(got) == payload and sum(moved) == len(payload)
+
+
+async def test_relay_pump_holds_at_most_one_read_for_a_reader_that_stops() -> None:
+    """The destination reads nothing: the pump keeps at most one read and stops reading, so
+    the sender blocks (memory bounded); once the destination reads, everything arrives."""
+    payload = os.urandom(8 * SCRATCH_SIZE)
+    left_outer, left_inner = socket.socketpair()
+    right_inner, right_outer = socket.socketpair()
+    for s in (left_inner, right_inner, left_outer, right_outer):
+        s.setblocking(False)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    loop = asyncio.get_running_loop()
+    moved: list[int] = []
+    with left_outer, left_inner, right_inner, right_outer:
+        pump = asyncio.create_task(relay_one_way(left_inner, right_inner, moved.append))
+
+        async def send() -> None:
+            await loop.sock_sendall(left_outer, payload)
+            left_outer.shutdown(socket.SHUT_WR)
+
+        sender = asyncio.create_task(send())
+        await asyncio.sleep(0.3)
+        assert not sender.done()  # held back: the pump stopped reading
+        assert sum(moved) < 2 * SCRATCH_SIZE
+        got = bytearray()
+        while chunk := await loop.sock_recv(right_outer, 1 << 20):
+            got += chunk
+        await asyncio.wait_for(asyncio.gather(sender, pump), 10)
+    assert bytes(got) == payload
 
 
 def test_copy_range_across_file_systems(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from ...client._local_transfer import peer_uid
-from ...client._splice import wait_ready
+from ...client._relay import wait_ready
 from .errors import Problem
 
 __all__ = ["LOCAL_SOCKET", "LocalSocket", "Refused", "local_socket_ctx"]
