@@ -12,6 +12,13 @@ opened or closes abnormally before any data came back (the manager's 1013 "try a
 for a refused connection), the local client gets ``HTTP/1.1 503 … WebSocket reply: …`` as from
 the official CLI.
 
+From an endpoint on this machine (the ``apps`` answer carries ``X-BackendAI-Local-Connect``, see
+``server/manager/appconnect.py``) no byte crosses a websocket: the listener is a
+:class:`~._listener.Listener` (raw sockets, accepted in the readiness callback), each connection
+asks the endpoint's same-machine socket for a socket already connected to the service and
+:mod:`._relay` pumps between the two; a connection the endpoint cannot serve falls back to the
+websocket. ``connections`` counts the accepted connections, ``handed_over`` those relayed so.
+
     async with Client(cfg) as client:
         async with AppProxy(client, "mysess", "jupyter", port=0) as proxy:
             print(proxy.url)           # http://127.0.0.1:PORT from the app's url_template
