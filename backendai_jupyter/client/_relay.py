@@ -7,7 +7,7 @@ descriptor stays registered while the pump keeps waiting on it (no ``epoll_ctl``
 A pump reads into one scratch buffer shared by every pump of the thread (a callback runs to its
 end, so no two use it at once) and sends from there; only what the destination does not take at
 once is kept (a copy of at most one read), and the source is not read until it is gone:
-backpressure both ways, memory bounded by one read per blocked direction.
+backpressure both ways, memory bounded by one read per blocked direction (``SCRATCH_SIZE``).
 
 Why not ``splice(2)`` (socket → pipe → socket, no byte through user space): it was, and the
 proxy spent less (about 0.25 CPU-s/GiB against 0.4 copying), but the process *receiving* the
@@ -26,7 +26,10 @@ from collections.abc import Callable
 
 __all__ = ["SCRATCH_SIZE", "relay_one_way", "relay_pair", "wait_ready"]
 
-SCRATCH_SIZE = 1024 * 1024  # one read; cache-sized (the receive and the send stay in L2)
+#: One read. Larger reads mean fewer wakeups down the whole chain (client, proxy, service): 4 MiB
+#: cost 10-12% less CPU per GiB in all than 1 MiB here; what a full destination leaves unsent
+#: is at most this much per direction, the order of the kernel's own socket buffers (4 MiB).
+SCRATCH_SIZE = 4 * 1024 * 1024
 _READS_PER_WAKEUP = 8  # then the loop serves others; the source is still ready, so it comes back
 _local = threading.local()
 

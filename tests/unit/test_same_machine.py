@@ -104,7 +104,7 @@ async def test_relay_pump_moves_bytes_and_half_closes() -> None:
 async def test_relay_pump_holds_at_most_one_read_for_a_reader_that_stops() -> None:
     """The destination reads nothing: the pump keeps at most one read and stops reading, so
     the sender blocks (memory bounded); once the destination reads, everything arrives."""
-    payload = os.urandom(8 * SCRATCH_SIZE)
+    payload = os.urandom(3 * SCRATCH_SIZE)
     left_outer, left_inner = socket.socketpair()
     right_inner, right_outer = socket.socketpair()
     for s in (left_inner, right_inner, left_outer, right_outer):
