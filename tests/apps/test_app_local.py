@@ -127,6 +127,18 @@ async def test_bytes_both_ways(local: Local, service: str, local_path: bool) -> 
             assert proxy.handed_over == (3 if local_path else 0) and proxy.connections == 3
 
 
+async def test_a_busy_local_port_is_a_clear_error(client: Client, service: str) -> None:
+    """The same-machine listener binds as ``create_server`` does: a port in use is one line."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proxy = AppProxy(client, service, str(PORT), port=port)
+        with pytest.raises(BackendAIError, match=f"cannot listen on 127.0.0.1:{port}"):
+            await proxy.start()
+        assert proxy.local_offer is not None and not proxy.running
+
+
 def _ask(address: str, request: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(10)
@@ -167,3 +179,4 @@ async def test_the_socket_checks_tickets_and_apps(client: Client, service: str) 
     answer, fds = await asyncio.to_thread(
         _ask, address, {"op": "connect", "ticket": ticket, "app": str(PORT)})
     assert answer["status"] == 404 and fds == []
+
