@@ -13,6 +13,7 @@ import pytest
 
 from backendai_jupyter.client._local_transfer import _connect, local_address, peer_uid
 from backendai_jupyter.client._relay import SCRATCH_SIZE, relay_one_way
+from backendai_jupyter.server.agent.netns import connect_tcp
 from backendai_jupyter.server.storage.local_transfer import copy_range
 
 
@@ -76,6 +77,23 @@ async def test_connect_waits_out_a_full_backlog() -> None:
         assert peer_uid(second) == os.getuid()
         for s in (first, second, accepted, listener.accept()[0]):
             s.close()
+
+
+async def test_connect_tcp_on_the_loopback() -> None:
+    """Connected without waiting for the loop when the handshake is already over; a port
+    nobody listens on is ``ConnectionRefusedError``, as from ``sock_connect``."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = listener.getsockname()
+        with socket.socket() as sock:
+            sock.setblocking(False)
+            await connect_tcp(sock, address)
+            assert sock.getpeername() == address
+    with socket.socket() as sock:  # the listener is gone: nothing on that port now
+        sock.setblocking(False)
+        with pytest.raises(ConnectionRefusedError):
+            await connect_tcp(sock, address)
 
 
 async def test_relay_pump_moves_bytes_and_half_closes() -> None:
