@@ -39,6 +39,7 @@ from ._relay import wait_ready
 __all__ = [
     "LOCAL_CONNECT_HEADER",
     "LOCAL_TRANSFER_KEY",
+    "connect_unix",
     "local_address",
     "local_connect",
     "local_download",
@@ -77,24 +78,32 @@ def peer_uid(sock: socket.socket) -> int:
     return int(struct.unpack("3i", creds)[1])
 
 
+async def connect_unix(
+    sock: socket.socket, address: str, patience: float = CONNECT_PATIENCE
+) -> None:
+    """Connect the non-blocking Unix socket ``sock`` to ``address`` (a path, or ``"\\0name"``).
+
+    A Unix socket never connects in the background: ``EAGAIN`` means the listener's backlog is
+    full (a burst of connections). ``loop.sock_connect`` takes it for "in progress" and returns
+    an unconnected socket (whose peer reads as nobody, and whose first read is ``ENOTCONN``), so
+    try again, briefly; ``ConnectionRefusedError`` once ``patience`` seconds have passed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while True:
+        try:
+            sock.connect(address)
+            return
+        except BlockingIOError:
+            if loop.time() >= deadline:
+                raise ConnectionRefusedError(errno.EAGAIN, "the socket is busy") from None
+            await asyncio.sleep(0.001)
+
+
 async def _connect(address: str, patience: float = CONNECT_PATIENCE) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + patience
-        while True:
-            try:
-                sock.connect("\0" + address[1:])
-                break
-            except BlockingIOError:
-                # A Unix socket never connects in the background: EAGAIN means the listener's
-                # backlog is full (a burst of connections). asyncio's sock_connect takes it for
-                # "in progress" and returns an unconnected socket, whose peer is nobody: the
-                # connection then went over HTTP for no reason. Try again, briefly.
-                if loop.time() >= deadline:
-                    raise ConnectionRefusedError(errno.EAGAIN, f"{address} is busy") from None
-                await asyncio.sleep(0.001)
+        await connect_unix(sock, "\0" + address[1:], patience)
         if peer_uid(sock) != os.getuid():
             raise PermissionError(f"{address} belongs to another user")
     except BaseException:

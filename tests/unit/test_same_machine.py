@@ -14,6 +14,7 @@ import pytest
 from backendai_jupyter.client._local_transfer import _connect, local_address, peer_uid
 from backendai_jupyter.client._relay import SCRATCH_SIZE, relay_one_way
 from backendai_jupyter.server.agent.netns import connect_tcp
+from backendai_jupyter.server.agent.services import connect_unix_nofollow
 from backendai_jupyter.server.storage.local_transfer import copy_range
 
 
@@ -94,6 +95,23 @@ async def test_connect_tcp_on_the_loopback() -> None:
         sock.setblocking(False)
         with pytest.raises(ConnectionRefusedError):
             await connect_tcp(sock, address)
+
+
+async def test_a_unix_service_with_a_full_backlog_is_waited_for(tmp_path: Path) -> None:
+    """A service on a Unix socket whose backlog is full (a browser's burst): the endpoint's
+    connection waits for room rather than coming back unconnected."""
+    path = str(tmp_path / "svc.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(0)
+        first = await connect_unix_nofollow(path)
+        later = asyncio.create_task(connect_unix_nofollow(path))
+        await asyncio.sleep(0.02)
+        accepted, _ = listener.accept()
+        second = await asyncio.wait_for(later, 5)
+        assert second.getpeername()  # connected (ENOTCONN otherwise)
+        for sock in (first, second, accepted, listener.accept()[0]):
+            sock.close()
 
 
 async def test_relay_pump_moves_bytes_and_half_closes() -> None:
