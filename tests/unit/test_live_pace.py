@@ -65,7 +65,13 @@ def test_a_writer_far_ahead_waits_for_the_next_answer() -> None:
 
 @pytest.mark.parametrize(
     "case",
-    ["within the limit", "websocket (nobody asks)", "no cell runs", "waited its share"],
+    [
+        "within the limit",
+        "websocket (nobody asks)",
+        "no cell runs",
+        "waited its share",
+        "an input() waits",
+    ],
 )
 def test_a_writer_does_not_wait(case: str) -> None:
     pump = {
@@ -73,12 +79,25 @@ def test_a_writer_does_not_wait(case: str) -> None:
         "websocket (nobody asks)": lambda: _pump(live.AHEAD_MAX + 1, flushing=False),
         "no cell runs": lambda: _pump(live.AHEAD_MAX + 1, cell=None),
         "waited its share": lambda: _pump(live.AHEAD_MAX + 1),
+        "an input() waits": lambda: _pump(live.AHEAD_MAX + 1),
     }[case]()
+    pump.user_input = case == "an input() waits"
     if case == "waited its share":
         pump.ahead_left = 0.0
     thread, took = _paced(pump)
     thread.join(5)
     assert not thread.is_alive() and took[0] < 1
+
+
+def test_an_input_releases_a_waiting_writer() -> None:
+    """A user's input() holds the pump's requests back: a writer waiting for one goes on."""
+    pump = _pump(live.AHEAD_MAX + 1)
+    thread, _ = _paced(pump)
+    time.sleep(0.1)
+    pump.user_input = True  # what the guarded input() sets, then it wakes the writers
+    pump.answered(0)
+    thread.join(5)
+    assert not thread.is_alive()
 
 
 def test_the_cells_end_releases_a_waiting_writer() -> None:

@@ -106,6 +106,7 @@ class Pump:
         self.sent = self.asked = self.delivered = 0
         self.flow = threading.Condition()
         self.ahead_left = 0.0  # seconds writers of this cell may still wait (AHEAD_WAIT)
+        self.user_input = False  # a user's input() is being asked: no flush meanwhile
         self.cell: Any = None
         self.seq = 0
         self.last = 0.0
@@ -201,19 +202,23 @@ class Pump:
 
     def keep_pace(self) -> None:
         """A cell's writer waits while its output runs :data:`AHEAD_MAX` ahead of the answers
-        (never longer than :data:`AHEAD_WAIT` per cell, never after the cell)."""
-        if self.sent - self.delivered <= AHEAD_MAX or not self.flushing:
+        (never longer than :data:`AHEAD_WAIT` per cell, never after the cell, never while a
+        user's ``input()`` waits: no request is made until it is answered)."""
+        if not self.behind() or not self.flushing or self.user_input:
             return
         thread = threading.current_thread()
         if thread in self.system and thread is not threading.main_thread():
             return  # the kernel's own threads (I/O, stdin, this pump) never wait
         with self.flow:
-            while self.cell is not None and self.sent - self.delivered > AHEAD_MAX:
+            while self.cell is not None and not self.user_input and self.behind():
                 if self.ahead_left <= 0:
                     return
                 start = time.monotonic()
                 self.flow.wait(self.ahead_left)
                 self.ahead_left -= time.monotonic() - start
+
+    def behind(self) -> bool:
+        return self.sent - self.delivered > AHEAD_MAX
 
     def answered(self, mark: int) -> None:
         with self.flow:
@@ -336,6 +341,8 @@ class Pump:
     def guarded(self, fn: Any) -> Any:
         def ask(*args: Any, **kwargs: Any) -> Any:
             self.acquire()
+            self.user_input = True  # no flush until it is answered: no writer may wait
+            self.answered(0)
             try:
                 value = fn(*args, **kwargs)
                 target = self.cell or stdin_target(self.kernel)
@@ -345,6 +352,7 @@ class Pump:
                     value = self.kernel._input_request(quiet, *target, password=False)
                 return value
             finally:
+                self.user_input = False
                 self.lock.release()
 
         return ask
