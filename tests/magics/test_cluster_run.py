@@ -47,9 +47,10 @@ def cluster() -> Iterator[BackendAIMagics]:
             env[key.strip()] = value.strip()
     env["BACKEND_IMAGE"] = env["BAI_IMAGE"]
     workspace = Workspace(env=env)
-    magics = BackendAIMagics(get_ipython(), workspace=workspace)
-    yield magics
-    workspace.run(workspace.aclose())
+    try:
+        yield BackendAIMagics(get_ipython(), workspace=workspace)
+    finally:
+        workspace.run(workspace.aclose())
 
 
 def test_rich_outputs_in_order_and_a_structured_error(cluster: BackendAIMagics) -> None:
