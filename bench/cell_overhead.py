@@ -4,15 +4,20 @@
 One ``pass`` per round on a local ipykernel, on the proxy of this checkout and (with
 ``--reference``, e.g. ``git archive main | tar -x -C /tmp/ref``) on the proxy of another
 checkout, in rotated order, so that the shared machine's load drift hits every kernel alike.
-Prints medians, p90s, each proxy's overhead over the local ipykernel and the paired per-round
-difference. The proxies use the local endpoint. Kernels start in a scratch directory: ``python
--m`` would otherwise import the package of the current directory for both proxies.
+Prints medians, p90s, each proxy's overhead over the local ipykernel, the paired per-round
+difference and the load average before and after. Each proxy starts its own local endpoint (a
+data directory of its own in the scratch directory, stopped at the end), so the endpoint runs
+the same checkout as its proxy. Kernels start in a scratch directory: ``python -m`` would
+otherwise import the package of the current directory for both proxies.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
+import signal
 import statistics
 import tempfile
 import time
@@ -39,11 +44,21 @@ def main() -> None:
     os.environ["JUPYTER_PATH"] = str(ROOT / "share" / "jupyter")
     for k in ("BACKEND_ENDPOINT", "BACKEND_ACCESS_KEY", "BACKEND_SECRET_KEY"):
         os.environ.pop(k, None)
-    envs = {"this": {**os.environ, "PYTHONPATH": str(ROOT)}}
+    roots = {"this": ROOT}
     if args.reference is not None:
-        envs["reference"] = {**os.environ, "PYTHONPATH": str(args.reference.resolve())}
+        roots["reference"] = args.reference.resolve()
+    print(f"load average before: {_load()}")
     with tempfile.TemporaryDirectory() as scratch:
         os.chdir(scratch)
+        data = {name: Path(scratch, f"data-{name}") for name in roots}
+        envs = {
+            name: {
+                **os.environ,
+                "PYTHONPATH": str(root),
+                "BACKENDAI_JUPYTER_DATA_DIR": str(data[name]),
+            }
+            for name, root in roots.items()
+        }
         kernels = {"direct": start_new_kernel(kernel_name="python3")}
         kernels.update(
             {
@@ -57,6 +72,20 @@ def main() -> None:
             for km, kc in kernels.values():
                 kc.stop_channels()
                 km.shutdown_kernel(now=True)
+            for path in data.values():
+                _stop_endpoint(path)
+    print(f"load average after: {_load()}")
+
+
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _stop_endpoint(data_dir: Path) -> None:
+    """End the local endpoint a proxy started for ``data_dir`` (it would idle on for 30 min)."""
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        pid = int(json.loads((data_dir / "endpoint.json").read_text())["pid"])
+        os.kill(pid, signal.SIGTERM)
 
 
 def _measure(kernels: dict[str, Any], n: int) -> None:

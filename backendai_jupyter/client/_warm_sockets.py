@@ -29,6 +29,14 @@ class WarmSockets:
         self._client = client
         self.enabled = enabled
         self._pending: dict[str, asyncio.Task[WebSocket]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def close_later(self, ws: WebSocket) -> None:
+        """Close the socket of a finished run in the background: its answer is complete, and
+        the closing handshake (a round trip to the manager) need not hold up the cell."""
+        task = asyncio.ensure_future(ws.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def prepare(self, session: str) -> None:
         if not self.enabled or session in self._pending:
@@ -54,3 +62,4 @@ class WarmSockets:
     async def close(self) -> None:
         for session in list(self._pending):
             await self.discard(session)
+        await asyncio.gather(*self._closing, return_exceptions=True)

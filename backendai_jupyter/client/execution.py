@@ -313,7 +313,9 @@ class Execution:
                 # Empty frames only, as from a run whose kernel died: is the session there?
                 silent_since = await self._check_silence(bool(events), silent_since)
         finally:
-            if self.finished or not received:
+            if self.finished:
+                self._client.sessions.warm_sockets.close_later(ws)
+            elif not received:
                 await ws.close()
             else:
                 # Abandoned mid-run (cancelled, or the consumer stopped iterating). A run whose
