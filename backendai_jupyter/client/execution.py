@@ -60,6 +60,7 @@ from ._exec_drain import PriorWait, drain_rest, drain_websocket
 from ._exec_results import events_from_result, output_tail, split_prompt
 from ._exec_stream import (
     LIVENESS_EVERY,
+    REUSE,
     StaleSocket,
     StreamLost,
     execute_frame,
@@ -284,10 +285,10 @@ class Execution:
         self, ws: WebSocket, *, stale_ok: bool = False
     ) -> AsyncIterator[ExecEvent]:
         self.used_transport = "websocket"
-        received = False
+        received = reusable = False
         silent_since = time.monotonic()
         try:
-            body = {"code": self.code, "mode": self.mode, "options": self.options}
+            body = {"code": self.code, "mode": self.mode, "options": self.options, REUSE: True}
             await send_code(ws, body, stale_ok=stale_ok)
             while True:
                 msg = await receive_message(ws, stale=stale_ok and not received)
@@ -305,16 +306,18 @@ class Execution:
                         "the server closed the execution stream before the run finished "
                         f"(close code {msg.close_code})"
                     )
-                events = events_from_result(execute_frame(msg))
+                frame = execute_frame(msg)
+                events = events_from_result(frame)
                 async for event in self._deliver_over_websocket(ws, events):
                     yield event
                 if self.finished:
+                    reusable = frame.get(REUSE) is True
                     return
                 # Empty frames only, as from a run whose kernel died: is the session there?
                 silent_since = await self._check_silence(bool(events), silent_since)
         finally:
             if self.finished:
-                self._client.sessions.warm_sockets.close_later(ws)
+                self._client.sessions.warm_sockets.finished(self.session, ws, reusable)
             elif not received:
                 await ws.close()
             else:
