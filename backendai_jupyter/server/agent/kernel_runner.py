@@ -274,7 +274,6 @@ class SessionProcess:
                 if msg.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
                 kind, content = msg["msg_type"], msg["content"]
-                if kind in ("stream", "execute_input"):
                 if kind == "stream":
                     for piece in text_pieces(content["text"]):
                         await run.records.put((content["name"], piece))
@@ -287,7 +286,6 @@ class SessionProcess:
                         await run.records.put(rec)
                 elif kind == "status" and content.get("execution_state") == "idle":
                     break
-                elif kind == "status":
         finally:
             stdin_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
