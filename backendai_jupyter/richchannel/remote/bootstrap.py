@@ -144,6 +144,12 @@ class Channel:
         for stream in streams:
             if isinstance(getattr(stream, "flush_interval", None), float):
                 stream.flush_interval = 0.05
+        # ipykernel sleeps 0.5 ms before every execute_reply, for front-ends that stop reading
+        # iopub at the reply and could miss the last output. This kernel's only client is the
+        # session's runner, which reads iopub up to the idle status that follows a second
+        # flush: here the sleep only delays every cell.
+        if isinstance(getattr(self.kernel, "_execute_sleep", None), float):
+            self.kernel._execute_sleep = 0.0
 
     # -- frames ---------------------------------------------------------------------------------
 
