@@ -3,7 +3,8 @@
 Two transports carry a run:
 
 * **websocket** ``GET /stream/session/{id}/execute`` (preferred): the manager flushes output every
-  0.2 s, the whole connection is one run, an ``input()`` answer is one text frame.
+  0.2 s, the whole connection is one run (the embedded endpoint keeps it for the next run when
+  asked, ``_exec_stream.REUSE``), an ``input()`` answer is one text frame.
 * **REST long-polling** ``POST /session/{id}``: ``mode: query`` then ``mode: continue`` until
   ``finished``; the manager flushes every 2 s. Every request carries the run id under both
   ``runId`` (20.03–23.x managers) and ``run_id`` (26.x reads only that one, protocol.md §12).
