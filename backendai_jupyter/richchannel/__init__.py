@@ -73,9 +73,11 @@ iopub message except ``stream``/``status``/``execute_input`` into a frame, copie
 ``execute_reply`` into one, reads the cell header, makes ``exit``/``quit`` only write their
 payload, raises ``StdinNotImplementedError`` for :data:`EOF_REPLY`, and keeps its own frames out
 of the tracebacks users see. Frames go through the same stream object as ``print()``, which
-keeps their order with ordinary output; stderr is flushed first, as ipykernel does before a
-display. Frames are written in pieces of at most 1 MiB, each flushed (the agent truncates single
-stdout records at 10 MiB).
+keeps their order with ordinary output; stderr written before a frame is flushed first, as
+ipykernel does before a display. Frames ride with stdout's own flushes (every 0.05 s), and no
+more than 1 MiB of stdout or stderr ever waits in the remote stream buffer: a longer output
+leaves the kernel in 1 MiB messages that every later hop forwards while the next is made (the
+agent also truncates single stdout records at 10 MiB).
 
 Because ``error`` messages no longer reach the runner, which derives ``finished.exitCode`` from
 them, a rich-channel run reports exit code 0 even when the cell failed: the ``execute_reply``

@@ -327,3 +327,63 @@ def test_bootstrap_again_changes_the_nonce(remote: Remote) -> None:
     # the new nonce works (this test runs last: the fixture's nonce is dead now)
     frames, other = run(kc, found[0], "1")
     assert msgs(frames)[0][0] == "execute_result"
+
+
+def installed_nonce(kc: BlockingKernelClient) -> str:
+    """Install again (an earlier test may have changed the nonce); the new nonce."""
+    _, text, _ = run_raw(kc, bootstrap_code())
+    found = read_ready(text)
+    assert found is not None
+    return found[0]
+
+
+def run_streams(kc: BlockingKernelClient, nonce: str, code: str) -> list[tuple[str, str]]:
+    """(name, text) of every stream message of one headed run, in the order they came."""
+    msg_id = kc.execute(with_header(code, nonce))
+    got: list[tuple[str, str]] = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=30)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "stream":
+            got.append((msg["content"]["name"], msg["content"]["text"]))
+        elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            kc.get_shell_msg(timeout=10)
+            return got
+
+
+def test_large_output_leaves_in_bounded_messages(remote: Remote) -> None:
+    """A loop printing megabytes leaves the kernel in messages of at most a piece (1 MiB), in
+    every cell (IPython >= 9 puts back ``write`` after each cell), not one message at the end."""
+    _, kc, _ = remote
+    nonce = installed_nonce(kc)
+    piece = 1 << 20
+    for _ in range(2):
+        streams = run_streams(kc, nonce, "print('y' * (3 << 20))\nprint('z')")
+        texts = [text for name, text in streams if name == "stdout"]
+        assert len(texts) >= 4 and max(len(t) for t in texts) <= piece
+        decoder = FrameDecoder(nonce)
+        plain = "".join(p for p in decoder.feed("".join(texts)) if isinstance(p, str))
+        assert plain == "y" * (3 << 20) + "\nz\n"
+
+
+def test_display_updates_share_messages_and_keep_their_order(remote: Remote) -> None:
+    """300 updates of one display: frames ride with stdout's own flushes (a handful of
+    messages, not 300), in order, after stderr written before them."""
+    _, kc, _ = remote
+    nonce = installed_nonce(kc)
+    code = (
+        "import sys\nprint('out')\nsys.stderr.write('err\\n')\n"
+        "h = display('0', display_id=True)\nfor i in range(300):\n    h.update(str(i))"
+    )
+    streams = run_streams(kc, nonce, code)
+    assert len(streams) < 30
+    first_frame = next(i for i, (_, text) in enumerate(streams) if "\x1b]BAI;" in text)
+    assert ("stderr", "err\n") in streams[:first_frame]
+    decoder = FrameDecoder(nonce)
+    text = "".join(t for name, t in streams if name == "stdout")
+    parts = decoder.feed(text) + decoder.flush()
+    assert "".join(p for p in parts if isinstance(p, str)) == "out\n"
+    shown = [msg for msg in map(frame_message, [p for p in parts if isinstance(p, Frame)]) if msg]
+    values = [m.content["data"]["text/plain"] for m in shown]
+    assert values == ["'0'"] + [repr(str(i)) for i in range(300)]

@@ -183,6 +183,21 @@ async def test_large_output_is_forwarded_in_bounded_pieces() -> None:
     assert texts[2] == [] and all(len(t[0][1]) < 2 * FORWARD_CHUNK for t in texts[:2])
 
 
+async def test_a_websocket_answer_lingers_only_briefly_after_its_first_record() -> None:
+    # The flush timeout bounds the wait for a first record; after it, only the linger: output
+    # goes out while the run is still making more.
+    run = Run("r1")
+    run.records.put_nowait(("stdout", "a"))
+    run.records.put_nowait(("stdout", "b"))
+    later = asyncio.get_running_loop().call_later(1.0, run.records.put_nowait, ("stdout", "c"))
+    start = time.monotonic()
+    answer = await next_result(run, 5.0, linger=0.05)
+    took = time.monotonic() - start
+    later.cancel()
+    assert answer["console"] == [["stdout", "ab"]] and answer["status"] == "continued"
+    assert 0.04 < took < 0.9
+
+
 @pytest.mark.parametrize(
     ("length", "size", "want"),
     [(0, 4, [0]), (3, 4, [3]), (4, 4, [4]), (5, 4, [4, 1]), (12, 4, [4, 4, 4])],

@@ -190,3 +190,66 @@ def test_decoder_finds_frames_between_ansi_escapes() -> None:
     parts = decoder.feed(text) + decoder.flush()
     assert parts[0] == "\x1b[1mbold\x1b[0m" and parts[2] == "after\x1b[0m"
     assert isinstance(parts[1], Frame) and parts[1].type == "ready"
+
+
+class _Stream:
+    """A stream that records what reaches it: ``(write, text)`` and ``(flush, None)``."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str | None]] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(("write", text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.calls.append(("flush", None))
+
+
+PIECE = remote_bootstrap.PIECE
+
+
+@pytest.mark.parametrize(
+    ("writes", "want"),
+    [
+        # small writes wait in the buffer (the kernel's own timer sends them)
+        ([10, 20], [("write", 10), ("write", 20)]),
+        # the write that brings the buffer to a piece flushes it
+        ([PIECE - 1, 1, 5], [("write", PIECE - 1), ("write", 1), ("flush", 0), ("write", 5)]),
+        # a long write goes out in flushed pieces; the rest waits
+        (
+            [2 * PIECE + 3],
+            [("write", PIECE), ("flush", 0), ("write", PIECE), ("flush", 0), ("write", 3)],
+        ),
+    ],
+)
+def test_remote_writes_wait_at_most_a_piece(writes: list[int], want: list[Any]) -> None:
+    stream = _Stream()
+    remote_bootstrap.bound_writes(stream)
+    for n in writes:
+        assert stream.write("y" * n) == n
+    got = [(kind, len(text or "")) for kind, text in stream.calls]
+    assert got == want
+    assert "".join(text or "" for _, text in stream.calls) == "y" * sum(writes)
+
+
+def test_remote_write_bound_is_installed_once_per_chain() -> None:
+    """Again before every cell: nothing while a wrapper of ours is in the chain (seen through
+    ``__wrapped__``); once more when a wrapper without it (IPython's tee) put back the original."""
+    stream = _Stream()
+    own = stream.write
+    remote_bootstrap.bound_writes(stream)
+    ours = stream.write
+    remote_bootstrap.bound_writes(stream)
+    assert stream.write is ours
+
+    def foreign(text: str) -> int:
+        return ours(text)
+
+    foreign.__wrapped__ = ours  # type: ignore[attr-defined]
+    stream.write = foreign  # type: ignore[method-assign]
+    remote_bootstrap.bound_writes(stream)
+    assert stream.write is foreign
+    stream.write = own  # type: ignore[method-assign]
+    remote_bootstrap.bound_writes(stream)
+    assert stream.write is not own and stream.write.__wrapped__ == own  # type: ignore[attr-defined]

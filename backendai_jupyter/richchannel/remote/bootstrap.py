@@ -24,16 +24,61 @@ import sys
 from typing import Any
 
 PIECE = 1 << 20
-"""Frames are written in pieces of at most this many characters, each flushed: the agent cuts
-stdout records at 10 MiB."""
+"""At most this many characters of stdout/stderr wait in the kernel's stream buffer: a write
+that brings it to this size flushes it, and a longer write goes out in pieces of this size.
+ipykernel itself sends a stream only every flush interval, so a loop printing 50 MB would
+leave the kernel as ONE 50 MB message that every later hop (agent, manager, proxy, front-end)
+has to receive whole before the next can start; in pieces, the hops work at the same time and
+none holds the whole output. (The agent also cuts stdout records at 10 MiB.)"""
 PASSTHROUGH = ("stream", "status", "execute_input")
-COMM_TYPES = ("comm_open", "comm_msg", "comm_close")
 FILENAME = "<backendai rich channel>"
 """The file name this code is compiled under remotely: how its frames are recognised."""
 
 originals: dict[str, Any] = globals().setdefault("originals", {})
 """The kernel's own methods, saved by the first install. This text runs again at every install,
 in the same module: what an earlier install saved stays."""
+unflushed: dict[int, int] = globals().setdefault("unflushed", {})
+"""Characters written to each stream (by ``id``) since :func:`flush_stream` last flushed it."""
+
+
+def flush_stream(stream: Any) -> None:
+    unflushed[id(stream)] = 0
+    try:
+        stream.flush()
+    except Exception:
+        pass
+
+
+def bound_writes(stream: Any) -> None:
+    """Make ``stream.write`` keep at most :data:`PIECE` characters waiting (see there).
+
+    An instance attribute: no class changed. IPython >= 9 wraps ``write`` during every cell
+    and puts back what it found at the cell's end, which drops a wrapper installed during a
+    cell; so this runs again before every cell, and does nothing while a wrapper of ours is in
+    the chain of wrappers (followed through ``__wrapped__``)."""
+    fn = stream.write
+    while fn is not None:
+        if getattr(fn, "_backendai_piece", False):
+            return
+        fn = getattr(fn, "__wrapped__", None)
+    inner, key = stream.write, id(stream)
+    unflushed.setdefault(key, 0)
+
+    def write(text: Any) -> Any:
+        if not isinstance(text, str) or len(text) + unflushed[key] < PIECE:
+            unflushed[key] += len(text) if isinstance(text, str) else 0
+            return inner(text)
+        for i in range(0, len(text), PIECE):
+            piece = text[i : i + PIECE]
+            inner(piece)
+            unflushed[key] += len(piece)
+            if unflushed[key] >= PIECE:
+                flush_stream(stream)
+        return len(text)
+
+    setattr(write, "_backendai_piece", True)  # noqa: B010 - a function attribute
+    setattr(write, "__wrapped__", inner)  # noqa: B010
+    stream.write = write
 
 
 def install(eof_reply: str, version: int, tag: str) -> None:
@@ -128,7 +173,6 @@ class Channel:
         sockets = (getattr(kernel, "iopub_socket", None), getattr(kernel, "iopub_thread", None))
         self.iopub = [s for s in sockets if s is not None]
         self.default = _json_default()
-        self.unflushed = 0
 
     def patch(self) -> None:
         self.session.send = self.send
@@ -138,12 +182,21 @@ class Channel:
         self.shell.showtraceback = self.showtraceback
         if getattr(self.shell, "payload_manager", None) is not None:
             self.shell.ask_exit = self.ask_exit
+        # ipykernel flushes both streams before every display (``_flush_streams``: two round
+        # trips to its I/O thread) to keep them in order with it. A frame goes into stdout,
+        # after what was printed before it, so only stderr needs that (:meth:`emit`); without
+        # this, a loop updating a display 300 times sends 300 messages of one frame each.
+        display_pub: Any = getattr(self.shell, "display_pub", None)
+        if callable(getattr(display_pub, "_flush_streams", None)):
+            originals.setdefault("_flush_streams", display_pub._flush_streams)
+            display_pub._flush_streams = self.flush_before_display
         # ipykernel batches stream output for 0.2 s; a shorter interval gets the first output
         # of a cell to the notebook sooner (the runner and the websocket add their own latency).
         streams: tuple[Any, ...] = (self.out, self.err)  # ipykernel's OutStream, usually
         for stream in streams:
             if isinstance(getattr(stream, "flush_interval", None), float):
                 stream.flush_interval = 0.05
+            bound_writes(stream)
             if holds_nothing(stream) is not None:
                 own = originals.setdefault("flush " + str(id(stream)), stream.flush)
                 stream.flush = quick_flush(stream, own)
@@ -160,25 +213,19 @@ class Channel:
         body = json.dumps(payload, default=self.default).encode()
         return self.head + base64.b64encode(body).decode("ascii") + "\x07"
 
+    def flush_before_display(self) -> None:
+        if unflushed.get(id(self.err)):
+            flush_stream(self.err)
+
     def emit(self, payload: dict[str, Any]) -> None:
         """Write one frame into stdout, in order with the output around it."""
-        text = self.frame(payload)
-        # A comm message (a widget update: thousands per second from a tqdm loop) rides with
-        # the stream's own 0.05 s flushes; each flush is a round trip to ipykernel's I/O thread.
-        # Everything else is flushed at once, stderr first, as ipykernel does before a display.
-        eager = payload.get("msg_type") not in COMM_TYPES
-        if eager:
-            try:
-                self.err.flush()
-            except Exception:
-                pass
-        for i in range(0, len(text), PIECE):
-            self.out.write(text[i : i + PIECE])
-            self.unflushed += min(PIECE, len(text) - i)
-            # The agent cuts stdout records at 10 MiB: never let more than a piece pile up.
-            if eager or self.unflushed >= PIECE:
-                self.out.flush()
-                self.unflushed = 0
+        # stderr written before the frame goes out first, as ipykernel flushes the streams
+        # before a display. The frame itself rides with stdout's own flushes (every 0.05 s,
+        # and per :data:`PIECE`): a flush is a round trip to ipykernel's I/O thread, and a loop
+        # updating a display or a widget sends thousands of frames a second.
+        if unflushed.get(id(self.err)):
+            flush_stream(self.err)
+        self.out.write(self.frame(payload))
 
     def emit_reply(self, payload: dict[str, Any], parent: Any) -> None:
         """The ``execute_reply`` frame, published as the cell's stdout straight on iopub.
@@ -261,6 +308,8 @@ class Channel:
             count = h.get("count")
             if isinstance(count, int) and count > 0 and store_history:
                 self.align(count)
+        for stream in (self.out, self.err):
+            bound_writes(stream)
         return originals["do_execute"](
             code, silent, store_history, user_expressions, allow_stdin, **kw
         )

@@ -4,10 +4,12 @@
   (``finished``, ``clean-finished``, ``build-finished``, ``waiting-input``) arrives, or after
   ``flush_timeout`` = 2.0 s with ``status: continued`` — the agent's ``get_next_result``.
   The run id is read from ``runId`` *or* ``run_id`` (26.x reads only the latter).
-* websocket ``/stream/session/{id}/execute``: one connection = one run, a frame every 0.2 s,
-  ``input()`` answered by one text frame, closing the socket interrupts the run. Our extension:
-  a code message with ``"reuse": true`` keeps the socket open for the session's next run (its
-  ``finished`` frame says ``"reuse": true``), saving a handshake and a connection per cell.
+* websocket ``/stream/session/{id}/execute``: one connection = one run, ``input()`` answered by
+  one text frame, closing the socket interrupts the run. Upstream sends a frame every 0.2 s;
+  here a frame goes out :data:`WS_LINGER` after the first record it holds (at most 0.2 s after
+  the last frame while nothing comes): output is forwarded while the cell still runs, instead of
+  up to 0.2 s later, and a cell updating a display 300 times reaches the client as the updates
+  are made. The REST route keeps upstream's timing (its client relies on a flush prompt).
 
 A new run waits for the previous one to finish (up to the agent's 30 s RPC timeout). The runs
 live on the session object (``runs.py``).
@@ -34,6 +36,9 @@ __all__ = ["aggregate_console", "execute", "next_result", "start_run", "stream_e
 
 REST_FLUSH = 2.0
 WS_FLUSH = 0.2
+#: Seconds a websocket frame waits, after its first record, for more records to share it: a
+#: loop printing a line every millisecond still goes out in ~50 frames a second, not 1000.
+WS_LINGER = 0.02
 RUN_WAIT = 30.0
 #: An answer goes out early once its console text reaches this many characters: a run printing
 #: fast is forwarded in bounded pieces as it goes (the client decodes one piece while the next
@@ -64,9 +69,11 @@ def aggregate_console(records: list[Record]) -> list[list[Any]]:
     ]
 
 
-async def next_result(run: Run, flush_timeout: float) -> dict[str, Any]:
-    """Collect records until a terminal one, ``flush_timeout`` or :data:`FORWARD_CHUNK` of
-    text; never loses a record."""
+async def next_result(
+    run: Run, flush_timeout: float, linger: float | None = None
+) -> dict[str, Any]:
+    """Collect records until a terminal one, ``flush_timeout`` (or ``linger`` seconds after
+    the first record, when given) or :data:`FORWARD_CHUNK` of text; never loses a record."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + flush_timeout
     records: list[Record] = []
@@ -75,6 +82,8 @@ async def next_result(run: Run, flush_timeout: float) -> dict[str, Any]:
     while size < FORWARD_CHUNK and (
         record := await run.next_record(deadline - loop.time())
     ) is not None:
+        if linger is not None and not records:
+            deadline = min(deadline, loop.time() + linger)
         kind, data = record
         if kind in _TERMINAL:
             status, exit_code = kind, int(data.get("exitCode", 0))
@@ -244,7 +253,7 @@ async def _stream_run(ws: web.WebSocketResponse, sess: ComputeSession) -> bool:
         reuse = params.get(REUSE) is True
         while True:
             sess.last_used = time.monotonic()
-            result = await next_result(run, WS_FLUSH)
+            result = await next_result(run, WS_FLUSH, WS_LINGER)
             if ws.closed:
                 return False
             result.pop("runId", None)
