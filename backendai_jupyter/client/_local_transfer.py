@@ -23,6 +23,7 @@ Other servers (real clusters) do not advertise a socket, and nothing changes for
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -33,11 +34,12 @@ from typing import Any
 
 from yarl import URL
 
-from ._splice import wait_ready
+from ._relay import wait_ready
 
 __all__ = [
     "LOCAL_CONNECT_HEADER",
     "LOCAL_TRANSFER_KEY",
+    "connect_unix",
     "local_address",
     "local_connect",
     "local_download",
@@ -49,6 +51,8 @@ log = logging.getLogger(__name__)
 LOCAL_TRANSFER_KEY = "local_transfer"
 #: On ``GET /stream/session/{id}/apps`` answers to loopback clients: ``@NAME TICKET``.
 LOCAL_CONNECT_HEADER = "X-BackendAI-Local-Connect"
+#: How long a connection waits while the endpoint's socket has a full backlog (seconds).
+CONNECT_PATIENCE = 1.0
 _MAX_NAME = 100  # sun_path holds 108 bytes, the leading NUL included
 _MAX_LINE = 64 * 1024
 
@@ -74,11 +78,32 @@ def peer_uid(sock: socket.socket) -> int:
     return int(struct.unpack("3i", creds)[1])
 
 
-async def _connect(address: str) -> socket.socket:
+async def connect_unix(
+    sock: socket.socket, address: str, patience: float = CONNECT_PATIENCE
+) -> None:
+    """Connect the non-blocking Unix socket ``sock`` to ``address`` (a path, or ``"\\0name"``).
+
+    A Unix socket never connects in the background: ``EAGAIN`` means the listener's backlog is
+    full (a burst of connections). ``loop.sock_connect`` takes it for "in progress" and returns
+    an unconnected socket (whose peer reads as nobody, and whose first read is ``ENOTCONN``), so
+    try again, briefly; ``ConnectionRefusedError`` once ``patience`` seconds have passed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while True:
+        try:
+            sock.connect(address)
+            return
+        except BlockingIOError:
+            if loop.time() >= deadline:
+                raise ConnectionRefusedError(errno.EAGAIN, "the socket is busy") from None
+            await asyncio.sleep(0.001)
+
+
+async def _connect(address: str, patience: float = CONNECT_PATIENCE) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, "\0" + address[1:])
+        await connect_unix(sock, "\0" + address[1:], patience)
         if peer_uid(sock) != os.getuid():
             raise PermissionError(f"{address} belongs to another user")
     except BaseException:

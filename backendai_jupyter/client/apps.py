@@ -12,6 +12,13 @@ opened or closes abnormally before any data came back (the manager's 1013 "try a
 for a refused connection), the local client gets ``HTTP/1.1 503 … WebSocket reply: …`` as from
 the official CLI.
 
+From an endpoint on this machine (the ``apps`` answer carries ``X-BackendAI-Local-Connect``, see
+``server/manager/appconnect.py``) no byte crosses a websocket: the listener is a
+:class:`~._listener.Listener` (raw sockets, accepted in the readiness callback), each connection
+asks the endpoint's same-machine socket for a socket already connected to the service and
+:mod:`._relay` pumps between the two; a connection the endpoint cannot serve falls back to the
+websocket. ``connections`` counts the accepted connections, ``handed_over`` those relayed so.
+
     async with Client(cfg) as client:
         async with AppProxy(client, "mysess", "jupyter", port=0) as proxy:
             print(proxy.url)           # http://127.0.0.1:PORT from the app's url_template
@@ -22,16 +29,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from ._exceptions import BackendAIError, NotFoundError
+from ._listener import Listener
 from ._local_transfer import LOCAL_CONNECT_HEADER, local_address, local_connect
 from ._models import ServicePort
-from ._splice import splice_one_way
+from ._relay import relay_pair
 
 if TYPE_CHECKING:
     from ._core import ClientCore
@@ -163,23 +170,6 @@ class TcpPipe(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
-    def detach(self) -> tuple[socket.socket, bytes]:
-        """Take the connection out of the event loop's hands: a duplicate of its socket
-        (non-blocking) and what arrived but was not read. The transport closes (its own
-        descriptor only: the connection lives on in the duplicate)."""
-        transport = self.transport
-        if transport is None or self._lost:
-            raise ConnectionResetError("connection lost")
-        transport.pause_reading()
-        raw = transport.get_extra_info("socket")
-        sock = socket.socket(fileno=os.dup(raw.fileno()))
-        sock.setblocking(False)
-        pending = b"".join(self._chunks)
-        self._chunks.clear()
-        self._queued = 0
-        transport.close()
-        return sock, pending
-
     def write(self, data: bytes) -> None:
         if self._lost or self.transport is None or self.transport.is_closing():
             raise ConnectionResetError("connection lost")
@@ -236,9 +226,10 @@ class AppProxy:
         self.heartbeat = heartbeat
         self.protocol = "tcp"
         self.url_template = DEFAULT_URL_TEMPLATE
-        self.server: asyncio.base_events.Server | None = None
+        self.server: asyncio.base_events.Server | Listener | None = None
         self.tunnels: set[asyncio.Task[None]] = set()
         self.connections = 0  # accepted so far
+        self.handed_over = 0  # of them, relayed to a service socket the endpoint handed over
         self.bytes_up = 0
         self.bytes_down = 0
         #: A same-machine endpoint's ``(socket, ticket)``: connections join the service's
@@ -269,9 +260,12 @@ class AppProxy:
         self.protocol = found.protocol
         self.url_template = found.url_template or DEFAULT_URL_TEMPLATE
         try:
-            self.server = await asyncio.get_running_loop().create_server(
-                self._new_connection, self.host, self.port
-            )
+            if self.local_offer is not None:  # raw sockets: the relay needs no transport
+                self.server = await Listener.open(self.host, self.port, self._accepted)
+            else:
+                self.server = await asyncio.get_running_loop().create_server(
+                    self._new_connection, self.host, self.port
+                )
         except OSError as e:
             raise BackendAIError(
                 f"cannot listen on {self.host}:{self.port}: {e.strerror or e}"
@@ -342,16 +336,38 @@ class AppProxy:
         task.add_done_callback(self.tunnels.discard)
         return pipe
 
+    def _accepted(self, sock: socket.socket) -> None:
+        task = asyncio.ensure_future(self._accept_raw(sock))
+        self.tunnels.add(task)
+        task.add_done_callback(self.tunnels.discard)
+
     async def _accept(self, pipe: TcpPipe) -> None:
         self.connections += 1
         try:
             await pipe.connected()
-            if self.local_offer is None or not await self._tunnel_local(pipe, *self.local_offer):
-                await self._tunnel(pipe)
+            await self._tunnel(pipe)
         except asyncio.CancelledError:
             pass
         finally:
             await pipe.close()
+
+    async def _accept_raw(self, sock: socket.socket) -> None:
+        """A connection from the :class:`Listener`: relayed to a service socket from the
+        endpoint, else (refused, endpoint gone) through the websocket as any other."""
+        self.connections += 1
+        pipe: TcpPipe | None = None
+        try:
+            if self.local_offer is not None and await self._tunnel_local(sock, *self.local_offer):
+                return
+            _, pipe = await asyncio.get_running_loop().connect_accepted_socket(TcpPipe, sock)
+            await self._tunnel(pipe)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if pipe is not None:
+                await pipe.close()
+            else:
+                sock.close()
 
     async def _tunnel(self, pipe: TcpPipe) -> None:
         try:
@@ -373,32 +389,21 @@ class AppProxy:
             await asyncio.gather(up, down, return_exceptions=True)
             await ws.close()
 
-    async def _tunnel_local(self, pipe: TcpPipe, address: str, ticket: str) -> bool:
+    async def _tunnel_local(self, local: socket.socket, address: str, ticket: str) -> bool:
         """Ask the endpoint's same-machine socket for a socket connected to the service and
-        splice the two together (:mod:`._splice`); ``False`` (nothing consumed) when it cannot
-        give one, and the websocket tunnel serves this connection."""
+        relay between the two (:mod:`._relay`); ``False`` (nothing read from ``local``)
+        when it cannot give one, and the websocket tunnel serves this connection."""
         request = {"ticket": ticket, "app": self.service, "port": self.container_port,
                    "arguments": self.arguments or None, "envs": self.envs or None}
         service = await local_connect(address, request)
         if service is None:
             return False
+        self.handed_over += 1
         try:
-            local, pending = pipe.detach()
-        except ConnectionResetError:
-            service.close()
-            return True
-        try:
-            if pending:
-                await asyncio.get_running_loop().sock_sendall(service, pending)
-                self.bytes_up += len(pending)
-            await asyncio.gather(
-                splice_one_way(local, service, self._count_up),
-                splice_one_way(service, local, self._count_down),
-            )
+            await relay_pair(local, service, self._count_up, self._count_down)
         except OSError:
             pass
         finally:
-            local.close()
             service.close()
         return True
 

@@ -1,5 +1,5 @@
 """The app proxy's same-machine path: the endpoint hands over a socket connected to the service
-and :class:`AppProxy` splices the local connection to it (no websocket, no byte through the
+and :class:`AppProxy` relays the local connection to it (no websocket, no byte through the
 endpoint). Bytes intact both ways with half-close; the websocket path still serves when the
 offer is off (``local_transfers=False``) or refused; the socket refuses forged or foreign tickets
 and unknown apps; no ticket for non-loopback clients is tested in ``test_local_socket_offer``."""
@@ -106,6 +106,7 @@ async def test_refused_connection_falls_back_to_the_websocket(
         r, w = await asyncio.open_connection("127.0.0.1", proxy.port)
         reply = await asyncio.wait_for(r.read(), 10)
         assert reply.startswith(b"HTTP/1.1 503 Service Unavailable") and b"1013" in reply
+        assert proxy.handed_over == 0
         w.close()
 
 
@@ -123,6 +124,19 @@ async def test_bytes_both_ways(local: Local, service: str, local_path: bool) -> 
             for got in results:
                 assert hashlib.sha256(got).digest() == hashlib.sha256(want).digest()
             assert proxy.bytes_up == 3 * len(payload)
+            assert proxy.handed_over == (3 if local_path else 0) and proxy.connections == 3
+
+
+async def test_a_busy_local_port_is_a_clear_error(client: Client, service: str) -> None:
+    """The same-machine listener binds as ``create_server`` does: a port in use is one line."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proxy = AppProxy(client, service, str(PORT), port=port)
+        with pytest.raises(BackendAIError, match=f"cannot listen on 127.0.0.1:{port}"):
+            await proxy.start()
+        assert proxy.local_offer is not None and not proxy.running
 
 
 def _ask(address: str, request: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
@@ -165,3 +179,4 @@ async def test_the_socket_checks_tickets_and_apps(client: Client, service: str) 
     answer, fds = await asyncio.to_thread(
         _ask, address, {"op": "connect", "ticket": ticket, "app": str(PORT)})
     assert answer["status"] == 404 and fds == []
+

@@ -1,5 +1,6 @@
 """The same-machine data plane's pure parts: which offers the client takes, the kernel copy
-between files at offsets, and the splice pump between two sockets (bytes, half-close)."""
+between files at offsets, and the relay pump between two sockets (bytes, half-close,
+backpressure)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from backendai_jupyter.client._local_transfer import local_address, peer_uid
-from backendai_jupyter.client._splice import splice_one_way
+from backendai_jupyter.client._local_transfer import _connect, local_address, peer_uid
+from backendai_jupyter.client._relay import SCRATCH_SIZE, relay_one_way
+from backendai_jupyter.server.agent.netns import connect_tcp
+from backendai_jupyter.server.agent.services import connect_unix_nofollow
 from backendai_jupyter.server.storage.local_transfer import copy_range
 
 
@@ -57,7 +60,61 @@ def test_peer_uid_is_ours() -> None:
         assert peer_uid(a) == os.getuid()
 
 
-async def test_splice_pump_moves_bytes_and_half_closes() -> None:
+async def test_connect_waits_out_a_full_backlog() -> None:
+    """A burst fills the listener's backlog: the client waits for room instead of taking the
+    unconnected socket (whose peer would read as another user's) and giving up."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    address = f"@bjup-test-backlog-{os.getpid()}"
+    listener.bind("\0" + address[1:])
+    listener.listen(0)  # one waiting connection fills it
+    with listener:
+        first = await _connect(address)
+        with pytest.raises(ConnectionRefusedError, match="busy"):
+            await _connect(address, patience=0.01)
+        later = asyncio.create_task(_connect(address))
+        await asyncio.sleep(0.02)
+        accepted, _ = listener.accept()  # room again: the waiting connection goes through
+        second = await asyncio.wait_for(later, 5)
+        assert peer_uid(second) == os.getuid()
+        for s in (first, second, accepted, listener.accept()[0]):
+            s.close()
+
+
+async def test_connect_tcp_on_the_loopback() -> None:
+    """Connected without waiting for the loop when the handshake is already over; a port
+    nobody listens on is ``ConnectionRefusedError``, as from ``sock_connect``."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = listener.getsockname()
+        with socket.socket() as sock:
+            sock.setblocking(False)
+            await connect_tcp(sock, address)
+            assert sock.getpeername() == address
+    with socket.socket() as sock:  # the listener is gone: nothing on that port now
+        sock.setblocking(False)
+        with pytest.raises(ConnectionRefusedError):
+            await connect_tcp(sock, address)
+
+
+async def test_a_unix_service_with_a_full_backlog_is_waited_for(tmp_path: Path) -> None:
+    """A service on a Unix socket whose backlog is full (a browser's burst): the endpoint's
+    connection waits for room rather than coming back unconnected."""
+    path = str(tmp_path / "svc.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(0)
+        first = await connect_unix_nofollow(path)
+        later = asyncio.create_task(connect_unix_nofollow(path))
+        await asyncio.sleep(0.02)
+        accepted, _ = listener.accept()
+        second = await asyncio.wait_for(later, 5)
+        assert second.getpeername()  # connected (ENOTCONN otherwise)
+        for sock in (first, second, accepted, listener.accept()[0]):
+            sock.close()
+
+
+async def test_relay_pump_moves_bytes_and_half_closes() -> None:
     payload = os.urandom(5 * 1024 * 1024 + 3)
     left_outer, left_inner = socket.socketpair()
     right_inner, right_outer = socket.socketpair()
@@ -66,7 +123,7 @@ async def test_splice_pump_moves_bytes_and_half_closes() -> None:
         s.setblocking(False)
     loop = asyncio.get_running_loop()
     with left_outer, left_inner, right_inner, right_outer:
-        pump = asyncio.create_task(splice_one_way(left_inner, right_inner, moved.append))
+        pump = asyncio.create_task(relay_one_way(left_inner, right_inner, moved.append))
 
         async def send() -> None:
             await loop.sock_sendall(left_outer, payload)
@@ -78,6 +135,36 @@ async def test_splice_pump_moves_bytes_and_half_closes() -> None:
             got += chunk
         await asyncio.wait_for(asyncio.gather(sender, pump), 10)
     assert bytes(got) == payload and sum(moved) == len(payload)
+
+
+async def test_relay_pump_holds_at_most_one_read_for_a_reader_that_stops() -> None:
+    """The destination reads nothing: the pump keeps at most one read and stops reading, so
+    the sender blocks (memory bounded); once the destination reads, everything arrives."""
+    payload = os.urandom(3 * SCRATCH_SIZE)
+    left_outer, left_inner = socket.socketpair()
+    right_inner, right_outer = socket.socketpair()
+    for s in (left_inner, right_inner, left_outer, right_outer):
+        s.setblocking(False)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    loop = asyncio.get_running_loop()
+    moved: list[int] = []
+    with left_outer, left_inner, right_inner, right_outer:
+        pump = asyncio.create_task(relay_one_way(left_inner, right_inner, moved.append))
+
+        async def send() -> None:
+            await loop.sock_sendall(left_outer, payload)
+            left_outer.shutdown(socket.SHUT_WR)
+
+        sender = asyncio.create_task(send())
+        await asyncio.sleep(0.3)
+        assert not sender.done()  # held back: the pump stopped reading
+        assert sum(moved) < 2 * SCRATCH_SIZE
+        got = bytearray()
+        while chunk := await loop.sock_recv(right_outer, 1 << 20):
+            got += chunk
+        await asyncio.wait_for(asyncio.gather(sender, pump), 10)
+    assert bytes(got) == payload
 
 
 def test_copy_range_across_file_systems(tmp_path: Path) -> None:

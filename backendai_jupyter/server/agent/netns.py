@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import functools
 import os
+import select
 import shutil
 import socket
 import struct
@@ -103,7 +104,7 @@ class SocketFactory:
         """A socket connected to ``127.0.0.1:port`` of the session's loopback."""
         sock = await self.make_socket()
         try:
-            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+            await connect_tcp(sock, ("127.0.0.1", port))
         except BaseException:
             sock.close()
             raise
@@ -121,11 +122,30 @@ async def connect_in_session(factory: SocketFactory | None, port: int) -> socket
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setblocking(False)
     try:
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        await connect_tcp(sock, ("127.0.0.1", port))
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+async def connect_tcp(sock: socket.socket, address: tuple[str, int]) -> None:
+    """``loop.sock_connect`` without its loop iteration where none is needed: to a loopback
+    address the handshake is over when ``connect(2)`` returns ``EINPROGRESS`` (the SYN-ACK is
+    processed as the call releases the socket), so a zero-timeout poll already tells."""
+    try:
+        sock.connect(address)
+        return
+    except BlockingIOError:
+        pass
+    ready = select.poll()
+    ready.register(sock, select.POLLOUT)
+    if ready.poll(0):
+        error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            raise OSError(error, os.strerror(error))  # ECONNREFUSED: ConnectionRefusedError
+        return
+    await asyncio.get_running_loop().sock_connect(sock, address)  # EALREADY: it waits
 
 
 def _fds_of(ancillary: list[tuple[int, int, bytes]]) -> list[int]:

@@ -49,6 +49,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ...client._local_transfer import connect_unix
 from ..manager.errors import Problem, invalid_api_params
 from ..manager.state import ComputeSession
 from .limits import ENV_VAR, launcher_argv
@@ -404,8 +405,8 @@ async def connect_unix_nofollow(path: str) -> socket.socket:
             raise ConnectionRefusedError(errno.ECONNREFUSED, "not a socket")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
-        try:
-            await asyncio.get_running_loop().sock_connect(sock, f"/proc/self/fd/{fd}")
+        try:  # not loop.sock_connect: a full backlog would give an unconnected socket
+            await connect_unix(sock, f"/proc/self/fd/{fd}")
         except BaseException:
             sock.close()
             raise

@@ -6,11 +6,11 @@ signed ticket for that session and access key (the storage proxy's HMAC token, `
 For each local connection, the client's :class:`~backendai_jupyter.client.apps.AppProxy` sends
 ``{"op": "connect", "ticket": T, "app": A, "port": N, "arguments": {...}, "envs": {...}}`` and
 gets back ``{"ok": true}`` with a socket already connected to the service attached; it joins its
-local client's socket to that one in the kernel (``splice``), and no byte crosses the endpoint.
+local client's socket to that one (``client/_relay.py``), and no byte crosses the endpoint.
 The service is resolved, started and reached exactly as by ``tcpproxy``: the connect step is the
 agent's (``ServiceManager.connect``: inside the session's network namespace, Unix sockets without
 following links), kept apart from the byte pumps (``appproxy.relay`` for websockets, the
-client's splice here).
+client's relay here).
 """
 
 from __future__ import annotations

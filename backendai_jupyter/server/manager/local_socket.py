@@ -31,7 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from ...client._local_transfer import peer_uid
-from ...client._splice import wait_ready
+from ...client._relay import wait_ready
 from .errors import Problem
 
 __all__ = ["LOCAL_SOCKET", "LocalSocket", "Refused", "local_socket_ctx"]
@@ -98,14 +98,14 @@ class LocalSocket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind("\0" + self.address[1:])
-            sock.listen(64)
+            sock.listen(socket.SOMAXCONN)  # a burst of connections (a browser's) waits here
             sock.setblocking(False)
         except OSError:
             sock.close()
             raise
         self._listener = sock
         self.listening = True
-        self._spawn(self._accept_loop(sock))
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept_ready)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -120,18 +120,34 @@ class LocalSocket:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
             self._listener.close()
             self._listener = None
 
-    async def _accept_loop(self, listener: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            conn, _ = await loop.sock_accept(listener)
+    def _accept_ready(self) -> None:
+        """Accept what waits, right in the readiness callback (a connection's request is
+        served one loop iteration sooner than through ``sock_accept`` and a task)."""
+        listener = self._listener
+        while listener is not None:
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # out of descriptors: pause rather than spin on readiness
+                log.warning("same-machine socket: accept failed: %s", e)
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(listener.fileno())
+                loop.call_later(0.1, self._resume_accepting, listener)
+                return
             if peer_uid(conn) != os.getuid():  # another user's process: not a word
                 conn.close()
                 continue
             conn.setblocking(False)
             self._spawn(self._serve(conn))
+
+    def _resume_accepting(self, listener: socket.socket) -> None:
+        if self._listener is listener:
+            asyncio.get_running_loop().add_reader(listener.fileno(), self._accept_ready)
 
     async def _serve(self, conn: socket.socket) -> None:
         channel = Channel(conn, {}, -1)
