@@ -8,15 +8,20 @@
   and the proxy kernel's peak RSS (VmHWM) after them;
 * 300 updates of one display (``display_id``) through the proxy vs a local ipykernel.
 
-Without ``--cluster`` the proxy uses the local endpoint (BACKEND_ENDPOINT unset); with it, the
-variables from /tmp/backendai-cluster/user.env.
+Without ``--cluster`` the proxy uses the local endpoint (BACKEND_ENDPOINT unset), one of its
+own (a fresh data directory, stopped at the end): the shared default one may run older code;
+with it, the variables from /tmp/backendai-cluster/user.env.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
+import signal
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -100,6 +105,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5, help="50 MB runs per kernel (median)")
     args = ap.parse_args()
     _env(args.cluster)
+    if not args.cluster:
+        os.environ["BACKENDAI_JUPYTER_DATA_DIR"] = tempfile.mkdtemp(prefix="kernel-bench-")
     results: dict[str, dict[str, float]] = {}
     kernels = {name: start_new_kernel(kernel_name=name) for name in ("python3", "backendai-python")}
     try:
@@ -125,6 +132,8 @@ def main() -> None:
         for km, kc in kernels.values():
             kc.stop_channels()
             km.shutdown_kernel(now=False)
+        if not args.cluster:
+            _stop_endpoint(Path(os.environ["BACKENDAI_JUPYTER_DATA_DIR"]))
     direct, proxy = results["python3"], results["backendai-python"]
     where = "cluster" if args.cluster else "local endpoint"
     print(f"proxy via {where}; baseline: a local python3 ipykernel reached directly")
@@ -134,6 +143,13 @@ def main() -> None:
     print(f"50 MB output ratio proxy/direct: {proxy['50MB_s'] / direct['50MB_s']:.2f}")
     print(f"300 display updates ratio: {proxy['300_updates_s'] / direct['300_updates_s']:.2f}")
     print(f"proxy kernel peak RSS (after the 50 MB cells): {proxy['peak_rss_MB']:.0f} MB")
+
+
+def _stop_endpoint(data_dir: Path) -> None:
+    """End the local endpoint the proxy started for ``data_dir`` (it would idle on)."""
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        pid = int(json.loads((data_dir / "endpoint.json").read_text())["pid"])
+        os.kill(pid, signal.SIGTERM)
 
 
 if __name__ == "__main__":
