@@ -13,15 +13,20 @@
 Every run's time is printed besides the medians, and the load average at the end: the machine
 may be shared, compare only ratios measured in the same run.
 
-Without ``--cluster`` the proxy uses the local endpoint (BACKEND_ENDPOINT unset); with it, the
-variables from /tmp/backendai-cluster/user.env.
+Without ``--cluster`` the proxy uses the local endpoint (BACKEND_ENDPOINT unset), one of its
+own (a fresh data directory, stopped at the end): the shared default one may run older code;
+with it, the variables from /tmp/backendai-cluster/user.env.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
+import signal
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -112,6 +117,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5, help="50 MB runs per kernel (median)")
     args = ap.parse_args()
     _env(args.cluster)
+    if not args.cluster:
+        os.environ["BACKENDAI_JUPYTER_DATA_DIR"] = tempfile.mkdtemp(prefix="kernel-bench-")
     results: dict[str, dict[str, float]] = {}
     kernels = {name: start_new_kernel(kernel_name=name) for name in ("python3", "backendai-python")}
     try:
@@ -142,6 +149,8 @@ def main() -> None:
         for km, kc in kernels.values():
             kc.stop_channels()
             km.shutdown_kernel(now=False)
+        if not args.cluster:
+            _stop_endpoint(Path(os.environ["BACKENDAI_JUPYTER_DATA_DIR"]))
     direct, proxy = results["python3"], results["backendai-python"]
     where = "cluster" if args.cluster else "local endpoint"
     print(f"proxy via {where}; baseline: a local python3 ipykernel reached directly")
@@ -155,6 +164,13 @@ def main() -> None:
         f"proxy kernel peak RSS (after the 50 MB cells): {proxy['peak_rss_MB']:.0f} MB"
         f" (direct ipykernel's own: {direct['peak_rss_MB']:.0f} MB)"
     )
+
+
+def _stop_endpoint(data_dir: Path) -> None:
+    """End the local endpoint the proxy started for ``data_dir`` (it would idle on)."""
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        pid = int(json.loads((data_dir / "endpoint.json").read_text())["pid"])
+        os.kill(pid, signal.SIGTERM)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,14 @@ os.environ["JUPYTER_PATH"] = os.pathsep.join(
 )
 os.environ.setdefault("BACKENDAI_JUPYTER_STATE_DIR", tempfile.mkdtemp(prefix="bai-kernel-state-"))
 
+#: What jupyter_client's and nbclient's sync wrappers leave to the garbage collector (their
+#: private event loops, zmq sockets and contexts): the only ResourceWarnings the kernel tests
+#: ignore, so that an unclosed aiohttp session or socket of ours still fails the test.
+THIRD_PARTY_LEFTOVERS = r"unclosed (event loop|socket <zmq|context <zmq)"
+ignore_third_party_leftovers = pytest.mark.filterwarnings(
+    f"ignore:{THIRD_PARTY_LEFTOVERS}:ResourceWarning"
+)
+
 
 def cluster_env() -> dict[str, str]:
     env: dict[str, str] = {}
@@ -97,5 +105,5 @@ def _collect_client_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
         import warnings
 
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
+            warnings.filterwarnings("ignore", THIRD_PARTY_LEFTOVERS, ResourceWarning)
             gc.collect()

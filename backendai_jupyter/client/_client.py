@@ -123,8 +123,12 @@ class Client:
         return self
 
     async def close(self) -> None:
-        await self.sessions.aclose()
-        await self.http.close()
+        try:
+            await self.sessions.aclose()
+        finally:
+            # Also when the wait for abandoned runs is cancelled (a caller's timeout, Ctrl-C):
+            # else the aiohttp session is left to the garbage collector.
+            await self.http.close()
 
     @property
     def server_version(self) -> str | None:

@@ -9,6 +9,7 @@ from ._http import WebSocket, WSMessage
 
 __all__ = [
     "LIVENESS_EVERY",
+    "REUSE",
     "StaleSocket",
     "StreamLost",
     "execute_frame",
@@ -17,6 +18,12 @@ __all__ = [
 ]
 
 LIVENESS_EVERY = 10.0  # seconds of silent ``continued`` answers between session status checks
+REUSE = "reuse"
+"""The embedded endpoint's extension of the execute websocket: a run's code message says
+``"reuse": true`` (any client may: a stock manager ignores the key and closes the socket after
+the run, as always), and a server that keeps the socket open for the session's next run says
+``"reuse": true`` in the run's ``finished`` frame. A cell then costs no handshake, no closing
+round trip and no new connection on either side."""
 
 
 class StaleSocket(Exception):

@@ -20,21 +20,45 @@ class WarmSockets:
     The manager's ``/stream/session/{id}/execute`` handshake costs about as much as a trivial
     run itself (session lookup and auth before the upgrade), and a connection carries exactly one
     run. After a run finishes the next connection is opened in the background; the next
-    execute uses it if it is still open, else opens a fresh one. A pre-opened socket is never
-    trusted: if it fails in any way before the first answer frame (closed by the server, cut by
-    a manager restart, an error on send or receive), the code is sent again on a fresh one.
+    execute uses it if it is still open, else opens a fresh one. A server that keeps the socket
+    of a finished run open for the next run (the embedded endpoint, ``_exec_stream.REUSE``)
+    saves even that: the socket itself waits here for the next run. A pre-opened (or kept)
+    socket is never trusted: if it fails in any way before the first answer frame (closed by
+    the server, cut by a manager restart, an error on send or receive), the code is sent again
+    on a fresh one.
     """
 
     def __init__(self, client: ClientCore, enabled: bool = True) -> None:
         self._client = client
         self.enabled = enabled
-        self._pending: dict[str, asyncio.Task[WebSocket]] = {}
+        self._pending: dict[str, asyncio.Future[WebSocket]] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
-    def close_later(self, ws: WebSocket) -> None:
-        """Close the socket of a finished run in the background: its answer is complete, and
-        the closing handshake (a round trip to the manager) need not hold up the cell."""
-        task = asyncio.ensure_future(ws.close())
+    def finished(self, session: str, ws: WebSocket, reusable: bool) -> None:
+        """The socket of a run that finished: kept for the session's next run when the server
+        keeps it open (``reusable``, see ``_exec_stream.REUSE``), else closed in the background
+        (the answer is complete: the closing round trip need not hold up the cell)."""
+        if reusable and self.enabled and not ws.closed:
+            previous = self._pending.pop(session, None)
+            kept = asyncio.get_running_loop().create_future()
+            kept.set_result(ws)
+            self._pending[session] = kept
+            if previous is not None:
+                self._close_later(previous)
+            return
+        self._close_later(ws)
+
+    def _close_later(self, ws: WebSocket | asyncio.Future[WebSocket]) -> None:
+        async def close() -> None:
+            sock = ws
+            if not isinstance(sock, WebSocket):
+                try:
+                    sock = await sock
+                except (BackendAIError, asyncio.CancelledError):
+                    return
+            await sock.close()
+
+        task = asyncio.ensure_future(close())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 

@@ -3,7 +3,8 @@
 Two transports carry a run:
 
 * **websocket** ``GET /stream/session/{id}/execute`` (preferred): the manager flushes output every
-  0.2 s, the whole connection is one run, an ``input()`` answer is one text frame.
+  0.2 s, the whole connection is one run (the embedded endpoint keeps it for the next run when
+  asked, ``_exec_stream.REUSE``), an ``input()`` answer is one text frame.
 * **REST long-polling** ``POST /session/{id}``: ``mode: query`` then ``mode: continue`` until
   ``finished``; the manager flushes every 2 s. Every request carries the run id under both
   ``runId`` (20.03–23.x managers) and ``run_id`` (26.x reads only that one, protocol.md §12).
@@ -60,6 +61,7 @@ from ._exec_drain import PriorWait, drain_rest, drain_websocket
 from ._exec_results import events_from_result, output_tail, split_prompt
 from ._exec_stream import (
     LIVENESS_EVERY,
+    REUSE,
     StaleSocket,
     StreamLost,
     execute_frame,
@@ -284,10 +286,10 @@ class Execution:
         self, ws: WebSocket, *, stale_ok: bool = False
     ) -> AsyncIterator[ExecEvent]:
         self.used_transport = "websocket"
-        received = False
+        received = reusable = False
         silent_since = time.monotonic()
         try:
-            body = {"code": self.code, "mode": self.mode, "options": self.options}
+            body = {"code": self.code, "mode": self.mode, "options": self.options, REUSE: True}
             await send_code(ws, body, stale_ok=stale_ok)
             while True:
                 msg = await receive_message(ws, stale=stale_ok and not received)
@@ -305,16 +307,18 @@ class Execution:
                         "the server closed the execution stream before the run finished "
                         f"(close code {msg.close_code})"
                     )
-                events = events_from_result(execute_frame(msg))
+                frame = execute_frame(msg)
+                events = events_from_result(frame)
                 async for event in self._deliver_over_websocket(ws, events):
                     yield event
                 if self.finished:
+                    reusable = frame.get(REUSE) is True
                     return
                 # Empty frames only, as from a run whose kernel died: is the session there?
                 silent_since = await self._check_silence(bool(events), silent_since)
         finally:
             if self.finished:
-                self._client.sessions.warm_sockets.close_later(ws)
+                self._client.sessions.warm_sockets.finished(self.session, ws, reusable)
             elif not received:
                 await ws.close()
             else:

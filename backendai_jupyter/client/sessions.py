@@ -126,18 +126,22 @@ class Sessions:
 
     async def aclose(self, timeout: float = 10.0) -> None:
         """Close pre-opened sockets; give abandoned runs a moment to finish draining."""
-        await self.warm_sockets.close()
-        for task in self._collectors.values():
-            task.cancel()
-        await asyncio.gather(*self._collectors.values(), return_exceptions=True)
+        collectors = list(self._collectors.values())
         self._collectors.clear()
         drains = [t for t in self._drains.values() if not t.done()]
         self._drains.clear()
-        if drains:
-            _, pending = await asyncio.wait(drains, timeout=timeout)
-            for task in pending:
+        for task in collectors:
+            task.cancel()
+        try:
+            await self.warm_sockets.close()
+            if drains:
+                await asyncio.wait(drains, timeout=timeout)
+        finally:
+            # Every task ends here, also when this close is cancelled: one still running after
+            # the client closed would open a new HTTP session that nobody closes.
+            for task in drains:
                 task.cancel()
-            await asyncio.gather(*drains, return_exceptions=True)
+            await asyncio.gather(*collectors, *drains, return_exceptions=True)
 
     async def wait_drained(self, session: str) -> None:
         task = self._drains.pop(session, None)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from proxy_kernels import (
     CLUSTER_ENV,
     LOCAL,
+    THIRD_PARTY_LEFTOVERS,
     _collect_client_leftovers,
     cluster_env,
     cluster_values,
+    ignore_third_party_leftovers,
     kernel_env,
     local_endpoint,
 )
@@ -15,9 +17,11 @@ from proxy_kernels import (
 __all__ = [
     "CLUSTER_ENV",
     "LOCAL",
+    "THIRD_PARTY_LEFTOVERS",
     "_collect_client_leftovers",
     "cluster_env",
     "cluster_values",
+    "ignore_third_party_leftovers",
     "kernel_env",
     "local_endpoint",
 ]

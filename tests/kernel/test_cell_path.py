@@ -20,7 +20,7 @@ from nbclient import NotebookClient
 
 from backendai_jupyter.display.outputs import strip_ansi
 
-from .conftest import CLUSTER_ENV, LOCAL, cluster_values, kernel_env
+from .conftest import CLUSTER_ENV, LOCAL, THIRD_PARTY_LEFTOVERS, cluster_values, kernel_env
 from .test_fidelity import Kernel, run, stdout
 
 pytestmark = pytest.mark.timeout(240)
@@ -43,7 +43,7 @@ def collect_leftovers() -> None:
     """jupyter_client's sync wrappers (start_new_kernel, interrupt_kernel) leave event loops
     and sockets to the garbage collector: collect them now, not in the middle of a test."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
+        warnings.filterwarnings("ignore", THIRD_PARTY_LEFTOVERS, ResourceWarning)
         gc.collect()
 
 

@@ -26,7 +26,7 @@ from nbclient import NotebookClient
 
 from backendai_jupyter.display.outputs import strip_ansi
 
-from .conftest import CLUSTER_ENV, LOCAL, cluster_values, kernel_env
+from .conftest import CLUSTER_ENV, LOCAL, cluster_values, ignore_third_party_leftovers, kernel_env
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -310,8 +310,7 @@ ENDPOINTS = [
 ]
 
 
-@pytest.mark.filterwarnings("ignore::ResourceWarning")
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@ignore_third_party_leftovers
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_notebook_folder_makes_relative_paths_work(endpoint: str, tmp_path: Path) -> None:
     """With upload_dir on, a notebook's relative paths work in the session as they are."""

@@ -15,13 +15,12 @@ from jupyter_client.manager import KernelManager, start_new_kernel
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from .conftest import LOCAL, kernel_env
+from .conftest import LOCAL, ignore_third_party_leftovers, kernel_env
 
 pytestmark = [
     pytest.mark.timeout(180),
     # nbclient leaves its private event loop and sockets to the garbage collector.
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+    ignore_third_party_leftovers,
 ]
 
 

@@ -24,13 +24,12 @@ from nbclient import NotebookClient
 
 from backendai_jupyter.kernel import comm_delivery
 
-from .conftest import CLUSTER_ENV, LOCAL, cluster_values, kernel_env
+from .conftest import CLUSTER_ENV, LOCAL, cluster_values, ignore_third_party_leftovers, kernel_env
 
 pytestmark = [
     pytest.mark.timeout(300),
     # nbclient leaves its private event loop and sockets to the garbage collector.
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+    ignore_third_party_leftovers,
 ]
 
 WHERE = [

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import get_ipython
 from IPython.utils.capture import capture_output
 
 from backendai_jupyter.client import Client, NotFoundError
 from backendai_jupyter.magics import BackendAIMagics
 from backendai_jupyter.magics.errors import CommandError
-from backendai_jupyter.workspace import Workspace
+
+from .cluster_magics import cluster_magics
 
 CLUSTER_ENV = Path(os.environ.get("BAI_CLUSTER_ENV", "/tmp/backendai-cluster/user.env"))
 
@@ -43,19 +43,8 @@ async def running(client: Client, name: str, timeout: float = 120) -> None:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[BackendAIMagics]:
-    env: dict[str, str] = {}
-    for line in CLUSTER_ENV.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip():
-            env[key.strip()] = value.strip()
-    env["BACKEND_IMAGE"] = env["BAI_IMAGE"]
-    workspace = Workspace(env=env)
-    magics = BackendAIMagics(get_ipython(), workspace=workspace)
-    slots = workspace.run(magics.client.resources.resource_slots())
-    if "cuda.shares" not in slots:
-        pytest.skip("the cluster advertises no cuda.shares (start it with BAI_MOCK_GPUS=2)")
-    yield magics
-    workspace.run(workspace.aclose())
+    with cluster_magics(CLUSTER_ENV, needs_slot="cuda.shares") as magics:
+        yield magics
 
 
 def test_impossible_run_fails_at_once(cluster: BackendAIMagics) -> None:

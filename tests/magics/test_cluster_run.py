@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from IPython.testing.globalipapp import get_ipython
 from IPython.utils.capture import capture_output
 
 from backendai_jupyter.magics import BackendAIMagics, RunFailed
-from backendai_jupyter.workspace import Workspace
+
+from .cluster_magics import cluster_magics
 
 CLUSTER_ENV = Path(os.environ.get("BAI_CLUSTER_ENV", "/tmp/backendai-cluster/user.env"))
 
@@ -40,16 +40,8 @@ raise ValueError('boom')
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[BackendAIMagics]:
-    env: dict[str, str] = {}
-    for line in CLUSTER_ENV.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip():
-            env[key.strip()] = value.strip()
-    env["BACKEND_IMAGE"] = env["BAI_IMAGE"]
-    workspace = Workspace(env=env)
-    magics = BackendAIMagics(get_ipython(), workspace=workspace)
-    yield magics
-    workspace.run(workspace.aclose())
+    with cluster_magics(CLUSTER_ENV) as magics:
+        yield magics
 
 
 def test_rich_outputs_in_order_and_a_structured_error(cluster: BackendAIMagics) -> None:

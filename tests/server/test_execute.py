@@ -217,3 +217,37 @@ async def test_large_output_arrives_whole_in_bounded_items(
     assert exit_code == 0
     assert _stdout(items) == "".join(str(i) * (1024 * 1024 - 1) + "\n" for i in range(6))
     assert max(len(i[1]) for i in items) <= FORWARD_CHUNK + RECORD_PIECE
+
+
+async def test_websocket_reuse_carries_runs_in_turn(client: Client, session: str) -> None:
+    """The endpoint's extension: a code message asking ``reuse`` keeps the socket for the next
+    run (its ``finished`` frame says so); without it the socket closes after the run."""
+    ws = await client.http.ws_connect(f"/stream/session/{session}/execute")
+    try:
+        for n in (1, 2):
+            await ws.send_json({"mode": "query", "code": f"print({n})", "reuse": True})
+            frames = []
+            while not frames or frames[-1]["status"] != "finished":
+                frames.append((await ws.receive(timeout=30)).json())
+            assert "".join(c[1] for f in frames for c in f["console"]) == f"{n}\n"
+            assert frames[-1]["reuse"] is True
+        await ws.send_json({"mode": "query", "code": "print(3)"})
+        frames = []
+        while not frames or frames[-1]["status"] != "finished":
+            frames.append((await ws.receive(timeout=30)).json())
+        assert "reuse" not in frames[-1]
+        assert (await ws.receive(timeout=30)).kind == "closed"
+    finally:
+        await ws.close()
+
+
+async def test_client_keeps_the_reused_socket_for_the_next_run(client: Client, session: str) -> None:
+    warm = client.sessions.warm_sockets
+    await _run(client, session, "x = 1", "websocket")
+    kept = await warm.take(session)
+    assert kept is not None and not kept.closed
+    warm.finished(session, kept, True)  # back into the pool: the next run takes this very socket
+    items, code = await _run(client, session, "print(x + 1)", "websocket")
+    assert code == 0 and _stdout(items) == "2\n"
+    assert await warm.take(session) is kept and not kept.closed
+    await kept.close()

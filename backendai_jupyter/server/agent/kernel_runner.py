@@ -34,6 +34,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 from .cgroups import MemoryCgroup
 from .diskquota import HomeImage
+from .kernel_messages import next_message
 from .limits import ENV_VAR, launcher_argv
 from .netns import PortRelay
 from .procfs import is_alive
@@ -248,8 +249,10 @@ class SessionProcess:
         try:
             while True:
                 try:
-                    msg = await kc.get_iopub_msg(timeout=1.0)
-                except Exception:  # queue.Empty: check the kernel is still there
+                    msg = await next_message(kc.iopub_channel, 1.0)
+                except Exception:  # a broken channel: as a silent second
+                    msg = None
+                if msg is None:  # nothing for a second: check the kernel is still there
                     if kc is not self.kc:  # restarted meanwhile: this execution is gone
                         await run.records.put(("stderr", "The kernel was restarted.\n"))
                         exit_code = 130
@@ -301,10 +304,10 @@ class SessionProcess:
     async def _stdin_loop(self, run: Run, msg_id: str) -> None:
         while True:
             try:
-                msg = await self.kc.get_stdin_msg(timeout=3600)
+                msg = await next_message(self.kc.stdin_channel, 3600)
             except Exception:
                 continue
-            if msg.get("msg_type") != "input_request":
+            if msg is None or msg.get("msg_type") != "input_request":
                 continue
             if msg.get("parent_header", {}).get("msg_id") not in (None, msg_id):
                 continue

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from ...client._exec_stream import REUSE
 from ..agent.runs import RECORD_PIECE, Record, Run
 from .auth import ACCESS_KEY
 from .errors import Problem, decode_json, invalid_api_params, json_body
@@ -211,16 +212,29 @@ async def complete(request: web.Request) -> web.Response:
 
 
 async def stream_execute(request: web.Request) -> web.StreamResponse:
-    """``GET /stream/session/{id}/execute`` (websocket)."""
+    """``GET /stream/session/{id}/execute`` (websocket): one run, or several in turn when the
+    client asks to reuse the socket (:data:`REUSE`)."""
     ak = request[ACCESS_KEY]
     sess = request.app[REGISTRY].get(request.match_info["session_name"], ak)
     ws = web.WebSocketResponse(autoping=True)
     await ws.prepare(request)
+    try:
+        while await _stream_run(ws, sess):
+            pass
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        await ws.close()
+    return ws
+
+
+async def _stream_run(ws: web.WebSocketResponse, sess: ComputeSession) -> bool:
+    """One run on the socket; True when it finished and the socket takes the next run."""
     run: Run | None = None
     try:
         first = await ws.receive()
         if first.type != WSMsgType.TEXT:
-            return ws
+            return False
         try:
             params = decode_json(first.data)
             mode = params.get("mode", "query")
@@ -228,32 +242,31 @@ async def stream_execute(request: web.Request) -> web.StreamResponse:
                 raise ValueError(f"unsupported mode {mode!r}")
         except (ValueError, AttributeError) as e:
             await ws.send_json({"status": "error", "msg": f"Invalid API parameters: {e}"})
-            return ws
+            return False
         try:
             run = await start_run(
                 sess, mode, None, params.get("code", ""), params.get("options") or {}
             )
         except Problem as p:
             await ws.send_json({"status": "error", "msg": f"BackendError: {p}"})
-            return ws
+            return False
+        reuse = params.get(REUSE) is True
         while True:
             sess.last_used = time.monotonic()
             result = await next_result(run, WS_FLUSH, WS_LINGER)
             if ws.closed:
-                break
+                return False
             result.pop("runId", None)
+            if result["status"] == "finished" and reuse:
+                result[REUSE] = True
             await ws.send_frame(_json_bytes(result), WSMsgType.TEXT)
             if result["status"] == "finished":
-                break
+                return reuse
             if result["status"] == "waiting-input":
                 msg = await ws.receive()
                 if msg.type != WSMsgType.TEXT:
-                    break
+                    return False
                 await run.inputs.put(msg.data)
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
     finally:
         if run is not None and not run.finished and sess.process is not None:
             sess.process.interrupt()  # the client went away mid-run (manager does the same)
-        await ws.close()
-    return ws
