@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import BackendAIError, ResourceRefused
+from ._exceptions import BackendAIError, ClientError, ResourceRefused
 from .capacity import (
     Capacity,
     Refusal,
@@ -236,24 +236,32 @@ async def with_watch(
     watch: Callable[[list[bool]], Coroutine[Any, Any, None]],
     destroy: Callable[[], Awaitable[Any]],
 ) -> Any:
-    """Await ``post`` while ``watch`` reports the wait; the watch's refusal wins, and a
-    cancelled wait destroys a session the watch saw queued."""
+    """Await ``post`` while ``watch`` reports the wait; the watch's refusal wins. A cancelled
+    wait, or a request whose connection failed (the server may have closed it while the
+    session queued), destroys a session the watch saw queued: the caller gets no session to
+    destroy itself, and a queued session nobody knows of would start later and hold resources."""
     seen: list[bool] = []
     posting = asyncio.ensure_future(post)
     watching = asyncio.ensure_future(watch(seen))
+
+    async def destroy_seen() -> None:
+        if seen:
+            with contextlib.suppress(BackendAIError, asyncio.TimeoutError):
+                await asyncio.shield(asyncio.wait_for(destroy(), 30))
+
     try:
         await asyncio.wait({posting, watching}, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         posting.cancel()
         watching.cancel()
-        if seen:
-            with contextlib.suppress(BackendAIError, asyncio.TimeoutError):
-                await asyncio.shield(asyncio.wait_for(destroy(), 30))
+        await destroy_seen()
         raise
     if posting.done():
         watching.cancel()
         with contextlib.suppress(BaseException):
             await watching
+        if not posting.cancelled() and isinstance(posting.exception(), ClientError):
+            await destroy_seen()
         return posting.result()
     posting.cancel()  # the watch refused (and destroyed) the session
     with contextlib.suppress(BaseException):

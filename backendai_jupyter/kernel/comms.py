@@ -250,15 +250,15 @@ def attach(kernel: Any, workspace: Any, transport: str = "rest") -> CommBridge:
     from ..workspace import relay
 
     def up() -> bool:  # any thread: the snapshot, never the live session
-        return bool(workspace.session.snapshot.rich)
+        return bool(workspace.kernel_session.snapshot.rich)
 
     async def hidden(code: str, sink: DeliverySink) -> object:
-        session = workspace.session
+        session = workspace.kernel_session
         nonce = session.nonce
         code = with_header(code, nonce, silent=True, store_history=False, allow_stdin=False)
         run = session.client.sessions.execute(session.session_id, code, transport=transport)
         return await relay(run, sink, nonce=nonce)
 
     return CommBridge(
-        kernel, up, hidden, lambda: workspace.session.snapshot.nonce, workspace.submit
+        kernel, up, hidden, lambda: workspace.kernel_session.snapshot.nonce, workspace.submit
     )

@@ -54,7 +54,7 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
 
     @property
     def banner(self) -> str:
-        remote = self.workspace.session
+        remote = self.workspace.kernel_session
         image = remote.image or remote.settings.image or "auto (the cluster's newest Python image)"
         return (
             "Backend.AI Python (remote GPU): cells run in a Backend.AI compute session.\n"
@@ -65,7 +65,7 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
     @property
     def kernel_info(self) -> dict[str, Any]:
         # The session's interpreter once it runs (version, lexer), ours before.
-        remote_info = self.workspace.session.snapshot.remote_info
+        remote_info = self.workspace.kernel_session.snapshot.remote_info
         return kernel_info_for(super().kernel_info, remote_info)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -77,7 +77,7 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
         self._stdin: StdinChannel | None = None
         self._load_magics()
         self.comms = comms.attach(self, self.workspace)  # front-end comm messages (widgets)
-        atexit.register(self.workspace.session.close_sync)
+        atexit.register(self.workspace.kernel_session.close_sync)
         with contextlib.suppress(ValueError):  # not the main thread (in-process tests)
             signal.signal(signal.SIGTERM, self._on_sigterm)
 
@@ -105,16 +105,16 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
 
     async def _on_loop_start(self) -> None:
         with contextlib.suppress(Exception):
-            removed = await self.workspace.call(self.workspace.session.cleanup_orphans())
+            removed = await self.workspace.call(self.workspace.kernel_session.cleanup_orphans())
             if removed:
                 log.info("destroyed orphaned sessions: %s", ", ".join(removed))
         if self.workspace.settings.start == "kernel-start":
-            starting = self.workspace.call(self.workspace.session.ensure())
+            starting = self.workspace.call(self.workspace.kernel_session.ensure())
             self._startup = asyncio.ensure_future(starting)
             self._startup.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     def _on_sigterm(self, signum: int, frame: types.FrameType | None) -> None:
-        self.workspace.session.close_sync()
+        self.workspace.kernel_session.close_sync()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 

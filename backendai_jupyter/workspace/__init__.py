@@ -38,10 +38,10 @@ API (for the kernel, the magics, the widgets and whoever plugs into them)
 ``await Workspace.call(Workspace.cells.run_cell(cell, sink, around))``
     A proxy kernel's remote cell, start to reply, in one call (:mod:`.cells`): session start,
     the run, interrupts (``cells.interrupt()`` from any thread), outages, lost sessions and the
-    reply. ``Workspace.session.snapshot`` is what other threads may read of the session.
+    reply. ``Workspace.kernel_session.snapshot`` is what other threads may read of the session.
 
-``Workspace.session``
-    The kernel session (:class:`.session.KernelSession`): ``ensure()``, ``run(code, sink)``,
+``Workspace.kernel_session``
+    The kernel session (:class:`.kernel_session.KernelSession`): ``ensure()``, ``run(code, sink)``,
     ``run_hidden(code, sink=None)``, ``helper()``, ``interrupt()``, ``stop()``. Only the proxy
     kernel starts one; ``%backendai kernel ...`` acts on it.
 

@@ -75,10 +75,10 @@ class Workspace:
         self._client_lock: asyncio.Lock | None = None
         if notebook_key is None:
             notebook_key = self._environ().get("JPY_SESSION_NAME")
-        self.session = KernelSession(
+        self.kernel_session = KernelSession(
             lambda: self.settings, self.client, notebook_key=notebook_key, registry=registry
         )
-        self.cells = CellRunner(self.session)
+        self.cells = CellRunner(self.kernel_session)
         """The proxy kernel's remote cells (:mod:`.cells`): one call per cell."""
 
     def _environ(self) -> Mapping[str, str]:
@@ -130,7 +130,7 @@ class Workspace:
             if client_changes:
                 self.overrides, self._config = overrides, config
                 self._retire_client()
-        live = self.session.snapshot.session_name
+        live = self.kernel_session.snapshot.session_name
         return ConfigChange(bool(client_changes), bool(session_changes), live)
 
     def reset(self) -> None:
@@ -144,8 +144,8 @@ class Workspace:
     def describe(self) -> list[tuple[str, str]]:
         """``%backendai config``: connection settings (never the secret) and session settings."""
         rows = list(self.client_config().describe().items())
-        rows += [(f"session.{k}", v) for k, v in self.session.settings.describe().items()]
-        if (running := self.session.snapshot.session_name) is not None:
+        rows += [(f"session.{k}", v) for k, v in self.kernel_session.settings.describe().items()]
+        if (running := self.kernel_session.snapshot.session_name) is not None:
             rows.append(("session.running", f"{running} (kept settings)"))
         return rows
 
@@ -176,7 +176,7 @@ class Workspace:
         return client
 
     async def _close_retired(self) -> None:
-        keep = self.session.client if self.session.active else None
+        keep = self.kernel_session.client if self.kernel_session.active else None
         with self._lock:
             done = [c for c in self._retired if c is not keep]
             self._retired = [c for c in self._retired if c is keep]
@@ -186,16 +186,16 @@ class Workspace:
 
     async def stop_session(self) -> bool:
         """``%backendai kernel stop``: end the live kernel session; False if there was none."""
-        if not self.session.active:
+        if not self.kernel_session.active:
             return False
-        await self.session.stop()
+        await self.kernel_session.stop()
         await self._close_retired()
         return True
 
     async def aclose(self) -> None:
         """End of the process: destroy (or keep) the kernel session, close every client."""
         try:
-            await self.session.close()
+            await self.kernel_session.close()
         finally:
             with self._lock:
                 clients = [*self._retired, *([self._client] if self._client else [])]

@@ -205,7 +205,7 @@ class CellRunner:
     """
 
     def __init__(self, session: RemoteSession) -> None:
-        self.session = session
+        self.kernel_session = session
         self.outage = False
         """The manager was unreachable at the last news (a Reconnecting not yet Resumed): an
         interrupt then abandons the cell at once, completion and inspection answer empty."""
@@ -254,10 +254,10 @@ class CellRunner:
                 "any cell.",
             )
         except BackendAIError as e:
-            gone = await self.session.check_gone()
+            gone = await self.kernel_session.check_gone()
             if gone is not None:
                 self._note_lost_kept()
-                await self.session.stop()
+                await self.kernel_session.stop()
                 return self._fail(sink, cell.count, "SessionTerminated", str(gone))
             return self._fail(sink, cell.count, type(e).__name__, str(e))
         finally:
@@ -266,14 +266,14 @@ class CellRunner:
     async def _attempt(
         self, cell: Cell, sink: CellSink, interrupted: asyncio.Event, stopped: asyncio.Event
     ) -> dict[str, Any]:
-        starting = asyncio.ensure_future(self.session.ensure(sink.progress()))
+        starting = asyncio.ensure_future(self.kernel_session.ensure(sink.progress()))
         if await self._until_interrupted(starting, interrupted, stopped) is not None:
             return self._fail(
                 sink, cell.count, "KeyboardInterrupt", "interrupted while the session was starting"
             )
         starting.result()
         work = asyncio.ensure_future(
-            self.session.run(
+            self.kernel_session.run(
                 cell.code,
                 _Watch(sink, self, stopped),
                 count=cell.count,
@@ -319,7 +319,7 @@ class CellRunner:
             await _cancel(work)
             return True
         with contextlib.suppress(BackendAIError, asyncio.TimeoutError):
-            await asyncio.wait_for(self.session.interrupt(), INTERRUPT_SEND)
+            await asyncio.wait_for(self.kernel_session.interrupt(), INTERRUPT_SEND)
         stopped.set()
         try:
             await asyncio.wait_for(asyncio.shield(work), INTERRUPT_GRACE)
@@ -329,7 +329,7 @@ class CellRunner:
             return True
 
     def _note_lost_kept(self) -> None:
-        self.lost_kept = self.session.kept_name()
+        self.lost_kept = self.kernel_session.kept_name()
 
     def _fail(self, sink: Sink, count: int, ename: str, evalue: str) -> dict[str, Any]:
         reply, content = error_reply(count, ename, evalue)
@@ -342,7 +342,8 @@ class CellRunner:
         if self.outage:
             return None
         try:
-            reply = await asyncio.wait_for(self.session.helper(method, *args), HELPER_TIMEOUT)
+            helper = self.kernel_session.helper(method, *args)
+            reply = await asyncio.wait_for(helper, HELPER_TIMEOUT)
         except (BackendAIError, asyncio.TimeoutError) as e:
             log.debug("remote %s failed: %s", method, e)
             return None

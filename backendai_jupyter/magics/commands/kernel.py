@@ -22,7 +22,7 @@ def add_arguments(k: MagicParser) -> None:
 
 def run(ctx: Context, args: argparse.Namespace, cell: str | None) -> None:
     ws = ctx.workspace
-    session = ws.session
+    session = ws.kernel_session
     if getattr(args, NESTED) == "stop":
         if ws.run(ws.stop_session()):
             ctx.status("✓ Kernel session stopped; the next remote cell starts a new one.")
