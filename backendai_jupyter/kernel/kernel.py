@@ -194,6 +194,7 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
             sink = self._sink(silent, allow_stdin)
             running = self.workspace.cells.run_cell(cell, sink, self.comms.remote_cell)
             reply = await self.workspace.call(running)
+            await sink.settle()  # widget cells: the reply trails their output (nbclient#312)
         finally:
             if stored:
                 self.shell.execution_count += 1

@@ -13,7 +13,9 @@ touches the stdin socket, and the answer is awaited on the socket's readiness, n
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -22,7 +24,16 @@ import zmq.asyncio
 
 from ..richchannel import IopubMessage
 
-__all__ = ["IOPubSink", "KernelLike", "StdinChannel"]
+__all__ = ["REPLY_GAP", "IOPubSink", "KernelLike", "StdinChannel"]
+
+REPLY_GAP = 0.05
+"""Seconds between a cell's last widget-related message and its ``execute_reply``.
+
+nbclient answers output captured by an ``Output`` widget with a ``comm_msg`` on the shell
+socket it is polling for the reply; when the reply is already there, that send can swallow the
+socket's wake-up, and the cell then "takes" nbclient's whole cell timeout (jupyter/nbclient#312).
+A local ipykernel's reply usually trails such output by the time its cell takes to return; the
+proxy's output and reply come from one answer, so the gap is made here (widget cells only)."""
 
 
 class KernelLike(Protocol):
@@ -81,6 +92,8 @@ class IOPubSink:
         self.silent = silent
         self.stdin = stdin  # None: the front-end takes no input for this cell
         self.ident = ident
+        # When the last message went out once this cell had widget traffic (None: it had none).
+        self.widget_traffic_at: float | None = None
 
     def publish(
         self,
@@ -92,6 +105,8 @@ class IOPubSink:
     ) -> None:
         if self.silent:
             return
+        if msg_type.startswith("comm_") or self.widget_traffic_at is not None:
+            self.widget_traffic_at = time.monotonic()  # (output after it may be captured)
         if self.outgoing is not None and msg_type.startswith("comm_"):
             msg = self.outgoing(
                 IopubMessage(msg_type, content, metadata or {}, tuple(buffers or ())), self.parent
@@ -111,6 +126,13 @@ class IOPubSink:
             list(buffers) if buffers else None,
             metadata=metadata,
         )
+
+    async def settle(self) -> None:
+        """Wait out what is left of :data:`REPLY_GAP` before the cell's reply goes out."""
+        if self.widget_traffic_at is not None:
+            left = self.widget_traffic_at + REPLY_GAP - time.monotonic()
+            if left > 0:
+                await asyncio.sleep(left)
 
     async def ask(self, prompt: str, password: bool) -> str | None:
         if self.stdin is None:
