@@ -3,7 +3,9 @@
 Used by the client, the kernel and the magics when no ``BACKEND_ENDPOINT`` is configured. A
 server recorded in ``endpoint.json`` is reused when its pid still belongs to it (start time
 matches) and it answers ``GET /``; otherwise ``python -m backendai_jupyter serve --port 0`` is
-started detached (own session, output to ``server.log``). A file lock keeps two kernels starting
+started detached (own session, output to ``server.log``, and not our child: a one-line launcher
+starts it and exits, so it belongs to init, is never a zombie of ours, and leaves no
+``Popen`` to be collected while it runs). A file lock keeps two kernels starting
 at the same moment from spawning two servers. The secret key is read from the 0600 keypair file
 and returned, never printed or logged.
 """
@@ -28,8 +30,31 @@ __all__ = ["ensure_local_endpoint"]
 START_TIMEOUT = 60.0
 # A background server nobody uses any more (no session, no request) goes away by itself.
 IDLE_EXIT_SECONDS = 1800
-# Detached servers outlive us; holding the Popen objects avoids "still running" ResourceWarnings.
-_STARTED: list[subprocess.Popen[bytes]] = []
+# Run by ``python -c`` with the server's command line as its arguments: starts it in a session
+# of its own with stdout on the launcher's stderr (``server.log``), prints its pid, and exits.
+_LAUNCH = (
+    "import os, sys; print(os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ, "
+    "file_actions=[(os.POSIX_SPAWN_DUP2, 2, 1)], setsid=True), flush=True)"
+)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie does not: init may be slow to reap it, or not reap)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return False
+    except (OSError, IndexError):
+        pass
+    try:  # no procfs
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _answers(url: str) -> bool:
@@ -89,22 +114,28 @@ def ensure_local_endpoint(data_dir: Path | None = None) -> dict[str, str]:
             str(IDLE_EXIT_SECONDS),
         ]
         with open(data_dir / "server.log", "ab") as log:
-            proc = subprocess.Popen(
-                cmd,
+            launcher = subprocess.run(
+                [sys.executable, "-c", _LAUNCH, *cmd],
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=subprocess.PIPE,
                 stderr=log,
                 env=env,
-                start_new_session=True,
                 cwd=str(data_dir),
+                timeout=START_TIMEOUT,
+                check=False,
             )
-        _STARTED.append(proc)
+        try:
+            pid = int(launcher.stdout)
+        except ValueError:
+            raise RuntimeError(
+                f"the local Backend.AI endpoint could not be started (exit code "
+                f"{launcher.returncode}); see {data_dir / 'server.log'}"
+            ) from None
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
+            if not _running(pid):
                 raise RuntimeError(
-                    f"the local Backend.AI endpoint exited with code {proc.returncode}; "
-                    f"see {data_dir / 'server.log'}"
+                    f"the local Backend.AI endpoint exited; see {data_dir / 'server.log'}"
                 )
             url = _live_url(data_dir)
             if url is not None:

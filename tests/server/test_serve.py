@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -113,15 +115,11 @@ def test_ensure_local_endpoint_reuses_server(tmp_path: Path) -> None:
         second = ensure_local_endpoint(tmp_path)
         assert second == first
     finally:
-        import json
-
         pid = json.loads((tmp_path / "endpoint.json").read_text())["pid"]
         os.kill(pid, signal.SIGTERM)
         for _ in range(100):
             if not _alive(pid):
                 break
-            import time
-
             time.sleep(0.1)
 
 
@@ -166,3 +164,34 @@ def test_bad_serve_flags_are_one_line_errors(
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1]
+
+
+def test_running_tells_a_live_process_from_a_dead_or_zombie_one() -> None:
+    from backendai_jupyter.server.local import _running
+
+    assert _running(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    for _ in range(100):  # exited but not reaped yet: a zombie, which no longer runs
+        with open(f"/proc/{child.pid}/stat") as f:
+            if f.read().rpartition(")")[2].split()[0] == "Z":
+                break
+        time.sleep(0.05)
+    assert not _running(child.pid)
+    child.wait()
+    assert not _running(child.pid)  # reaped: gone
+
+
+def test_the_started_endpoint_is_not_our_child(tmp_path: Path) -> None:
+    ensure_local_endpoint(tmp_path)
+    pid = json.loads((tmp_path / "endpoint.json").read_text())["pid"]
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ppid = int(f.read().rpartition(")")[2].split()[1])
+        assert ppid != os.getpid()  # the launcher's child, reparented when it exited
+        assert os.getsid(pid) == pid  # a session of its own: our signals and hangups miss it
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not _alive(pid):
+                break
+            time.sleep(0.1)
