@@ -73,9 +73,16 @@ class WarmSockets:
         if task is None:
             return None
         try:
-            ws = await task
-        except (BackendAIError, asyncio.CancelledError):
+            # Shielded: a cancel of our caller must reach our caller (not be taken for a
+            # pre-opened connection that failed), and must not cancel the connection half-way.
+            ws = await asyncio.shield(task)
+        except BackendAIError:
             return None
+        except asyncio.CancelledError:
+            if task.cancelled():
+                return None  # the pre-opened connection was given up elsewhere
+            self._close_later(task)  # our caller was cancelled: nobody will use this socket
+            raise
         return None if ws.closed else ws
 
     async def discard(self, session: str) -> None:
