@@ -29,9 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import zmq.asyncio
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
+from . import netns_zmq
 from .cgroups import MemoryCgroup
 from .diskquota import HomeImage
 from .kernel_messages import next_message
@@ -45,6 +47,7 @@ from .zygote import Zygote, ZygoteProvisioner
 __all__ = ["Run", "SessionProcess", "descendants", "kill_tree"]
 
 KERNEL_CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
+HISTORY_FILE = "/tmp/.ipython_history.sqlite"
 
 def descendants(pids: set[int]) -> set[int]:
     """All live descendants of ``pids`` (``/proc`` scan; no psutil needed)."""
@@ -138,6 +141,9 @@ class SessionProcess:
         self.service_dir = service_dir
         #: Host-side: the kernel's connection file and sshd's files (read-only in the sandbox).
         self.runtime_dir = runtime_dir or workdir.parent / (workdir.name + ".runtime")
+        #: The ZMQ context of the kernel's channels when it connects in the session's own
+        #: network (``netns_zmq.py``); else the client's own context, and ``relay``.
+        self.context: zmq.asyncio.Context | None = None
         #: Host-loopback ports relayed to the kernel's ports in the session's network.
         self.relay: PortRelay | None = None
         #: The file system of ``/home/work`` when it has a quota (``diskquota.py``).
@@ -183,11 +189,13 @@ class SessionProcess:
 
     async def start_kernel(self) -> None:
         conn = "{connection_file}"
+        history: list[str] = []
         if self.sandbox is not None:  # where the session sees it (names nothing of the host)
             conn = f"{CONFIG_DIR}/kernel.json"
+            history = [f"--HistoryManager.hist_file={HISTORY_FILE}"]
         spec = KernelSpec(
             # The provisioner forks the kernel in the zygote or adds the launcher itself.
-            argv=[sys.executable, "-m", "ipykernel_launcher", "-f", conn],
+            argv=[sys.executable, "-m", "ipykernel_launcher", "-f", conn, *history],
             display_name="Python 3 (Backend.AI local)",
             language="python",
             interrupt_mode="signal",
@@ -209,18 +217,18 @@ class SessionProcess:
         finally:
             log.close()
         self._spawned()
-        factory = self.sandbox.factory if self.sandbox is not None else None
-        outer: dict[str, int] = {}
-        if factory is not None and self.sandbox is not None and self.sandbox.isolation.net:
-            # The kernel listens on its own loopback: the client talks to it through a relay.
-            self.relay = PortRelay(factory)
+        ctx = self._session_context()
+        self.kc = self.km.client(context=ctx) if ctx is not None else self.km.client()
+        if ctx is None and self.sandbox is not None and self.sandbox.factory is not None \
+                and self.sandbox.isolation.net:
+            # An unprivileged endpoint may not join the session's network: a relay from
+            # host-loopback ports to the kernel's (load_connection_info keeps ports set).
+            self.relay = PortRelay(self.sandbox.factory)
             info = self.km.get_connection_info()
             inner = {ch: int(info[f"{ch}_port"]) for ch in KERNEL_CHANNELS}
             hosts = await self.relay.start(inner.values())
-            outer = {f"{ch}_port": hosts[port] for ch, port in inner.items()}
-        self.kc = self.km.client()
-        for name, port in outer.items():  # (load_connection_info keeps ports already set)
-            setattr(self.kc, name, port)
+            for ch, port in inner.items():
+                setattr(self.kc, f"{ch}_port", hosts[port])
         self.kc.start_channels()
         try:
             await self.kc.wait_for_ready(timeout=60)
@@ -346,10 +354,25 @@ class SessionProcess:
             await self.km.shutdown_kernel(now=True)
         if old is not None:
             kill_tree({old})
-        await self._close_relay()
+        await self._release_channels()
         await self.start_kernel()
 
-    async def _close_relay(self) -> None:
+    def _session_context(self) -> zmq.asyncio.Context | None:
+        """A context connecting in the session's network (None: none, or not allowed here)."""
+        sandbox = self.sandbox
+        if sandbox is None or not sandbox.isolation.net or sandbox.netns < 0:
+            return None
+        try:
+            self.context = netns_zmq.context_in(sandbox.netns)
+        except OSError:
+            return None
+        return self.context
+
+    async def _release_channels(self) -> None:
+        """After ``stop_channels``: the context made for them (its I/O thread) or the relay."""
+        if self.context is not None:
+            self.context.destroy(linger=0)
+            self.context = None
         if self.relay is not None:
             await self.relay.close()
             self.relay = None
@@ -443,7 +466,7 @@ class SessionProcess:
                 break
             await asyncio.sleep(0.05)
         kill_tree(tree, signal.SIGKILL)
-        await self._close_relay()
+        await self._release_channels()
         if self.sandbox is not None:
             await self.sandbox.stop()
         for cg in (self.cgroup, self.pids_cgroup):

@@ -268,6 +268,9 @@ class SessionSandbox:
     info: SandboxInfo | None = None
     factory: SocketFactory | None = None
     slirp: SlirpNet | None = None
+    #: The session's network namespace (``/proc/PID/ns/net`` of ``sandbox_init``, opened once
+    #: at start: a later pid could be anyone's), when it has one.
+    netns: int = -1
 
     @classmethod
     def for_session(
@@ -330,6 +333,11 @@ class SessionSandbox:
         self.info = SandboxInfo(pid, start_time(pid), init, start_time(init),
                                 (SESSION_ID, SESSION_ID) if self.isolation.userns else None)
         if self.isolation.net:
+            try:
+                self.netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                await self.stop()
+                raise RuntimeError("the session's network did not start") from None
             with open(log_path, "ab") as log:
                 try:
                     self.slirp = await SlirpNet.attach(pid, log.fileno())
@@ -365,6 +373,9 @@ class SessionSandbox:
         self.kill()
         if self.factory is not None:
             self.factory.close()
+        if self.netns >= 0:
+            os.close(self.netns)
+            self.netns = -1
         if self.slirp is not None:
             await self.slirp.stop()
         if self.proc is not None:
