@@ -8,7 +8,9 @@
   and the proxy kernel's peak RSS (VmHWM) after them; a run that did not deliver all 50 MiB is
   reported (a stock agent truncates any single stdout record at 10 MiB);
 * 300 updates of one display (``display_id``) through the proxy vs a local ipykernel (target
-  <= 1.5).
+  <= 1.5);
+* where the CPU of one more 50 MB cell goes, per process of this machine (``/proc``, all of
+  them: on a cluster on the same machine, its manager, agent and runner too), for both kernels.
 
 Every run's time is printed besides the medians, and the load average at the end: the machine
 may be shared, compare only ratios measured in the same run.
@@ -97,6 +99,56 @@ def _display_updates(kc: Any, n: int = 300) -> float:
     return time.perf_counter() - t0
 
 
+# Who a process is, by its command line (the first pattern that matches).
+_ROLES = (
+    ("backend.ai: manager", "manager"),
+    ("backend.ai: agent", "agent"),
+    ("storage-proxy", "storage proxy"),
+    ("ai.backend.kernel", "runner"),
+    ("backendai_jupyter.kernel", "proxy kernel"),
+    ("backendai_jupyter serve", "local endpoint"),
+    ("zygote", "session kernel"),
+    ("ipykernel_launcher", "kernel"),
+    ("postgres", "database"),
+    ("etcd", "etcd"),
+    ("redis", "redis"),
+)
+
+
+def _cpu_by_process() -> dict[int, tuple[int, str]]:
+    """Every process's CPU so far (user+system of it and its waited-for children, in clock
+    ticks) and its role."""
+    out: dict[int, tuple[int, str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, UnicodeDecodeError):
+            continue
+        role = "front-end" if int(entry) == os.getpid() else "other"
+        for pattern, name in _ROLES:
+            if pattern in cmd:
+                role = name
+                break
+        out[int(entry)] = (sum(int(x) for x in fields[11:15]), role)
+    return out
+
+
+def _cpu_split(kc: Any) -> tuple[float, dict[str, float]]:
+    """One more 50 MB cell: its seconds and the CPU-seconds each role spent meanwhile."""
+    before = _cpu_by_process()
+    seconds, _ = _big_output(kc)
+    tick = os.sysconf("SC_CLK_TCK")
+    spent: dict[str, float] = {}
+    for pid, (ticks, role) in _cpu_by_process().items():
+        used = ticks - before.get(pid, (0, role))[0]
+        if used > 0:
+            spent[role] = spent.get(role, 0.0) + used / tick
+    return seconds, spent
+
+
 def _peak_rss_mb(km: Any) -> float:
     """The kernel process's peak resident set size (VmHWM), in MB; NaN where unknown."""
     pid = getattr(km.provisioner, "pid", None)
@@ -145,6 +197,12 @@ def main() -> None:
             results[name]["50MB_s"] = statistics.median(times)
             results[name]["300_updates_s"] = statistics.median(updates[name])
             results[name]["peak_rss_MB"] = _peak_rss_mb(kernels[name][0])
+        for name, (_km, kc) in kernels.items():
+            seconds, spent = _cpu_split(kc)
+            parts = ", ".join(f"{role} {t:.2f}" for role, t in
+                              sorted(spent.items(), key=lambda x: -x[1]) if t >= 0.01)
+            print(f"{name:17} one more 50 MB cell: {seconds:.3f} s, CPU-s {sum(spent.values()):.2f}"
+                  f" ({parts})")
     finally:
         for km, kc in kernels.values():
             kc.stop_channels()

@@ -184,6 +184,10 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
                 self._running_local = False
         count = self.shell.execution_count
         stored = store_history and not silent
+        if stored:
+            # Remote cells go into this kernel's history too: history requests (a console's
+            # up-arrow, %history in a %%local cell) see the same numbers as the remote.
+            self.shell.history_manager.store_inputs(count, code)
         cell = Cell(code, count, silent, store_history, user_expressions, allow_stdin)
         try:
             # The one hop: the cell, start to reply, on the workspace's loop.
@@ -193,11 +197,6 @@ class BackendAIKernel(_IPythonKernel):  # type: ignore[misc]
             await sink.settle()  # widget cells: the reply trails their output (nbclient#312)
         finally:
             if stored:
-                # Remote cells go into this kernel's history too: history requests (a console's
-                # up-arrow, %history in a %%local cell) see the same numbers as the remote.
-                # Stored once the cell is over: IPython's history thread then commits (an
-                # fsync, ~0.7 ms here) while the reply goes out, not during the remote run.
-                self.shell.history_manager.store_inputs(count, code)
                 self.shell.execution_count += 1
         if exit_requested(reply.get("payload") or []):
             self.shell.exit_now = True  # exit/quit: this kernel stops, as a local one does
