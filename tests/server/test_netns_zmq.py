@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ def test_context_dials_inside_the_namespace(echo: tuple[int, int]) -> None:
         names = {Path(f"/proc/self/task/{t}/comm").read_text().strip() for t in moved}
         assert "ZMQbg/IO/0" in names and all(n.startswith("ZMQbg/") for n in names), names
         assert os.readlink("/proc/self/ns/net") == ours
-        req = zmq.Context.shadow(ctx.underlying).socket(zmq.REQ)
+        req: Any = zmq.Context.shadow(ctx.underlying).socket(zmq.REQ)
         req.linger = 0
         req.rcvtimeo = req.sndtimeo = 10_000
         req.connect(f"tcp://127.0.0.1:{port}")  # the echo's loopback, not the host's
@@ -93,14 +94,22 @@ def test_context_dials_inside_the_namespace(echo: tuple[int, int]) -> None:
     assert theirs not in _netns_of_tasks().values()  # its I/O thread ended with it
 
 
+def _zmq_threads() -> int:
+    return sum(Path(f"/proc/self/task/{t}/comm").read_text().startswith("ZMQbg/")
+               for t in os.listdir("/proc/self/task"))
+
+
 def test_a_namespace_that_cannot_be_joined_is_oserror(tmp_path: Path) -> None:
+    before = _zmq_threads()
     not_a_namespace = os.open(tmp_path, os.O_RDONLY)
     try:
         with pytest.raises(OSError):
             netns_zmq.context_in(not_a_namespace)
     finally:
         os.close(not_a_namespace)
-    assert len(_netns_of_tasks()) == len({t for t in os.listdir("/proc/self/task")})
+    # The joining thread ended, and no libzmq thread was left behind by the failed start.
+    assert not any(t.name == "bjup-netns-zmq" for t in threading.enumerate())
+    assert _zmq_threads() == before
 
 
 needs_net_layers = pytest.mark.skipif(

@@ -27,7 +27,7 @@ import threading
 import zmq
 import zmq.asyncio
 
-__all__ = ["context_in"]
+__all__ = ["context_in", "try_context_in"]
 
 CLONE_NEWNET = 0x40000000
 
@@ -63,3 +63,14 @@ def context_in(netns_fd: int) -> zmq.asyncio.Context:
             raise err
         raise OSError(f"the session's network could not be joined: {err}")
     return ctx
+
+
+def try_context_in(netns_fd: int) -> zmq.asyncio.Context | None:
+    """:func:`context_in`, or None without a namespace or where this process may not join
+    one (the caller then relays)."""
+    if netns_fd < 0:
+        return None
+    try:
+        return context_in(netns_fd)
+    except OSError:
+        return None

@@ -335,6 +335,8 @@ class SessionSandbox:
         if self.isolation.net:
             try:
                 self.netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                if start_time(pid) != self.info.start:
+                    raise OSError("the sandbox's process is gone")
             except OSError:
                 await self.stop()
                 raise RuntimeError("the session's network did not start") from None
