@@ -114,57 +114,75 @@ async def test_a_unix_service_with_a_full_backlog_is_waited_for(tmp_path: Path) 
             sock.close()
 
 
-async def test_relay_pump_moves_bytes_and_half_closes() -> None:
-    payload = os.urandom(5 * 1024 * 1024 + 3)
-    left_outer, left_inner = socket.socketpair()
-    right_inner, right_outer = socket.socketpair()
-    moved: list[int] = []
-    for s in (left_inner, right_inner, left_outer, right_outer):
-        s.setblocking(False)
-    loop = asyncio.get_running_loop()
-    with left_outer, left_inner, right_inner, right_outer:
-        pump = asyncio.create_task(relay_one_way(left_inner, right_inner, moved.append))
+class _Piped:
+    """A sender → relay pump → reader chain over two socket pairs: ``outer`` ends are the
+    test's, ``inner`` ends the pump's."""
+
+    def __init__(self, buf: int | None = None) -> None:
+        self.left_outer, self.left_inner = socket.socketpair()
+        self.right_inner, self.right_outer = socket.socketpair()
+        self.moved: list[int] = []
+        for s in self.sockets:
+            s.setblocking(False)
+            if buf is not None:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buf)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buf)
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return self.left_inner, self.right_inner, self.left_outer, self.right_outer
+
+    def start(self, payload: bytes) -> tuple[asyncio.Task[None], asyncio.Task[None]]:
+        """The pump, and a sender of ``payload`` that half-closes after it."""
+        loop = asyncio.get_running_loop()
+        pump = asyncio.create_task(
+            relay_one_way(self.left_inner, self.right_inner, self.moved.append))
 
         async def send() -> None:
-            await loop.sock_sendall(left_outer, payload)
-            left_outer.shutdown(socket.SHUT_WR)
+            await loop.sock_sendall(self.left_outer, payload)
+            self.left_outer.shutdown(socket.SHUT_WR)
 
-        sender = asyncio.create_task(send())
+        return pump, asyncio.create_task(send())
+
+    async def read_all(self) -> bytes:
+        """What comes out until the pump half-closes (``b""``)."""
         got = bytearray()
-        while chunk := await loop.sock_recv(right_outer, 1 << 20):  # b"": the pump half-closed
+        while chunk := await asyncio.get_running_loop().sock_recv(self.right_outer, 1 << 20):
             got += chunk
+        return bytes(got)
+
+    def close(self) -> None:
+        for s in self.sockets:
+            s.close()
+
+
+async def test_relay_pump_moves_bytes_and_half_closes() -> None:
+    payload = os.urandom(5 * 1024 * 1024 + 3)
+    piped = _Piped()
+    try:
+        pump, sender = piped.start(payload)
+        got = await piped.read_all()
         await asyncio.wait_for(asyncio.gather(sender, pump), 10)
-    assert bytes(got) == payload and sum(moved) == len(payload)
+    finally:
+        piped.close()
+    assert got == payload and sum(piped.moved) == len(payload)
 
 
 async def test_relay_pump_holds_at_most_one_read_for_a_reader_that_stops() -> None:
     """The destination reads nothing: the pump keeps at most one read and stops reading, so
     the sender blocks (memory bounded); once the destination reads, everything arrives."""
     payload = os.urandom(3 * SCRATCH_SIZE)
-    left_outer, left_inner = socket.socketpair()
-    right_inner, right_outer = socket.socketpair()
-    for s in (left_inner, right_inner, left_outer, right_outer):
-        s.setblocking(False)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-    loop = asyncio.get_running_loop()
-    moved: list[int] = []
-    with left_outer, left_inner, right_inner, right_outer:
-        pump = asyncio.create_task(relay_one_way(left_inner, right_inner, moved.append))
-
-        async def send() -> None:
-            await loop.sock_sendall(left_outer, payload)
-            left_outer.shutdown(socket.SHUT_WR)
-
-        sender = asyncio.create_task(send())
+    piped = _Piped(buf=64 * 1024)
+    try:
+        pump, sender = piped.start(payload)
         await asyncio.sleep(0.3)
         assert not sender.done()  # held back: the pump stopped reading
-        assert sum(moved) < 2 * SCRATCH_SIZE
-        got = bytearray()
-        while chunk := await loop.sock_recv(right_outer, 1 << 20):
-            got += chunk
+        assert sum(piped.moved) < 2 * SCRATCH_SIZE
+        got = await piped.read_all()
         await asyncio.wait_for(asyncio.gather(sender, pump), 10)
-    assert bytes(got) == payload
+    finally:
+        piped.close()
+    assert got == payload
 
 
 def test_copy_range_across_file_systems(tmp_path: Path) -> None:
